@@ -1,0 +1,51 @@
+"""crossfed's CKKS layer: safe recipes for encrypted federated averaging.
+
+Institutions share a :class:`SecretContext`; the aggregator holds only its
+:class:`PublicContext`. An institution calls :func:`encrypt_update`, the
+aggregator :func:`aggregate`, the institutions :func:`decrypt_average`. Presets
+(:data:`PRESETS`) make every parameter choice; raw CKKS parameters live in
+:mod:`crypto.hazmat`. This package imports no Flower, torch or gRPC.
+"""
+
+from crypto.errors import (
+    ContextMismatchError,
+    CryptoError,
+    DecryptionError,
+    InvalidWeightError,
+    MalformedDataError,
+    NonFiniteInputError,
+    OverflowRiskError,
+    SecretKeyPresentError,
+    SecretKeyRequiredError,
+    ShapeMismatchError,
+    WeakParametersError,
+)
+from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
+from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from crypto.update import EncryptedUpdate, aggregate, decrypt_average, encrypt_update
+
+__all__ = [
+    "DEFAULT_PRESET",
+    "PRESETS",
+    "ContextMismatchError",
+    "CryptoError",
+    "DecryptionError",
+    "EncryptedUpdate",
+    "InvalidWeightError",
+    "MalformedDataError",
+    "NonFiniteInputError",
+    "OverflowRiskError",
+    "Preset",
+    "PublicContext",
+    "SecretContext",
+    "SecretKeyPresentError",
+    "SecretKeyRequiredError",
+    "ShapeMismatchError",
+    "WeakParametersError",
+    "aggregate",
+    "decrypt_average",
+    "encrypt_update",
+    "generate_secret_context",
+    "get_preset",
+    "load_context",
+]

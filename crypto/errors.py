@@ -1,0 +1,68 @@
+"""Typed errors of the CKKS layer.
+
+Every failure the layer can detect has its own class, named for the outcome, so
+callers can act on it (drop a reply, refuse a file, stop a run). All derive from
+:class:`CryptoError`. Third-party errors (TenSEAL, SEAL, ``struct``, ``json``) are
+translated at the boundary with ``raise ... from exc``. Decryption failures are
+one opaque error, :class:`DecryptionError`, on purpose.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContextMismatchError",
+    "CryptoError",
+    "DecryptionError",
+    "InvalidWeightError",
+    "MalformedDataError",
+    "NonFiniteInputError",
+    "OverflowRiskError",
+    "SecretKeyPresentError",
+    "SecretKeyRequiredError",
+    "ShapeMismatchError",
+    "WeakParametersError",
+]
+
+
+class CryptoError(Exception):
+    """Base class of every error raised by :mod:`crypto`."""
+
+
+class WeakParametersError(CryptoError):
+    """Parameters below 128-bit security (HE standard) or otherwise unusable."""
+
+
+class ContextMismatchError(CryptoError):
+    """Data was made under another context: fingerprint, preset or round differ."""
+
+
+class SecretKeyRequiredError(CryptoError):
+    """A secret operation (encrypt, decrypt) was asked of a public context."""
+
+
+class SecretKeyPresentError(CryptoError):
+    """A context that must be public (the aggregator's) holds a secret key."""
+
+
+class MalformedDataError(CryptoError):
+    """Bytes are not a valid crossfed object: wrong magic, truncated, corrupt, too big."""
+
+
+class ShapeMismatchError(CryptoError):
+    """Layer shapes or value counts differ from what was expected."""
+
+
+class NonFiniteInputError(CryptoError):
+    """An input array holds NaN or infinity."""
+
+
+class InvalidWeightError(CryptoError):
+    """An example count (weight) is not a positive integer within the federation's bound."""
+
+
+class OverflowRiskError(CryptoError):
+    """Values or institution counts exceed what the encoding can sum without overflow."""
+
+
+class DecryptionError(CryptoError):
+    """Decryption failed. Deliberately says nothing more."""

@@ -1,0 +1,260 @@
+"""The key split: a secret context for institutions, a public one for the aggregator.
+
+Institutions share one :class:`SecretContext` (delivered in their provisioning
+kit); the aggregator gets its :meth:`~SecretContext.public` counterpart, which
+holds the CKKS parameters and nothing else: no secret key, no public, Galois or
+relinearisation key. Summing ciphertexts needs none of them.
+
+Each key generation draws a 32-byte key identifier from the operating system's
+CSPRNG. The *fingerprint* is SHA-256 over a domain tag, the preset (parameters
+and codec) and that identifier; every ciphertext carries it, so data made under
+another federation's key or preset is refused by name instead of decrypting to
+noise. The identifier names the key; it does not prove possession of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+import tenseal as ts
+
+from crypto.constants import CONTEXT_MAGIC
+from crypto.errors import (
+    CryptoError,
+    MalformedDataError,
+    SecretKeyPresentError,
+    SecretKeyRequiredError,
+)
+from crypto.hazmat.params import build_tenseal_context
+from crypto.presets import DEFAULT_PRESET, Preset, get_preset
+from crypto.wire import pack_envelope, unpack_envelope
+
+__all__ = [
+    "PublicContext",
+    "SecretContext",
+    "generate_secret_context",
+    "load_context",
+]
+
+_FINGERPRINT_TAG = b"crossfed/context-fingerprint/v1\x00"
+_MAX_CONTEXT_BYTES = 64 << 20
+
+
+def _fingerprint(preset: Preset, key_id: bytes) -> str:
+    digest = hashlib.sha256(_FINGERPRINT_TAG)
+    digest.update(repr(sorted(preset.to_dict().items())).encode())
+    digest.update(key_id)
+    return digest.hexdigest()
+
+
+class _Context:
+    """Shared parts of both context kinds; not part of the public API."""
+
+    _kind = ""
+
+    def __init__(self, preset: Preset, key_id: bytes, tenseal_context: ts.Context) -> None:
+        self._preset = preset
+        self._key_id = key_id
+        self._ts = tenseal_context
+        self._fingerprint = _fingerprint(preset, key_id)
+
+    @property
+    def preset(self) -> Preset:
+        """The preset (parameters and codec) of this federation."""
+        return self._preset
+
+    @property
+    def fingerprint(self) -> str:
+        """Hex SHA-256 naming this federation's key and preset."""
+        return self._fingerprint
+
+    @property
+    def tenseal_context(self) -> ts.Context:
+        """The underlying TenSEAL context (hazmat)."""
+        return self._ts
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(preset={self._preset.name!r}, fingerprint={self._fingerprint[:16]}…)"
+
+    def _serialise(self, *, secret: bool) -> bytes:
+        blob = self._ts.serialize(
+            save_public_key=False,
+            save_secret_key=secret,
+            save_galois_keys=False,
+            save_relin_keys=False,
+        )
+        header = {
+            "kind": self._kind,
+            "preset": self._preset.to_dict(),
+            "key_id": self._key_id.hex(),
+            "fingerprint": self._fingerprint,
+        }
+        return pack_envelope(CONTEXT_MAGIC, header, [blob])
+
+    @staticmethod
+    def _parse(data: bytes) -> tuple[str, Preset, bytes, ts.Context]:
+        header, blobs = unpack_envelope(
+            CONTEXT_MAGIC, data, max_blobs=1, max_blob_bytes=_MAX_CONTEXT_BYTES
+        )
+        try:
+            kind = header["kind"]
+            preset = Preset.from_dict(header["preset"])
+            key_id = bytes.fromhex(header["key_id"])
+            fingerprint = header["fingerprint"]
+        except CryptoError as exc:
+            raise MalformedDataError(f"context file has an invalid preset: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedDataError(f"context file header is incomplete: {exc!r}") from exc
+        if kind not in ("secret", "public") or len(blobs) != 1 or len(key_id) != 32:
+            raise MalformedDataError("context file header is inconsistent")
+        if fingerprint != _fingerprint(preset, key_id):
+            raise MalformedDataError("context file fingerprint does not match its contents")
+        try:
+            context = ts.context_from(blobs[0])
+        except Exception as exc:  # TenSEAL raises bare ValueError/RuntimeError
+            raise MalformedDataError(f"context data is corrupt: {exc}") from exc
+        return kind, preset, key_id, context
+
+
+class PublicContext(_Context):
+    """The aggregator's context: parameters only, able to sum but never to decrypt."""
+
+    _kind = "public"
+
+    def __init__(self, preset: Preset, key_id: bytes, tenseal_context: ts.Context) -> None:
+        if tenseal_context.has_secret_key():
+            raise SecretKeyPresentError(
+                "refusing a context that holds a secret key where a public one is required"
+            )
+        super().__init__(preset, key_id, tenseal_context)
+
+    def to_bytes(self) -> bytes:
+        """Serialise (format version, preset, key identifier, fingerprint)."""
+        return self._serialise(secret=False)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PublicContext:
+        """Load a public context; refuses one that holds a secret key.
+
+        Raises
+        ------
+        SecretKeyPresentError
+            The data is a secret context (the aggregator must never hold one).
+        MalformedDataError
+            The data is not a valid context.
+        """
+        kind, preset, key_id, context = cls._parse(data)
+        if kind == "secret" or context.has_secret_key():
+            raise SecretKeyPresentError(
+                "this file holds a secret key: the aggregator takes only the public context"
+            )
+        return cls(preset, key_id, context)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the context to ``path`` (mode 0644) and return the path."""
+        target = Path(path)
+        _atomic_write(target, self.to_bytes(), mode=0o644)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PublicContext:
+        """Read a context written by :meth:`save`."""
+        return cls.from_bytes(_read(path))
+
+
+class SecretContext(_Context):
+    """An institution's context: encrypts and decrypts. Never leaves the institution."""
+
+    _kind = "secret"
+
+    def __init__(self, preset: Preset, key_id: bytes, tenseal_context: ts.Context) -> None:
+        if not tenseal_context.has_secret_key():
+            raise SecretKeyRequiredError("a secret context needs a secret key")
+        super().__init__(preset, key_id, tenseal_context)
+
+    def public(self) -> PublicContext:
+        """The matching public context for the aggregator (parameters only)."""
+        blob = self._ts.serialize(
+            save_public_key=False,
+            save_secret_key=False,
+            save_galois_keys=False,
+            save_relin_keys=False,
+        )
+        return PublicContext(self._preset, self._key_id, ts.context_from(blob))
+
+    def to_bytes(self) -> bytes:
+        """Serialise including the secret key: handle as a secret."""
+        return self._serialise(secret=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SecretContext:
+        """Load a secret context.
+
+        Raises
+        ------
+        SecretKeyRequiredError
+            The data is a public context.
+        MalformedDataError
+            The data is not a valid context.
+        """
+        kind, preset, key_id, context = cls._parse(data)
+        if kind != "secret" or not context.has_secret_key():
+            raise SecretKeyRequiredError("this is a public context: it holds no secret key")
+        return cls(preset, key_id, context)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the context to ``path`` with mode 0600 from creation on."""
+        target = Path(path)
+        _atomic_write(target, self.to_bytes(), mode=0o600)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SecretContext:
+        """Read a context written by :meth:`save`."""
+        return cls.from_bytes(_read(path))
+
+
+def generate_secret_context(preset: str | Preset = DEFAULT_PRESET) -> SecretContext:
+    """Generate a fresh federation key under ``preset`` (a name or a :class:`Preset`)."""
+    chosen = get_preset(preset) if isinstance(preset, str) else preset
+    return SecretContext(chosen, secrets.token_bytes(32), build_tenseal_context(chosen.params))
+
+
+def load_context(path: str | os.PathLike[str]) -> PublicContext | SecretContext:
+    """Load whichever kind of context ``path`` holds."""
+    data = _read(path)
+    header, _ = unpack_envelope(CONTEXT_MAGIC, data, max_blobs=1, max_blob_bytes=_MAX_CONTEXT_BYTES)
+    if header.get("kind") == "secret":
+        return SecretContext.from_bytes(data)
+    return PublicContext.from_bytes(data)
+
+
+def _read(path: str | os.PathLike[str]) -> bytes:
+    target = Path(path)
+    try:
+        size = target.stat().st_size
+        if size > _MAX_CONTEXT_BYTES:
+            raise MalformedDataError(f"{target}: {size} bytes is too large for a context file")
+        return target.read_bytes()
+    except OSError as exc:
+        raise CryptoError(f"cannot read context file {target}: {exc.strerror}") from exc
+
+
+def _atomic_write(target: Path, data: bytes, *, mode: int) -> None:
+    """Write via a temporary file created with ``mode`` in the same folder, then rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,348 @@
+"""Encrypted updates: encrypt, serialise, sum without a key, decrypt the average.
+
+One update is a list of arrays of any shapes (a model's layers or its change),
+weighted by the institution's example count. The weight is multiplied into the
+values *and* carried as one more slot inside the ciphertext, so an aggregator
+summing updates learns neither any single update nor any single weight:
+decrypting the sum gives ``sum(w_i * x_i)`` and ``sum(w_i)``, and their ratio is
+the weighted average FedAvg needs (McMahan et al., "Communication-Efficient
+Learning of Deep Networks from Decentralized Data", AISTATS 2017).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tenseal as ts
+
+from crypto.constants import UPDATE_MAGIC
+from crypto.errors import (
+    ContextMismatchError,
+    DecryptionError,
+    InvalidWeightError,
+    MalformedDataError,
+    NonFiniteInputError,
+    OverflowRiskError,
+    SecretKeyRequiredError,
+    ShapeMismatchError,
+)
+from crypto.keys import PublicContext, SecretContext
+from crypto.wire import pack_envelope, unpack_envelope
+
+__all__ = [
+    "MAX_PARAMETERS",
+    "EncryptedUpdate",
+    "aggregate",
+    "decrypt_average",
+    "encrypt_update",
+]
+
+#: Largest parameter count an update may declare (bounds allocation on parse).
+MAX_PARAMETERS = 1 << 28
+
+#: Most bytes one serialised ciphertext may take, relative to the ring degree.
+_BLOB_BYTES_PER_COEFF = 8 * 2 * 4 + 1  # up to 4 primes, 2 polynomials, 8-byte words
+
+Shapes = tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class EncryptedUpdate:
+    """A weighted update, or a sum of them, under one federation's key.
+
+    Attributes
+    ----------
+    fingerprint:
+        The context fingerprint it was made under.
+    round_id:
+        The federation round it belongs to; sums refuse mixed rounds.
+    shapes:
+        Shapes of the arrays it encodes, in order.
+    count:
+        How many institutions' updates were summed into it (1 for a fresh one).
+    vectors:
+        The CKKS ciphertexts (TenSEAL vectors), ``N / 2`` slots each.
+    """
+
+    fingerprint: str
+    round_id: int
+    shapes: Shapes
+    count: int
+    vectors: tuple[ts.CKKSVector, ...]
+
+    @property
+    def n_values(self) -> int:
+        """Number of parameters encoded."""
+        return sum(math.prod(shape) for shape in self.shapes)
+
+    def to_bytes(self) -> bytes:
+        """Serialise: format version, fingerprint, round, shapes, count, ciphertexts."""
+        header = {
+            "kind": "update",
+            "fingerprint": self.fingerprint,
+            "round": self.round_id,
+            "shapes": [list(shape) for shape in self.shapes],
+            "count": self.count,
+        }
+        return pack_envelope(UPDATE_MAGIC, header, [v.serialize() for v in self.vectors])
+
+    @classmethod
+    def from_bytes(
+        cls,
+        context: PublicContext | SecretContext,
+        data: bytes,
+        *,
+        max_bytes: int | None = None,
+        expected_round: int | None = None,
+        expected_shapes: Sequence[Sequence[int]] | None = None,
+    ) -> EncryptedUpdate:
+        """Parse and check an update against ``context`` and the caller's expectations.
+
+        Parameters
+        ----------
+        context:
+            The federation's context (the aggregator's public one suffices).
+        data:
+            Serialised update.
+        max_bytes:
+            Size bound checked before anything is parsed.
+        expected_round, expected_shapes:
+            If given, an update for another round or with other shapes is refused.
+
+        Raises
+        ------
+        MalformedDataError
+            Truncated, oversized, corrupt or inconsistent bytes.
+        ContextMismatchError
+            Made under another key or preset, or for another round.
+        ShapeMismatchError
+            Shapes differ from ``expected_shapes``.
+        """
+        if max_bytes is not None and len(data) > max_bytes:
+            raise MalformedDataError(f"update of {len(data)} bytes exceeds the bound {max_bytes}")
+        preset = context.preset
+        header, blobs = unpack_envelope(
+            UPDATE_MAGIC,
+            data,
+            max_blobs=_max_vectors(preset.params.slots, preset.build_codec()),
+            max_blob_bytes=preset.params.poly_modulus_degree * _BLOB_BYTES_PER_COEFF + 4096,
+        )
+        try:
+            kind = header["kind"]
+            fingerprint = str(header["fingerprint"])
+            round_id = header["round"]
+            count = header["count"]
+            shapes = tuple(tuple(_dim(d) for d in shape) for shape in header["shapes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedDataError(f"update header is incomplete or invalid: {exc!r}") from exc
+        if kind != "update" or type(round_id) is not int or type(count) is not int:
+            raise MalformedDataError("update header has wrong field types")
+        if not 1 <= count <= preset.max_institutions or round_id < 0:
+            raise MalformedDataError(f"update header has out-of-range count {count} or round")
+        if fingerprint != context.fingerprint:
+            raise ContextMismatchError(
+                f"update made under context {fingerprint[:16]}…, this federation's is "
+                f"{context.fingerprint[:16]}…"
+            )
+        if expected_round is not None and round_id != expected_round:
+            raise ContextMismatchError(
+                f"update is for round {round_id}, the current round is {expected_round}"
+            )
+        update_shapes = tuple(tuple(shape) for shape in shapes)
+        if expected_shapes is not None:
+            wanted = tuple(tuple(int(d) for d in shape) for shape in expected_shapes)
+            if update_shapes != wanted:
+                raise ShapeMismatchError(f"update has shapes {update_shapes}, expected {wanted}")
+        n_values = sum(math.prod(shape) for shape in update_shapes)
+        if n_values > MAX_PARAMETERS:
+            raise MalformedDataError(f"update declares {n_values} parameters, over the bound")
+        expected = _vector_sizes(preset.build_codec().slot_count(n_values), preset.params.slots)
+        if len(blobs) != len(expected):
+            raise MalformedDataError(
+                f"update carries {len(blobs)} ciphertexts, its shapes need {len(expected)}"
+            )
+        vectors = tuple(
+            _load_vector(context, blob, size, index)
+            for index, (blob, size) in enumerate(zip(blobs, expected, strict=True))
+        )
+        return cls(fingerprint, round_id, update_shapes, count, vectors)
+
+
+def encrypt_update(
+    context: SecretContext,
+    arrays: Sequence[np.ndarray],
+    weight: int,
+    *,
+    round_id: int = 0,
+    total_weight: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> EncryptedUpdate:
+    """Encrypt ``arrays`` weighted by ``weight`` (an institution's example count).
+
+    Parameters
+    ----------
+    context:
+        The federation's secret context.
+    arrays:
+        The update: arrays of any shapes, finite values.
+    weight:
+        Example count, a positive integer.
+    round_id:
+        Federation round the update belongs to.
+    total_weight:
+        Federation-wide example count; required by the packed codec only.
+    rng:
+        Randomness for stochastic rounding (packed codec); a fresh generator
+        seeded from the operating system when omitted.
+
+    Raises
+    ------
+    SecretKeyRequiredError
+        ``context`` is public.
+    NonFiniteInputError
+        An array holds NaN or infinity.
+    InvalidWeightError
+        ``weight`` is not a positive integer.
+    OverflowRiskError
+        Values too large for the preset's headroom.
+    """
+    if not isinstance(context, SecretContext):
+        raise SecretKeyRequiredError("encryption needs the institutions' secret context")
+    if isinstance(weight, bool) or not isinstance(weight, int | np.integer) or weight <= 0:
+        raise InvalidWeightError(f"weight must be a positive integer example count, got {weight!r}")
+    if round_id < 0:
+        raise ContextMismatchError(f"round id must be non-negative, got {round_id}")
+    if not arrays:
+        raise ShapeMismatchError("an update needs at least one array")
+    shapes = tuple(tuple(int(d) for d in np.shape(a)) for a in arrays)
+    flat = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays])
+    if not np.all(np.isfinite(flat)):
+        bad = int(np.count_nonzero(~np.isfinite(flat)))
+        raise NonFiniteInputError(f"update holds {bad} NaN or infinite values; refusing to encrypt")
+    preset = context.preset
+    codec = preset.build_codec()
+    generator = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
+    slots = codec.encode(flat, int(weight), total_weight, generator)
+    step = preset.params.slots
+    vectors = tuple(
+        ts.ckks_vector(context.tenseal_context, slots[start : start + step])
+        for start in range(0, slots.size, step)
+    )
+    return EncryptedUpdate(context.fingerprint, round_id, shapes, 1, vectors)
+
+
+def aggregate(
+    context: PublicContext | SecretContext, updates: Sequence[EncryptedUpdate]
+) -> EncryptedUpdate:
+    """Sum updates homomorphically; needs no key.
+
+    Raises
+    ------
+    ContextMismatchError
+        Updates made under another context, or for different rounds.
+    ShapeMismatchError
+        Updates with different shapes.
+    OverflowRiskError
+        More institutions than the preset's ``max_institutions``.
+    """
+    if not updates:
+        raise ShapeMismatchError("nothing to aggregate: no updates")
+    first = updates[0]
+    for update in updates:
+        if update.fingerprint != context.fingerprint:
+            raise ContextMismatchError("an update was made under another federation's context")
+        if update.round_id != first.round_id:
+            raise ContextMismatchError(
+                f"updates from rounds {first.round_id} and {update.round_id} cannot be summed"
+            )
+        if update.shapes != first.shapes or len(update.vectors) != len(first.vectors):
+            raise ShapeMismatchError("updates with different shapes cannot be summed")
+    count = sum(update.count for update in updates)
+    if count > context.preset.max_institutions:
+        raise OverflowRiskError(
+            f"{count} updates exceed the {context.preset.max_institutions} institutions the "
+            f"preset {context.preset.name!r} can sum without overflow"
+        )
+    # Out-of-place additions: TenSEAL's copy() insists on a secret key.
+    sums = list(first.vectors)
+    for update in updates[1:]:
+        try:
+            sums = [total + vector for total, vector in zip(sums, update.vectors, strict=True)]
+        except Exception as exc:  # SEAL refuses mismatched scales or parameters
+            raise MalformedDataError(f"ciphertexts cannot be added: {exc}") from exc
+    return EncryptedUpdate(first.fingerprint, first.round_id, first.shapes, count, tuple(sums))
+
+
+def decrypt_average(
+    context: SecretContext,
+    encrypted_sum: EncryptedUpdate,
+    *,
+    total_weight: int | None = None,
+) -> tuple[list[np.ndarray], float]:
+    """Decrypt a sum and return ``(weighted average arrays, summed weight)``.
+
+    Raises
+    ------
+    SecretKeyRequiredError
+        ``context`` is public.
+    ContextMismatchError
+        The sum was made under another context.
+    DecryptionError
+        Decryption failed or gave an impossible summed weight.
+    """
+    if not isinstance(context, SecretContext):
+        raise SecretKeyRequiredError("decryption needs the institutions' secret context")
+    if encrypted_sum.fingerprint != context.fingerprint:
+        raise ContextMismatchError("the sum was made under another federation's context")
+    try:
+        slots = np.concatenate(
+            [
+                np.asarray(v.decrypt(context.tenseal_context.secret_key()))
+                for v in encrypted_sum.vectors
+            ]
+        )
+    except Exception as exc:
+        raise DecryptionError("decryption failed") from exc
+    codec = context.preset.build_codec()
+    average, weight = codec.decode(slots, encrypted_sum.n_values, encrypted_sum.count, total_weight)
+    arrays: list[np.ndarray] = []
+    offset = 0
+    for shape in encrypted_sum.shapes:
+        size = math.prod(shape)
+        arrays.append(average[offset : offset + size].reshape(shape))
+        offset += size
+    return arrays, weight
+
+
+def _dim(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"invalid dimension {value!r}")
+    return value
+
+
+def _vector_sizes(slot_count: int, slots: int) -> list[int]:
+    full, rest = divmod(slot_count, slots)
+    return [slots] * full + ([rest] if rest else [])
+
+
+def _max_vectors(slots: int, codec: Any) -> int:
+    return -(-int(codec.slot_count(MAX_PARAMETERS)) // slots)
+
+
+def _load_vector(
+    context: PublicContext | SecretContext, blob: bytes, size: int, index: int
+) -> ts.CKKSVector:
+    try:
+        vector = ts.ckks_vector_from(context.tenseal_context, blob)
+    except Exception as exc:  # TenSEAL raises bare ValueError/RuntimeError/TypeError
+        raise MalformedDataError(f"ciphertext {index} is corrupt: {exc}") from exc
+    if vector.size() != size:
+        raise MalformedDataError(
+            f"ciphertext {index} holds {vector.size()} values, expected {size}"
+        )
+    return vector
