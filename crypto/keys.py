@@ -78,7 +78,8 @@ class _Context:
         return self._ts
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(preset={self._preset.name!r}, fingerprint={self._fingerprint[:16]}…)"
+        name, short = type(self).__name__, self._fingerprint[:16]
+        return f"{name}(preset={self._preset.name!r}, fingerprint={short}…)"
 
     def _serialise(self, *, secret: bool) -> bytes:
         blob = self._ts.serialize(

@@ -28,7 +28,7 @@ events with controlled class balance):
 Calibration, not fact: DESIGN.md's "Figures from the domain" put card-not-present fraud
 losses near 0.05% of volume at well-run processors and payment fraud at about 38% of
 cross-border e-commerce risk incidents. Losses by value at a good processor are far
-below the share of *attempted* fraudulent transactions a model must score; the 0.5–2%
+below the share of *attempted* fraudulent transactions a model must score; the 0.5-2%
 transaction-level rates here are an assumption chosen to be heavily imbalanced yet
 learnable from a few thousand rows.
 """

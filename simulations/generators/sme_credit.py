@@ -27,19 +27,19 @@ Generating process, per institution in jurisdiction ``j`` with ``n`` rows:
    exposure raise default risk; platform adds a small offset; Normal(0, 0.8) noise
    stands for what no institution observes. Some signal is jurisdiction-specific
    (concept shift): FX exposure matters up to four times more in volatile-currency
-   jurisdictions (BR, ID, IN) — FX swings cost sellers 8–15% of profit — and logistics
+   jurisdictions (BR, ID, IN) — FX swings cost sellers 8-15% of profit — and logistics
    delays matter more where customs are slow. Small lenders cannot estimate these
    effects well alone; that is where federating helps most.
 
 3. The intercept is solved per institution so that the expected default rate equals the
    jurisdiction's base rate (label skew), then ``outcome`` ~ Bernoulli.
 
-Calibration, not fact: the base rates below are applicant-pool default rates of 4–12%,
+Calibration, not fact: the base rates below are applicant-pool default rates of 4-12%,
 an order-of-magnitude choice informed by DESIGN.md's "Figures from the domain" (bad
 debt held near 0.8% on one platform's *approved* seller loans and 1.2% for buy-now-pay-
 later; bank credit reaches under 20% of such sellers). Applicant pools before screening
 default several times more often than approved books; the exact figures are
-assumptions, chosen so that a quick model learns (ROC AUC around 0.75–0.8).
+assumptions, chosen so that a quick model learns (ROC AUC around 0.75-0.8).
 """
 
 from __future__ import annotations
