@@ -1,0 +1,22 @@
+"""The ``crossfed`` command: one typer app, one sub-app per concern."""
+
+from __future__ import annotations
+
+import typer
+
+from crossfed.cli.bench import app as bench_app
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="crossfed",
+    help="Privacy-preserving federated learning across borders (CKKS-encrypted FedAvg on Flower).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(bench_app, name="bench")
+
+
+def main() -> None:
+    """Entry point of the ``crossfed`` console script."""
+    app()

@@ -1,0 +1,138 @@
+"""``crossfed bench …``: encryption overhead against plaintext, side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simulations.bench import MODES, CryptoBenchRow, run_crypto_bench
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Benchmarks: encryption overhead and round cost, plaintext alongside.")
+console = Console()
+if not console.is_terminal:  # piped or captured: keep the table readable
+    console.width = max(console.width, 150)
+
+_QUICK_SIZES = (1_000, 10_000)
+_DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+
+
+def _parse_sizes(text: str) -> list[int]:
+    sizes = []
+    for part in text.split(","):
+        part = part.strip().lower().replace("_", "")
+        scale = {"k": 1_000, "m": 1_000_000}.get(part[-1:], 1)
+        digits = part[:-1] if scale > 1 else part
+        if not digits.isdigit() or int(digits) * scale < 1:
+            raise typer.BadParameter(f"{part!r} is not a size like 1000, 10k or 1m")
+        sizes.append(int(digits) * scale)
+    return sizes
+
+
+def _table(rows: list[CryptoBenchRow]) -> Table:
+    table = Table(title="Encryption overhead per institution (one process, one core)")
+    for name in (
+        "mode",
+        "params",
+        "encrypt",
+        "µs/param",
+        "bytes/update",
+        "expansion",
+        "aggregate",
+        "per ciphertext",
+        "decrypt",
+        "max abs error",
+    ):
+        table.add_column(name, justify="left" if name == "mode" else "right")
+    for row in rows:
+        mode = row.mode + (f" (from {row.extrapolated_from})" if row.extrapolated_from else "")
+        per_ct = (
+            f"{row.aggregate_s_per_ciphertext * 1e3:.2f} ms" if row.ciphertexts_per_update else "—"
+        )
+        table.add_row(
+            mode,
+            f"{row.params:,}",
+            f"{row.encrypt_s * 1e3:.1f} ms",
+            f"{row.encrypt_s / row.params * 1e6:.3f}",
+            f"{row.bytes_per_update:,}",
+            f"{row.expansion:.2f}x",
+            f"{row.aggregate_s * 1e3:.1f} ms",
+            per_ct,
+            f"{row.decrypt_s * 1e3:.1f} ms",
+            f"{row.max_abs_error:.2e}",
+        )
+    return table
+
+
+@app.command("crypto")
+def crypto_command(
+    sizes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated model sizes, e.g. 1k,10k,100k,1m."),
+    ] = None,
+    modes: Annotated[
+        str, typer.Option(help=f"Comma-separated modes from: {', '.join(MODES)}.")
+    ] = ",".join(MODES),
+    clients: Annotated[
+        int, typer.Option(min=1, help="Institutions whose updates are summed.")
+    ] = 10,
+    paillier_values: Annotated[
+        int, typer.Option(min=1, max=1000, help="Values Paillier really encrypts; rest scaled.")
+    ] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the random updates.")] = 0,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small subset (1k, 10k; 3 clients): under a minute.")
+    ] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the rows to this JSON file.")
+    ] = None,
+) -> None:
+    """Measure encrypt, bytes, aggregate and decrypt costs of one update, per mode and size."""
+    chosen_sizes = _parse_sizes(sizes) if sizes else list(_QUICK_SIZES if quick else _DEFAULT_SIZES)
+    chosen_modes = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = sorted(set(chosen_modes) - set(MODES))
+    if unknown:
+        raise typer.BadParameter(f"unknown mode(s): {', '.join(unknown)}", param_hint="--modes")
+    if quick:
+        clients = min(clients, 3)
+        paillier_values = min(paillier_values, 50)
+    rows: list[CryptoBenchRow] = []
+    with Progress(
+        TextColumn("[bold]bench crypto"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=len(chosen_sizes) * len(chosen_modes))
+
+        def on_row(row: CryptoBenchRow) -> None:
+            rows.append(row)
+            progress.update(task, advance=1, description=f"{row.mode} {row.params:,}")
+
+        run_crypto_bench(
+            chosen_sizes,
+            chosen_modes,
+            clients=clients,
+            seed=seed,
+            paillier_values=paillier_values,
+            on_row=on_row,
+        )
+    console.print(_table(rows))
+    console.print(
+        f"{clients} institutions; aggregate = deserialise and sum all their updates; "
+        "error = decrypted weighted average against the float64 average of the same inputs."
+    )
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"rows": [r.to_dict() for r in rows]}, indent=2))
+        console.print(f"wrote {json_path}")
