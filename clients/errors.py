@@ -1,0 +1,124 @@
+"""Exceptions raised by the institution side of a federation.
+
+Every error the ``clients`` package raises on purpose derives from
+:class:`ClientError`, so a caller (the Flower ClientApp, the command line) can
+catch one type and report it, while each subclass is named for what went wrong
+and carries the facts a bank's engineer needs to fix the input. Third-party
+errors (pandas, pyarrow, pydantic, scikit-learn, torch) are translated here at
+the package boundary with ``raise ... from exc``; input validation never relies
+on ``assert``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClientError",
+    "ConfigError",
+    "DataLoadError",
+    "DataValidationError",
+    "InvalidWeightsError",
+    "MetricsError",
+    "SchemaError",
+    "TrainingDivergedError",
+    "UndefinedMetricError",
+]
+
+
+class ClientError(Exception):
+    """Base class of every error raised on purpose by :mod:`clients`."""
+
+
+class SchemaError(ClientError):
+    """A federation schema file or definition is unusable.
+
+    Parameters
+    ----------
+    message
+        Human-readable explanation.
+    field
+        Dotted path of the offending schema field (``"target.column"``,
+        ``"numeric[2].impute"``), or ``None`` when the problem is the file
+        itself (missing, not YAML).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DataLoadError(ClientError):
+    """A table could not be read: missing file, empty file, unknown format.
+
+    Parameters
+    ----------
+    message
+        Human-readable explanation.
+    path
+        The path that was asked for, as given.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DataValidationError(ClientError):
+    """An institution's table does not match the federation schema.
+
+    Raised before any training, so that a bank never trains (and never sends
+    an update derived from) data the federation did not agree on.
+
+    Parameters
+    ----------
+    message
+        Human-readable explanation; it names the column and the count.
+    column
+        The offending column, or ``None`` for a problem of the whole table
+        (zero rows, arrays whose lengths disagree).
+    count
+        Number of offending rows (for a missing or extra column: every row).
+    """
+
+    def __init__(self, message: str, *, column: str | None, count: int) -> None:
+        super().__init__(message)
+        self.column = column
+        self.count = count
+
+
+class ConfigError(ClientError):
+    """A model specification or training configuration is out of range."""
+
+
+class InvalidWeightsError(ClientError):
+    """Weights do not fit a model: wrong count, wrong shape, or not finite.
+
+    Typically the aggregator sent weights for another architecture, or a
+    decryption with the wrong context produced garbage.
+    """
+
+
+class TrainingDivergedError(ClientError):
+    """The training loss became NaN or infinite.
+
+    Parameters
+    ----------
+    message
+        Human-readable explanation.
+    epoch
+        Zero-based epoch in which the loss diverged.
+    batch
+        Zero-based batch index within that epoch.
+    """
+
+    def __init__(self, message: str, *, epoch: int, batch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+
+
+class MetricsError(ClientError):
+    """Labels or predicted probabilities given to a metric are malformed."""
+
+
+class UndefinedMetricError(MetricsError):
+    """A metric is undefined for these labels (for instance, only one class)."""
