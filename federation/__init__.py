@@ -1,7 +1,8 @@
 """Aggregator side of crossfed: audit log and provisioning of keys and certificates.
 
 The Flower ServerApp and the encrypted-aggregation strategy will live here too.
-Import from this package, not from its modules; ``__all__`` is the public API.
+Import from this package, not from its modules: the sorted ``__all__`` below is
+the public API.
 """
 
 from federation.audit import (
@@ -19,6 +20,24 @@ from federation.errors import (
     FederationError,
     ProvisioningError,
 )
+from federation.pki import (
+    CertificateAuthority,
+    NodeKeyPair,
+    SecretBytes,
+    ServerCredentials,
+    certificate_to_pem,
+    create_ca,
+    create_node_keypair,
+    create_server_certificate,
+    load_certificate,
+    load_certificate_authority,
+    load_node_private_key,
+    load_node_public_key,
+    load_private_key,
+    private_key_to_pem,
+    write_private,
+    write_public,
+)
 
 __all__ = [
     "AUDIT_FORMAT_VERSION",
@@ -26,10 +45,26 @@ __all__ = [
     "AuditLogError",
     "AuditRecord",
     "AuditTamperedError",
+    "CertificateAuthority",
     "DroppedNode",
     "FederationError",
+    "NodeKeyPair",
     "ProvisioningError",
+    "SecretBytes",
+    "ServerCredentials",
     "VerifyReport",
+    "certificate_to_pem",
+    "create_ca",
+    "create_node_keypair",
+    "create_server_certificate",
     "genesis_hash",
+    "load_certificate",
+    "load_certificate_authority",
+    "load_node_private_key",
+    "load_node_public_key",
+    "load_private_key",
+    "private_key_to_pem",
     "verify_audit_log",
+    "write_private",
+    "write_public",
 ]
