@@ -22,7 +22,14 @@ from crypto.errors import (
 )
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
 from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
-from crypto.update import EncryptedUpdate, aggregate, decrypt_average, encrypt_update
+from crypto.update import (
+    EncryptedUpdate,
+    aggregate,
+    decrypt_average,
+    decrypt_sums,
+    encrypt_sums,
+    encrypt_update,
+)
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -44,6 +51,8 @@ __all__ = [
     "WeakParametersError",
     "aggregate",
     "decrypt_average",
+    "decrypt_sums",
+    "encrypt_sums",
     "encrypt_update",
     "generate_secret_context",
     "get_preset",

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from crypto.codec import FloatCodec, PackedCodec
+from crypto.codec import FloatCodec, PackedCodec, SumCodec
 from crypto.errors import CryptoError, WeakParametersError
 from crypto.hazmat.params import CKKSParameters, check_security
 
@@ -81,6 +81,14 @@ class Preset:
             lanes=self.lanes,
             lane_bits=self.lane_bits,
             clip=self.clip,
+            max_institutions=self.max_institutions,
+        )
+
+    def build_sum_codec(self) -> SumCodec:
+        """The codec of exact wide-range sums (feature statistics) under this preset."""
+        return SumCodec(
+            capacity_bits=self.params.capacity_bits,
+            scale_bits=self.params.scale_bits,
             max_institutions=self.max_institutions,
         )
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
+from crypto.codec import FloatCodec, PackedCodec, SumCodec
 from crypto.constants import UPDATE_MAGIC
 from crypto.errors import (
     ContextMismatchError,
@@ -32,6 +33,7 @@ from crypto.errors import (
     ShapeMismatchError,
 )
 from crypto.keys import PublicContext, SecretContext
+from crypto.presets import Preset
 from crypto.wire import pack_envelope, unpack_envelope
 
 __all__ = [
@@ -39,8 +41,13 @@ __all__ = [
     "EncryptedUpdate",
     "aggregate",
     "decrypt_average",
+    "decrypt_sums",
+    "encrypt_sums",
     "encrypt_update",
 ]
+
+#: The two encodings an update can have: weighted values to average, or plain sums.
+AVERAGE, SUM = "average", "sum"
 
 #: Largest parameter count an update may declare (bounds allocation on parse).
 MAX_PARAMETERS = 1 << 28
@@ -65,6 +72,9 @@ class EncryptedUpdate:
         Shapes of the arrays it encodes, in order.
     count:
         How many institutions' updates were summed into it (1 for a fresh one).
+    encoding:
+        ``"average"`` (weighted values, :func:`encrypt_update`) or ``"sum"``
+        (plain wide-range sums, :func:`encrypt_sums`).
     vectors:
         The CKKS ciphertexts (TenSEAL vectors), ``N / 2`` slots each.
     """
@@ -73,6 +83,7 @@ class EncryptedUpdate:
     round_id: int
     shapes: Shapes
     count: int
+    encoding: str
     vectors: tuple[ts.CKKSVector, ...]
 
     @property
@@ -84,6 +95,7 @@ class EncryptedUpdate:
         """Serialise: format version, fingerprint, round, shapes, count, ciphertexts."""
         header = {
             "kind": "update",
+            "encoding": self.encoding,
             "fingerprint": self.fingerprint,
             "round": self.round_id,
             "shapes": [list(shape) for shape in self.shapes],
@@ -129,18 +141,21 @@ class EncryptedUpdate:
         header, blobs = unpack_envelope(
             UPDATE_MAGIC,
             data,
-            max_blobs=_max_vectors(preset.params.slots, preset.build_codec()),
+            max_blobs=_max_vectors(preset.params.slots),
             max_blob_bytes=preset.params.poly_modulus_degree * _BLOB_BYTES_PER_COEFF + 4096,
         )
         try:
             kind = header["kind"]
+            encoding = header["encoding"]
             fingerprint = str(header["fingerprint"])
             round_id = header["round"]
             count = header["count"]
             shapes = tuple(tuple(_dim(d) for d in shape) for shape in header["shapes"])
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedDataError(f"update header is incomplete or invalid: {exc!r}") from exc
-        if kind != "update" or type(round_id) is not int or type(count) is not int:
+        if kind != "update" or encoding not in (AVERAGE, SUM):
+            raise MalformedDataError(f"not an update: kind {kind!r}, encoding {encoding!r}")
+        if type(round_id) is not int or type(count) is not int:
             raise MalformedDataError("update header has wrong field types")
         if not 1 <= count <= preset.max_institutions or round_id < 0:
             raise MalformedDataError(f"update header has out-of-range count {count} or round")
@@ -161,7 +176,8 @@ class EncryptedUpdate:
         n_values = sum(math.prod(shape) for shape in update_shapes)
         if n_values > MAX_PARAMETERS:
             raise MalformedDataError(f"update declares {n_values} parameters, over the bound")
-        expected = _vector_sizes(preset.build_codec().slot_count(n_values), preset.params.slots)
+        codec = _codec(preset, encoding)
+        expected = _vector_sizes(codec.slot_count(n_values), preset.params.slots)
         if len(blobs) != len(expected):
             raise MalformedDataError(
                 f"update carries {len(blobs)} ciphertexts, its shapes need {len(expected)}"
@@ -170,7 +186,7 @@ class EncryptedUpdate:
             _load_vector(context, blob, size, index)
             for index, (blob, size) in enumerate(zip(blobs, expected, strict=True))
         )
-        return cls(fingerprint, round_id, update_shapes, count, vectors)
+        return cls(fingerprint, round_id, update_shapes, count, encoding, vectors)
 
 
 def encrypt_update(
@@ -211,10 +227,40 @@ def encrypt_update(
     OverflowRiskError
         Values too large for the preset's headroom.
     """
-    if not isinstance(context, SecretContext):
-        raise SecretKeyRequiredError("encryption needs the institutions' secret context")
     if isinstance(weight, bool) or not isinstance(weight, int | np.integer) or weight <= 0:
         raise InvalidWeightError(f"weight must be a positive integer example count, got {weight!r}")
+    return _encrypt(context, arrays, AVERAGE, int(weight), round_id, total_weight, rng)
+
+
+def encrypt_sums(
+    context: SecretContext, arrays: Sequence[np.ndarray], *, round_id: int = 0
+) -> EncryptedUpdate:
+    """Encrypt values to be *summed* across institutions, exactly and over a wide range.
+
+    For federation-wide statistics (example counts, feature sums and sums of
+    squares): values up to about ``2^50`` in magnitude, summed with an absolute
+    error near the preset's noise (see :class:`~crypto.codec.SumCodec`).
+    Decrypt the aggregate with :func:`decrypt_sums`.
+
+    Raises
+    ------
+    SecretKeyRequiredError, NonFiniteInputError, OverflowRiskError
+        As :func:`encrypt_update`.
+    """
+    return _encrypt(context, arrays, SUM, 1, round_id, None, None)
+
+
+def _encrypt(
+    context: SecretContext,
+    arrays: Sequence[np.ndarray],
+    encoding: str,
+    weight: int,
+    round_id: int,
+    total_weight: int | None,
+    rng: np.random.Generator | None,
+) -> EncryptedUpdate:
+    if not isinstance(context, SecretContext):
+        raise SecretKeyRequiredError("encryption needs the institutions' secret context")
     if round_id < 0:
         raise ContextMismatchError(f"round id must be non-negative, got {round_id}")
     if not arrays:
@@ -225,15 +271,14 @@ def encrypt_update(
         bad = int(np.count_nonzero(~np.isfinite(flat)))
         raise NonFiniteInputError(f"update holds {bad} NaN or infinite values; refusing to encrypt")
     preset = context.preset
-    codec = preset.build_codec()
     generator = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
-    slots = codec.encode(flat, int(weight), total_weight, generator)
+    slots = _codec(preset, encoding).encode(flat, weight, total_weight, generator)
     step = preset.params.slots
     vectors = tuple(
         ts.ckks_vector(context.tenseal_context, slots[start : start + step])
         for start in range(0, slots.size, step)
     )
-    return EncryptedUpdate(context.fingerprint, round_id, shapes, 1, vectors)
+    return EncryptedUpdate(context.fingerprint, round_id, shapes, 1, encoding, vectors)
 
 
 def aggregate(
@@ -260,6 +305,8 @@ def aggregate(
             raise ContextMismatchError(
                 f"updates from rounds {first.round_id} and {update.round_id} cannot be summed"
             )
+        if update.encoding != first.encoding:
+            raise ShapeMismatchError("averages and sums cannot be added together")
         if update.shapes != first.shapes or len(update.vectors) != len(first.vectors):
             raise ShapeMismatchError("updates with different shapes cannot be summed")
     count = sum(update.count for update in updates)
@@ -275,7 +322,9 @@ def aggregate(
             sums = [total + vector for total, vector in zip(sums, update.vectors, strict=True)]
         except Exception as exc:  # SEAL refuses mismatched scales or parameters
             raise MalformedDataError(f"ciphertexts cannot be added: {exc}") from exc
-    return EncryptedUpdate(first.fingerprint, first.round_id, first.shapes, count, tuple(sums))
+    return EncryptedUpdate(
+        first.fingerprint, first.round_id, first.shapes, count, first.encoding, tuple(sums)
+    )
 
 
 def decrypt_average(
@@ -295,20 +344,40 @@ def decrypt_average(
     DecryptionError
         Decryption failed or gave an impossible summed weight.
     """
+    if encrypted_sum.encoding != AVERAGE:
+        raise ShapeMismatchError("this holds sums: decrypt it with decrypt_sums")
+    return _decrypt(context, encrypted_sum, total_weight)
+
+
+def decrypt_sums(
+    context: SecretContext, encrypted_sum: EncryptedUpdate
+) -> tuple[list[np.ndarray], int]:
+    """Decrypt an aggregate of :func:`encrypt_sums` updates: ``(sums, institutions)``.
+
+    Raises
+    ------
+    SecretKeyRequiredError, ContextMismatchError, DecryptionError
+        As :func:`decrypt_average`.
+    """
+    if encrypted_sum.encoding != SUM:
+        raise ShapeMismatchError("this holds weighted averages: use decrypt_average")
+    arrays, count = _decrypt(context, encrypted_sum, None)
+    return arrays, int(count)
+
+
+def _decrypt(
+    context: SecretContext, encrypted_sum: EncryptedUpdate, total_weight: int | None
+) -> tuple[list[np.ndarray], float]:
     if not isinstance(context, SecretContext):
         raise SecretKeyRequiredError("decryption needs the institutions' secret context")
     if encrypted_sum.fingerprint != context.fingerprint:
         raise ContextMismatchError("the sum was made under another federation's context")
     try:
-        slots = np.concatenate(
-            [
-                np.asarray(v.decrypt(context.tenseal_context.secret_key()))
-                for v in encrypted_sum.vectors
-            ]
-        )
+        secret_key = context.tenseal_context.secret_key()
+        slots = np.concatenate([np.asarray(v.decrypt(secret_key)) for v in encrypted_sum.vectors])
     except Exception as exc:
         raise DecryptionError("decryption failed") from exc
-    codec = context.preset.build_codec()
+    codec = _codec(context.preset, encrypted_sum.encoding)
     average, weight = codec.decode(slots, encrypted_sum.n_values, encrypted_sum.count, total_weight)
     arrays: list[np.ndarray] = []
     offset = 0
@@ -330,8 +399,12 @@ def _vector_sizes(slot_count: int, slots: int) -> list[int]:
     return [slots] * full + ([rest] if rest else [])
 
 
-def _max_vectors(slots: int, codec: Any) -> int:
-    return -(-int(codec.slot_count(MAX_PARAMETERS)) // slots)
+def _max_vectors(slots: int) -> int:
+    return -(-2 * MAX_PARAMETERS // slots)
+
+
+def _codec(preset: Preset, encoding: str) -> FloatCodec | PackedCodec | SumCodec:
+    return preset.build_sum_codec() if encoding == SUM else preset.build_codec()
 
 
 def _load_vector(
