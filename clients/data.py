@@ -267,12 +267,24 @@ def feature_names(schema: FederationSchema) -> list[str]:
     return names
 
 
-def encode(frame: pd.DataFrame, schema: FederationSchema) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    frame: pd.DataFrame, schema: FederationSchema, *, require_both_classes: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate a table and encode it as a feature matrix and a label vector.
 
     Categoricals are one-hot encoded over the schema's fixed levels, so two
     institutions whose tables hold different subsets of categories still
     produce the same columns (see :func:`feature_names`).
+
+    Parameters
+    ----------
+    frame
+        The institution's raw table.
+    schema
+        The federation schema.
+    require_both_classes
+        As in :func:`validate`; turn off to encode a handful of rows (or a
+        label-skewed partition) whose target holds one class.
 
     Returns
     -------
@@ -286,7 +298,7 @@ def encode(frame: pd.DataFrame, schema: FederationSchema) -> tuple[np.ndarray, n
     DataValidationError
         As :func:`validate`.
     """
-    clean = validate(frame, schema)
+    clean = validate(frame, schema, require_both_classes=require_both_classes)
     rows = len(clean)
     blocks: list[np.ndarray] = [
         clean[[c.name for c in schema.numeric]].to_numpy(dtype=np.float64).reshape(rows, -1)

@@ -1,0 +1,29 @@
+"""Shared fixtures: the real German credit table and a schema inferred from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clients import FederationSchema, infer_schema, load_table
+
+GERMAN_CREDIT = Path(__file__).resolve().parents[1] / "data" / "german_credit.csv"
+
+
+@pytest.fixture(scope="session")
+def _german_frame() -> pd.DataFrame:
+    return load_table(GERMAN_CREDIT)
+
+
+@pytest.fixture
+def german(_german_frame: pd.DataFrame) -> pd.DataFrame:
+    """A fresh copy of the 1,000-row table, free to be spoiled by a test."""
+    return _german_frame.copy()
+
+
+@pytest.fixture(scope="session")
+def german_schema(_german_frame: pd.DataFrame) -> FederationSchema:
+    """The schema inferred from the whole table: target ``creditability``, bad = positive."""
+    return infer_schema(_german_frame, "creditability", "bad")
