@@ -8,12 +8,11 @@ the public API.
 from federation.audit import (
     AUDIT_FORMAT_VERSION,
     AuditLog,
-    AuditRecord,
-    DroppedNode,
     VerifyReport,
     genesis_hash,
     verify_audit_log,
 )
+from federation.audit_record import AuditRecord, DroppedNode
 from federation.errors import (
     AuditLogError,
     AuditTamperedError,
