@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import random
 from datetime import UTC, datetime, timedelta, timezone
@@ -390,3 +391,21 @@ def test_package_exports_are_sorted_and_resolve() -> None:
     assert federation.__all__ == sorted(federation.__all__)
     for name in federation.__all__:
         assert getattr(federation, name) is not None
+
+
+def test_append_syncs_to_disk(
+    tmp_path: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append(_record(rng, 1))  # the file, then its new directory entry
+    assert len(synced) == 2
+    log.append(_record(rng, 2))
+    assert len(synced) == 3

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -194,3 +195,19 @@ def test_loaders_translate_errors(tmp_path: Path, ca: CertificateAuthority) -> N
     write_private(tmp_path / "other.key", private_key_to_pem(other.key))
     with pytest.raises(ProvisioningError, match="not the key"):
         load_certificate_authority(tmp_path / "ca.crt", tmp_path / "other.key")
+
+
+def test_private_file_is_created_0600_not_chmodded_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes: list[int] = []
+    real_open = os.open
+
+    def spy(path: str | os.PathLike[str], flags: int, mode: int = 0o777, **kw: Any) -> int:
+        if flags & os.O_CREAT:
+            modes.append(mode)
+        return real_open(path, flags, mode, **kw)
+
+    monkeypatch.setattr(os, "open", spy)
+    write_private(tmp_path / "node.key", create_node_keypair().private_openssh)
+    assert modes == [0o600]
