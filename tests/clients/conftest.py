@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from clients import FederationSchema, infer_schema, load_table
+
+# Tiny models on a shared 2-core machine: intra-op threads only contend (30x slower).
+torch.set_num_threads(1)
 
 GERMAN_CREDIT = Path(__file__).resolve().parents[1] / "data" / "german_credit.csv"
 

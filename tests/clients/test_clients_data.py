@@ -35,7 +35,7 @@ def test_csv_and_parquet_load_the_same_table(german: pd.DataFrame, tmp_path: Pat
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "loans.xlsx"
     path.write_text("a,b\n1,2\n")
-    with pytest.raises(DataLoadError, match="unknown extension '.xlsx'") as caught:
+    with pytest.raises(DataLoadError, match=r"unknown extension '\.xlsx'") as caught:
         load_table(path)
     assert caught.value.path == str(path)
 
