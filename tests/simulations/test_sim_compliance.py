@@ -83,7 +83,7 @@ PROFILES = {
     ),
 }
 TWO = [Inst("a", "AA"), Inst("b", "BB")]
-MEASURED = {"cpu_s": 3_600.0, "bytes_sent": 2e9}  # 1 CPU-hour, 2 GB
+MEASURED: dict[str, Any] = {"cpu_s": 3_600.0, "bytes_sent": 2e9}  # 1 CPU-hour, 2 GB
 OPERATIONAL = 0.05 + 2 * 0.09
 
 
@@ -211,6 +211,6 @@ def test_shipped_profiles_price_the_default_federation() -> None:
     # CN, ID and IN localise raw financial records: pooling in the EU is not an option.
     assert not costs["centralized"].feasible
     assert len(costs["centralized"].reasons) == 3
-    risk = [costs[s].residual_risk_usd for s in ("fedavg", "he-fedavg", "he-fedavg-dp")]
+    risk = [costs[s].residual_risk_usd or 0.0 for s in ("fedavg", "he-fedavg", "he-fedavg-dp")]
     assert risk[0] > risk[1] > risk[2] > 0
     assert costs["local-only"].total_usd == pytest.approx(costs["local-only"].operational_cost_usd)

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from simulations import (
     GENERATORS,
+    GeneratedFederation,
     GeneratorError,
     InstitutionSpec,
     default_institutions,
@@ -22,7 +23,7 @@ from simulations.generators.common import MIN_ROWS_PER_INSTITUTION, allocate_row
 NAMES = sorted(GENERATORS)
 
 
-def _rates(fed) -> dict[str, float]:
+def _rates(fed: GeneratedFederation) -> dict[str, float]:
     return {
         d.jurisdiction: float((d.frame[fed.target] == fed.positive).mean())
         for d in fed.institutions
@@ -46,9 +47,9 @@ def test_other_seed_gives_other_frames(name: str) -> None:
 
 def test_global_numpy_state_is_neither_used_nor_touched() -> None:
     np.random.seed(1)
-    before = np.random.get_state()[1].copy()
+    before = np.random.get_state(legacy=False)["state"]["key"].copy()
     a = generate("sme-credit", 3, seed=5, total_rows=1_000)
-    assert np.array_equal(np.random.get_state()[1], before)
+    assert np.array_equal(np.random.get_state(legacy=False)["state"]["key"], before)
     np.random.seed(2)
     b = generate("sme-credit", 3, seed=5, total_rows=1_000)
     pd.testing.assert_frame_equal(a.institutions[1].frame, b.institutions[1].frame)
