@@ -63,3 +63,15 @@ class AuditTamperedError(AuditLogError):
 
 class ProvisioningError(FederationError):
     """A key, certificate or key file could not be created, written or loaded."""
+
+
+class CheckpointError(FederationError):
+    """A checkpoint file is missing, corrupt, or belongs to another federation."""
+
+
+class QuorumNotReachedError(FederationError):
+    """Fewer valid replies than the federation's quorum: the round is not applied."""
+
+
+class ConfigurationError(FederationError):
+    """The federation's run configuration is invalid (named key, allowed values)."""

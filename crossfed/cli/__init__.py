@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from crossfed.cli.audit import app as audit_app
 from crossfed.cli.bench import app as bench_app
 
 __all__ = ["app", "main"]
@@ -14,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
 
 

@@ -88,8 +88,8 @@ def _inputs(
 
 def _reference(updates: list[list[np.ndarray]], weights: list[int]) -> np.ndarray:
     total = float(sum(weights))
-    flat = [np.concatenate([a.ravel() for a in layers]) for layers in updates]
-    return sum(w * f for w, f in zip(weights, flat, strict=True)) / total
+    flat = np.stack([np.concatenate([a.ravel() for a in layers]) for layers in updates])
+    return np.asarray(weights, dtype=np.float64) @ flat / total
 
 
 def _max_error(average: Iterable[np.ndarray], reference: np.ndarray) -> float:

@@ -1,0 +1,40 @@
+"""Protocol vocabulary shared by the ServerApp and the institutions' ClientApp.
+
+Keys of the records carried in Flower messages; one place, so that the two
+sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "ARRAYS_KEY",
+    "CIPHERTEXT_KEY",
+    "CONFIG_KEY",
+    "METRICS_KEY",
+    "NUM_EXAMPLES_KEY",
+    "PHASE_KEY",
+    "PHASE_STATS",
+    "ROUND_KEY",
+    "STATS_KEY",
+]
+
+#: RecordDict key of the ArrayRecord with model weights (plaintext) or ciphertext.
+ARRAYS_KEY: Final = "arrays"
+#: RecordDict key of the ConfigRecord sent to institutions.
+CONFIG_KEY: Final = "config"
+#: RecordDict key of the MetricRecord returned by institutions.
+METRICS_KEY: Final = "metrics"
+#: Array name under which serialised ciphertext bytes travel (a uint8 array).
+CIPHERTEXT_KEY: Final = "ciphertext"
+#: Metric with the example count (plaintext mode only: encrypted replies hide it).
+NUM_EXAMPLES_KEY: Final = "num-examples"
+#: Config entry with the current round (Flower's own key).
+ROUND_KEY: Final = "server-round"
+#: Config entry with the federation-wide feature statistics.
+STATS_KEY: Final = "stats"
+#: Config entry naming the phase of a query message.
+PHASE_KEY: Final = "phase"
+#: Phase value of the statistics round that precedes training.
+PHASE_STATS: Final = "stats"

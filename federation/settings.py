@@ -1,0 +1,155 @@
+"""One run's settings, shared by the ServerApp and the institutions' ClientApp.
+
+Flower passes a run's configuration as a flat mapping of strings, numbers and
+booleans (``[tool.flwr.app.config]`` in ``pyproject.toml``, overridden by
+``flwr run --run-config``). :class:`FederationSettings` is that mapping, typed
+and checked: an unknown key or a bad value fails with the key named. In the
+simulation engine the harness builds the settings in Python and hands them to
+the app factories directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from federation.errors import ConfigurationError
+
+__all__ = ["MODES", "FederationSettings"]
+
+#: Aggregation modes: CKKS-encrypted FedAvg, or Flower's plaintext FedAvg to compare.
+MODES = ("encrypted", "plaintext")
+
+
+@dataclass(frozen=True)
+class FederationSettings:
+    """Settings of one federated run (keys use dashes in Flower's run config).
+
+    Attributes
+    ----------
+    mode:
+        ``"encrypted"`` (CKKS, keyless aggregator) or ``"plaintext"`` (comparison).
+    rounds:
+        Training rounds after the statistics round.
+    min_institutions:
+        Quorum: fewer valid replies and the round is not applied.
+    round_timeout:
+        Seconds the aggregator waits for replies in a round.
+    public_context, secret_context:
+        Paths of the aggregator's public and the institutions' secret CKKS context.
+        The secret path is read only by institutions (a deployment gives each its
+        own through its kit; in simulation all virtual institutions share one file).
+    schema:
+        Path of the federation schema (YAML).
+    data_files:
+        Simulation only: comma-separated data files, one per partition id.
+    model, hidden:
+        ``"logistic"`` or ``"mlp"``; hidden sizes for the MLP, e.g. ``"32,16"``.
+    epochs, batch_size, learning_rate, proximal_mu:
+        Local training; ``proximal_mu > 0`` adds FedProx's proximal term.
+    seed:
+        Seed of the round-1 model, shuffling and the local test split.
+    test_fraction:
+        Share of each institution's rows held out for evaluation.
+    out_dir:
+        Where the aggregator writes its audit log, checkpoints and metrics.
+    model_shapes:
+        JSON list of the model's array shapes; replies with other shapes are dropped.
+    max_update_bytes:
+        Replies larger than this are refused before parsing.
+    """
+
+    mode: str = "encrypted"
+    rounds: int = 3
+    min_institutions: int = 2
+    round_timeout: float = 600.0
+    public_context: str = ""
+    secret_context: str = ""
+    schema: str = ""
+    data_files: str = ""
+    model: str = "logistic"
+    hidden: str = "32,16"
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    proximal_mu: float = 0.0
+    seed: int = 0
+    test_fraction: float = 0.25
+    out_dir: str = ""
+    model_shapes: str = ""
+    max_update_bytes: int = 256 << 20
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigurationError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.rounds < 1:
+            raise ConfigurationError(f"rounds must be at least 1, got {self.rounds}")
+        if self.min_institutions < 1:
+            raise ConfigurationError(
+                f"min-institutions must be at least 1, got {self.min_institutions}"
+            )
+        if self.round_timeout <= 0:
+            raise ConfigurationError(f"round-timeout must be positive, got {self.round_timeout}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigurationError(f"test-fraction must be in (0, 1), got {self.test_fraction}")
+        if self.mode == "encrypted" and not self.public_context and not self.secret_context:
+            raise ConfigurationError("encrypted mode needs public-context (or secret-context)")
+        if self.model_shapes:
+            self.shapes()  # validates the JSON
+
+    def shapes(self) -> tuple[tuple[int, ...], ...] | None:
+        """The declared model shapes, or None if not declared."""
+        if not self.model_shapes:
+            return None
+        try:
+            parsed = json.loads(self.model_shapes)
+            return tuple(tuple(int(d) for d in shape) for shape in parsed)
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"model-shapes must be a JSON list of shapes, got {self.model_shapes!r}"
+            ) from exc
+
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """Hidden layer sizes of the MLP."""
+        try:
+            return tuple(int(part) for part in self.hidden.split(",") if part.strip())
+        except ValueError as exc:
+            raise ConfigurationError(f"hidden must look like '32,16', got {self.hidden!r}") from exc
+
+    def data_file(self, partition_id: int) -> str:
+        """The data file of a simulation partition."""
+        files = [part for part in self.data_files.split(",") if part]
+        if not 0 <= partition_id < len(files):
+            raise ConfigurationError(
+                f"no data file for partition {partition_id}: data-files lists {len(files)}"
+            )
+        return files[partition_id]
+
+    def to_run_config(self) -> dict[str, Any]:
+        """Flower run config (dashed keys)."""
+        return {name.replace("_", "-"): value for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_run_config(cls, config: Mapping[str, Any]) -> FederationSettings:
+        """Parse a Flower run config; unknown keys and wrong types are refused by name."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in config.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigurationError(f"unknown run-config key {key!r}")
+            default = getattr(cls, name)
+            try:
+                if isinstance(default, bool):
+                    values[name] = bool(value)
+                elif isinstance(default, int):
+                    values[name] = int(value)
+                elif isinstance(default, float):
+                    values[name] = float(value)
+                else:
+                    values[name] = str(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"run-config key {key!r}: bad value {value!r}") from exc
+        return cls(**values)

@@ -1,0 +1,249 @@
+"""Encrypted aggregation as a wrapper around a Flower strategy.
+
+:class:`EncryptedAggregation` wraps Flower's own :class:`~flwr.serverapp.strategy.FedAvg`
+(sampling, message construction and evaluation stay Flower's) and replaces
+only the aggregation of training replies: every reply must carry one
+serialised :class:`crypto.EncryptedUpdate`, which is checked (size bound before
+parsing, format version, context fingerprint, round, shapes), and the valid
+ones are summed with the public context. A bad reply is dropped with its reason
+logged and audited while the round completes with the rest; with fewer valid
+replies than the quorum the round is refused (:class:`QuorumNotReachedError`)
+and the global model is left as it was. FedAvg itself never learns about
+encryption (the pattern of Flower's ``DifferentialPrivacyServerSideFixedClipping``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg, Strategy
+
+import crypto
+from federation.audit import AuditLog
+from federation.audit_record import AuditRecord, DroppedNode
+from federation.checkpoint import Checkpoint, save_checkpoint
+from federation.constants import ARRAYS_KEY, CIPHERTEXT_KEY
+from federation.errors import QuorumNotReachedError
+
+__all__ = ["EncryptedAggregation", "ciphertext_record", "read_ciphertext"]
+
+logger = logging.getLogger(__name__)
+
+
+def ciphertext_record(data: bytes) -> ArrayRecord:
+    """Wrap serialised ciphertext bytes as an ArrayRecord (one uint8 array)."""
+    return ArrayRecord({CIPHERTEXT_KEY: np.frombuffer(data, dtype=np.uint8)})
+
+
+def read_ciphertext(record: ArrayRecord) -> bytes:
+    """The ciphertext bytes of an ArrayRecord made by :func:`ciphertext_record`.
+
+    Raises
+    ------
+    crypto.MalformedDataError
+        The record does not hold exactly one uint8 ciphertext array.
+    """
+    if list(record.keys()) != [CIPHERTEXT_KEY]:
+        raise crypto.MalformedDataError(
+            f"expected one {CIPHERTEXT_KEY!r} array, found {sorted(record.keys())}"
+        )
+    array = record[CIPHERTEXT_KEY].numpy()
+    if array.dtype != np.uint8 or array.ndim != 1:
+        raise crypto.MalformedDataError("ciphertext array must be one-dimensional uint8")
+    return array.tobytes()
+
+
+class EncryptedAggregation(Strategy):
+    """Sum CKKS-encrypted replies of a wrapped Flower strategy, holding no key.
+
+    Parameters
+    ----------
+    strategy:
+        The wrapped Flower FedAvg (sampling, evaluation).
+    context:
+        The aggregator's public context; a secret one is refused.
+    min_institutions:
+        Quorum of valid replies per round.
+    shapes:
+        Expected model shapes, or None to accept the first valid reply's shapes
+        and hold every later reply to them.
+    max_update_bytes:
+        Size bound checked before parsing.
+    audit:
+        Audit log receiving one record per round.
+    out_dir:
+        Where ``checkpoint.bin`` is written after every round (None: not written).
+    run_id:
+        Identifier recorded in the audit log and checkpoints.
+    """
+
+    def __init__(
+        self,
+        strategy: FedAvg,
+        context: crypto.PublicContext,
+        *,
+        min_institutions: int,
+        shapes: Sequence[Sequence[int]] | None,
+        max_update_bytes: int,
+        audit: AuditLog | None,
+        out_dir: Path | None,
+        run_id: str,
+    ) -> None:
+        if not isinstance(context, crypto.PublicContext):
+            raise crypto.SecretKeyPresentError(
+                "the aggregator takes only the public context; it was given a secret one"
+            )
+        self.strategy = strategy
+        self.context = context
+        self.min_institutions = min_institutions
+        self.shapes = None if shapes is None else tuple(tuple(s) for s in shapes)
+        self.max_update_bytes = max_update_bytes
+        self.audit = audit
+        self.out_dir = out_dir
+        self.run_id = run_id
+        self._sampled: list[int] = []
+        self._bytes_sent = 0
+
+    def summary(self) -> None:
+        """Log the configuration (wrapped strategy, preset, quorum)."""
+        logger.info(
+            "Encrypted aggregation (preset %s, fingerprint %s…, quorum %d) around:",
+            self.context.preset.name,
+            self.context.fingerprint[:16],
+            self.min_institutions,
+        )
+        self.strategy.summary()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Delegate sampling and messages to the wrapped strategy; remember who was asked."""
+        messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+        self._sampled = [m.metadata.dst_node_id for m in messages]
+        self._bytes_sent = sum(_nbytes(arrays) for _ in messages)
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Validate each reply, drop the bad with a reason, sum the rest."""
+        started = time.perf_counter()
+        valid: dict[int, crypto.EncryptedUpdate] = {}
+        digests: dict[str, str] = {}
+        dropped: list[DroppedNode] = []
+        received = 0
+        for reply in replies:
+            node = reply.metadata.src_node_id
+            reason, update, size, digest = self._check(server_round, reply)
+            received += size
+            if digest:
+                digests[str(node)] = digest
+            if update is None:
+                logger.warning("round %d: dropped reply of node %d: %s", server_round, node, reason)
+                dropped.append(DroppedNode(node=str(node), reason=reason))
+            elif node in valid:
+                dropped.append(DroppedNode(node=str(node), reason="duplicate reply, counted once"))
+            else:
+                valid[node] = update
+        if len(valid) < self.min_institutions:
+            self._audit(server_round, valid, dropped, digests, "", received, started)
+            raise QuorumNotReachedError(
+                f"round {server_round}: {len(valid)} valid replies, quorum is "
+                f"{self.min_institutions}; the round is not applied"
+            )
+        if self.shapes is None:
+            self.shapes = next(iter(valid.values())).shapes
+        summed = crypto.aggregate(self.context, list(valid.values())).to_bytes()
+        aggregate_digest = hashlib.sha256(summed).hexdigest()
+        head = self._audit(
+            server_round, valid, dropped, digests, aggregate_digest, received, started
+        )
+        if self.out_dir is not None:
+            save_checkpoint(
+                self.out_dir / "checkpoint.bin",
+                Checkpoint(server_round, self.run_id, self.context.fingerprint, head, summed),
+            )
+        metrics = MetricRecord({"institutions": len(valid), "dropped": len(dropped)})
+        return ciphertext_record(summed), metrics
+
+    def _check(
+        self, server_round: int, reply: Message
+    ) -> tuple[str, crypto.EncryptedUpdate | None, int, str]:
+        if reply.has_error():
+            return f"institution reported an error: {reply.error.reason}", None, 0, ""
+        try:
+            record = reply.content.array_records[ARRAYS_KEY]
+        except KeyError:
+            return f"reply carries no {ARRAYS_KEY!r} record", None, 0, ""
+        try:
+            data = read_ciphertext(record)
+        except crypto.CryptoError as exc:
+            return str(exc), None, 0, ""
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            update = crypto.EncryptedUpdate.from_bytes(
+                self.context,
+                data,
+                max_bytes=self.max_update_bytes,
+                expected_round=server_round,
+                expected_shapes=self.shapes,
+            )
+        except crypto.CryptoError as exc:
+            return f"{type(exc).__name__}: {exc}", None, len(data), digest
+        if update.count != 1:
+            return "reply is a sum of several updates, not one", None, len(data), digest
+        return "", update, len(data), digest
+
+    def _audit(
+        self,
+        server_round: int,
+        valid: dict[int, crypto.EncryptedUpdate],
+        dropped: list[DroppedNode],
+        digests: dict[str, str],
+        aggregate_digest: str,
+        received: int,
+        started: float,
+    ) -> str:
+        if self.audit is None:
+            return ""
+        record = AuditRecord(
+            round=server_round,
+            run_id=self.run_id,
+            sampled=[str(n) for n in self._sampled],
+            replied=[str(n) for n in valid],
+            dropped=dropped,
+            ciphertext_sha256={n: d for n, d in digests.items() if int(n) in valid},
+            extra={
+                "dropped_ciphertext_sha256": {
+                    n: d for n, d in digests.items() if int(n) not in valid
+                }
+            },
+            aggregate_sha256=aggregate_digest or None,
+            bytes_received=received,
+            bytes_sent=self._bytes_sent,
+            timings={"aggregate_s": time.perf_counter() - started},
+        )
+        return self.audit.append(record)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Delegate to the wrapped strategy (institutions decrypt the model to evaluate)."""
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Delegate to the wrapped strategy (metrics are plaintext aggregates)."""
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+
+def _nbytes(record: ArrayRecord) -> int:
+    return sum(int(array.numpy().nbytes) for array in record.values())
