@@ -169,11 +169,11 @@ class GeneratorDef:
     sample: SampleFn
 
 
-def zipf_weights(n: int, exponent: float = 1.2) -> list[float]:
+def zipf_weights(n: int, exponent: float = 1.4) -> list[float]:
     """Zipf-like size weights ``1 / rank**exponent`` for ``n`` institutions.
 
-    With the default exponent the largest of seven institutions is about ten times the
-    smallest: a few large banks, a long tail of small lenders.
+    With the default exponent the largest of seven institutions is about fifteen times
+    the smallest: a few large banks, a long tail of small lenders.
     """
     return [1.0 / (rank**exponent) for rank in range(1, n + 1)]
 
