@@ -10,6 +10,7 @@ encryption of updates are built on top of this API; nothing here imports
 Flower or TenSEAL.
 """
 
+from clients.client_app import build_client_app, node_data_path
 from clients.data import (
     TrainTestSplit,
     encode,
@@ -18,6 +19,7 @@ from clients.data import (
     train_test_split,
     validate,
 )
+from clients.encryption_mod import make_encryption_mod
 from clients.errors import (
     ClientError,
     ConfigError,
@@ -29,6 +31,7 @@ from clients.errors import (
     TrainingDivergedError,
     UndefinedMetricError,
 )
+from clients.institution import LocalDataset, load_local_dataset
 from clients.metrics import RiskMetrics, approval_rate_at_bad_rate, evaluate, ks_statistic
 from clients.models import (
     MLP,
@@ -64,6 +67,7 @@ __all__ = [
     "DataValidationError",
     "FederationSchema",
     "InvalidWeightsError",
+    "LocalDataset",
     "LogisticRegression",
     "MetricsError",
     "ModelSpec",
@@ -80,6 +84,7 @@ __all__ = [
     "UndefinedMetricError",
     "approval_rate_at_bad_rate",
     "binary_cross_entropy",
+    "build_client_app",
     "build_model",
     "encode",
     "evaluate",
@@ -87,9 +92,12 @@ __all__ = [
     "get_weights",
     "infer_schema",
     "ks_statistic",
+    "load_local_dataset",
     "load_schema",
     "load_table",
     "local_moments",
+    "make_encryption_mod",
+    "node_data_path",
     "predict_proba",
     "save_schema",
     "schema_from_dict",

@@ -13,10 +13,12 @@ __all__ = [
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
     "METRICS_KEY",
+    "MODE_KEY",
     "NUM_EXAMPLES_KEY",
     "PHASE_KEY",
     "PHASE_STATS",
     "ROUND_KEY",
+    "STATS_CIPHERTEXT_KEY",
     "STATS_KEY",
 ]
 
@@ -38,3 +40,8 @@ STATS_KEY: Final = "stats"
 PHASE_KEY: Final = "phase"
 #: Phase value of the statistics round that precedes training.
 PHASE_STATS: Final = "stats"
+
+#: Config entry with the encrypted federation-wide statistics (bytes).
+STATS_CIPHERTEXT_KEY: Final = "stats-ciphertext"
+#: Config entry with the aggregation mode, so institutions know whether to encrypt.
+MODE_KEY: Final = "mode"

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Strategy
 
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 def ciphertext_record(data: bytes) -> ArrayRecord:
     """Wrap serialised ciphertext bytes as an ArrayRecord (one uint8 array)."""
-    return ArrayRecord({CIPHERTEXT_KEY: np.frombuffer(data, dtype=np.uint8)})
+    return ArrayRecord({CIPHERTEXT_KEY: Array(np.frombuffer(data, dtype=np.uint8))})
 
 
 def read_ciphertext(record: ArrayRecord) -> bytes:

@@ -1,0 +1,134 @@
+"""The institutions' Flower ClientApp: plaintext FedAvg handlers plus an encryption mod.
+
+The handlers below know nothing about encryption: they receive plaintext
+model weights and statistics and reply with plaintext weights and an example
+count, exactly as Flower's FedAvg expects. In encrypted mode
+:func:`~clients.encryption_mod.make_encryption_mod` wraps them: it decrypts what
+arrives and encrypts what leaves, so plaintext FedAvg and encrypted FedAvg run
+the same app.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from torch import nn
+
+from clients.encryption_mod import make_encryption_mod
+from clients.institution import LocalDataset, load_local_dataset
+from clients.metrics import evaluate as risk_metrics
+from clients.models import ModelSpec, build_model, get_weights, predict_proba, set_weights
+from clients.standardize import Moments, Standardizer, local_moments
+from clients.training import TrainConfig, train_local
+from federation import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    METRICS_KEY,
+    NUM_EXAMPLES_KEY,
+    ROUND_KEY,
+    STATS_KEY,
+    FederationSettings,
+)
+
+__all__ = ["app", "build_client_app", "node_data_path"]
+
+
+def node_data_path(context: Context, settings: FederationSettings) -> str:
+    """This institution's data file: ``data-path`` in node config, else its partition's."""
+    configured = context.node_config.get("data-path")
+    if configured:
+        return str(configured)
+    return settings.data_file(int(context.node_config["partition-id"]))
+
+
+def build_client_app(settings: FederationSettings | None = None) -> ClientApp:
+    """A ClientApp using ``settings`` (None: read from each message's run config)."""
+
+    def current(context: Context) -> FederationSettings:
+        return settings or FederationSettings.from_run_config(context.run_config)
+
+    client_app = ClientApp(mods=[make_encryption_mod(current)])
+
+    def dataset(context: Context) -> LocalDataset:
+        chosen = current(context)
+        return load_local_dataset(
+            node_data_path(context, chosen),
+            chosen.schema,
+            seed=chosen.seed,
+            test_fraction=chosen.test_fraction,
+        )
+
+    @client_app.query()
+    def statistics(msg: Message, context: Context) -> Message:
+        moments = local_moments(dataset(context).x_train)
+        content = RecordDict(
+            {
+                ARRAYS_KEY: ArrayRecord([moments.to_vector()]),
+                METRICS_KEY: MetricRecord({NUM_EXAMPLES_KEY: int(moments.n_rows[0])}),
+            }
+        )
+        return Message(content=content, reply_to=msg)
+
+    @client_app.train()
+    def train(msg: Message, context: Context) -> Message:
+        chosen, data = current(context), dataset(context)
+        config = msg.content.config_records[CONFIG_KEY]
+        scaler = _standardizer(config)
+        model = _global_model(msg, chosen, data.n_features)
+        start = get_weights(model)
+        result = train_local(
+            model,
+            scaler.transform(data.x_train),
+            data.y_train,
+            TrainConfig(
+                epochs=chosen.epochs,
+                batch_size=chosen.batch_size,
+                learning_rate=chosen.learning_rate,
+                proximal_mu=chosen.proximal_mu,
+                seed=chosen.seed + int(config.get(ROUND_KEY, 0)),
+            ),
+            global_weights=start if chosen.proximal_mu > 0 else None,
+        )
+        content = RecordDict(
+            {
+                ARRAYS_KEY: ArrayRecord(result.weights),
+                METRICS_KEY: MetricRecord(
+                    {
+                        NUM_EXAMPLES_KEY: result.num_examples,
+                        "train-loss": float(result.epoch_losses[-1]),
+                    }
+                ),
+            }
+        )
+        return Message(content=content, reply_to=msg)
+
+    @client_app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        chosen, data = current(context), dataset(context)
+        scaler = _standardizer(msg.content.config_records[CONFIG_KEY])
+        model = _global_model(msg, chosen, data.n_features)
+        scores = predict_proba(model, scaler.transform(data.x_test))
+        metrics: dict[str, int | float] = dict(risk_metrics(data.y_test, scores).as_dict())
+        metrics[NUM_EXAMPLES_KEY] = len(data.y_test)
+        content = RecordDict({METRICS_KEY: MetricRecord(dict(metrics))})
+        return Message(content=content, reply_to=msg)
+
+    return client_app
+
+
+def _standardizer(config: ConfigRecord) -> Standardizer:
+    moments = Moments.from_vector(np.asarray(config[STATS_KEY], dtype=np.float64))
+    return Standardizer.from_moments(moments.n_rows, moments.sums, moments.sums_sq)
+
+
+def _global_model(msg: Message, settings: FederationSettings, n_features: int) -> nn.Module:
+    spec = ModelSpec(kind=settings.model, hidden=settings.hidden_sizes())  # type: ignore[arg-type]
+    model = build_model(spec, n_features, settings.seed)
+    record = msg.content.array_records.get(ARRAYS_KEY)
+    if record is not None and len(record):
+        set_weights(model, record.to_numpy_ndarrays())
+    return model
+
+
+app = build_client_app()

@@ -1,0 +1,105 @@
+"""The client mod that encrypts an institution's replies and decrypts what it receives.
+
+Flower mods wrap a ClientApp: ``mod(message, context, call_next) -> reply``.
+In encrypted mode this one
+
+* decrypts the encrypted global model (an aggregate of the previous round's
+  updates) into plaintext weights, and the encrypted federation statistics into
+  plaintext sums, before the handlers see the message;
+* encrypts the handlers' reply: training weights with the example count
+  multiplied in and carried inside the ciphertext (the count then leaves the
+  reply's metrics, so the aggregator never sees it), statistics as exact sums.
+
+In plaintext mode it passes messages through untouched. The secret context is
+read from the node config's ``secret-context`` path (deployment: the kit) or
+the run settings (simulation), and is never logged or sent anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+from flwr.app import ArrayRecord, Context, Message, MessageType, MetricRecord
+from flwr.clientapp.typing import ClientAppCallable
+
+import crypto
+from federation import (
+    ARRAYS_KEY,
+    CIPHERTEXT_KEY,
+    CONFIG_KEY,
+    METRICS_KEY,
+    NUM_EXAMPLES_KEY,
+    ROUND_KEY,
+    STATS_CIPHERTEXT_KEY,
+    STATS_KEY,
+    FederationSettings,
+    ciphertext_record,
+    read_ciphertext,
+)
+
+__all__ = ["make_encryption_mod"]
+
+Mod = Callable[[Message, Context, ClientAppCallable], Message]
+
+
+@lru_cache(maxsize=4)
+def _secret_context(path: str) -> crypto.SecretContext:
+    return crypto.SecretContext.load(path)
+
+
+def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) -> Mod:
+    """Build the mod; ``settings_of`` gives the run's settings for a message's context."""
+
+    def encryption_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        settings = settings_of(context)
+        if settings.mode != "encrypted":
+            return call_next(msg, context)
+        path = str(context.node_config.get("secret-context") or settings.secret_context)
+        secret = _secret_context(path)
+        _decrypt_inbound(msg, secret)
+        reply = call_next(msg, context)
+        if reply.has_error():
+            return reply
+        kind = msg.metadata.message_type
+        if kind == MessageType.TRAIN:
+            config = msg.content.config_records[CONFIG_KEY]
+            _encrypt_outbound(reply, secret, int(config.get(ROUND_KEY, 0)), sums=False)
+        elif kind == MessageType.QUERY:
+            _encrypt_outbound(reply, secret, 0, sums=True)
+        return reply
+
+    return encryption_mod
+
+
+def _decrypt_inbound(msg: Message, secret: crypto.SecretContext) -> None:
+    arrays = msg.content.array_records.get(ARRAYS_KEY)
+    if arrays is not None and CIPHERTEXT_KEY in arrays:
+        update = crypto.EncryptedUpdate.from_bytes(secret, read_ciphertext(arrays))
+        weights, _ = crypto.decrypt_average(secret, update)
+        msg.content[ARRAYS_KEY] = ArrayRecord([w.astype(np.float32) for w in weights])
+    config = msg.content.config_records.get(CONFIG_KEY)
+    if config is not None and STATS_CIPHERTEXT_KEY in config:
+        stats = crypto.EncryptedUpdate.from_bytes(secret, bytes(config[STATS_CIPHERTEXT_KEY]))
+        sums, _ = crypto.decrypt_sums(secret, stats)
+        config[STATS_KEY] = [float(v) for v in np.concatenate([s.ravel() for s in sums])]
+        del config[STATS_CIPHERTEXT_KEY]
+
+
+def _encrypt_outbound(
+    reply: Message, secret: crypto.SecretContext, round_id: int, *, sums: bool
+) -> None:
+    record = reply.content.array_records[ARRAYS_KEY]
+    metrics = reply.content.metric_records[METRICS_KEY]
+    arrays = record.to_numpy_ndarrays()
+    if sums:
+        update = crypto.encrypt_sums(secret, arrays, round_id=round_id)
+    else:
+        update = crypto.encrypt_update(
+            secret, arrays, int(metrics[NUM_EXAMPLES_KEY]), round_id=round_id
+        )
+    reply.content[ARRAYS_KEY] = ciphertext_record(update.to_bytes())
+    reply.content[METRICS_KEY] = MetricRecord(
+        {k: v for k, v in metrics.items() if k != NUM_EXAMPLES_KEY}
+    )

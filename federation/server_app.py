@@ -1,0 +1,222 @@
+"""The aggregator's Flower ServerApp: statistics round, then (encrypted) FedAvg.
+
+The same code runs in Flower's simulation engine and behind a SuperLink:
+
+1. **Statistics round.** Every institution sends its example count and the
+   sums and sums of squares of its encoded features (encrypted in encrypted
+   mode); the aggregator sums them and passes the (still encrypted) total out
+   with every later message, so all institutions standardise with the same
+   federation-wide mean and deviation.
+2. **Training rounds** with Flower's FedAvg, wrapped by
+   :class:`~federation.strategy.EncryptedAggregation` in encrypted mode. Round 1
+   sends no model: each institution builds the same seeded initial model.
+3. After every round, evaluation on each institution's held-out split.
+
+The aggregator writes to ``out_dir``: ``audit.jsonl``, ``checkpoint.bin``,
+``metrics.json`` and the final global model (``global_model.bin``, encrypted,
+or ``global_model.npz`` in plaintext mode).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg, Result
+
+import crypto
+from federation.audit import AuditLog
+from federation.constants import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    MODE_KEY,
+    PHASE_KEY,
+    PHASE_STATS,
+    STATS_CIPHERTEXT_KEY,
+    STATS_KEY,
+)
+from federation.errors import QuorumNotReachedError
+from federation.settings import FederationSettings
+from federation.strategy import EncryptedAggregation, read_ciphertext
+
+__all__ = ["RunOutcome", "app", "build_server_app", "run_federation"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a finished run leaves with the aggregator."""
+
+    result: Result
+    statistics_dropped: dict[int, str]
+    wall_s: float
+
+
+def build_server_app(settings: FederationSettings | None = None) -> ServerApp:
+    """A ServerApp running :func:`run_federation` with ``settings``.
+
+    With ``settings=None`` (``flwr run``, deployment) they are read from the
+    run config; the simulation harness passes them directly.
+    """
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        chosen = settings or FederationSettings.from_run_config(context.run_config)
+        run_federation(grid, chosen)
+
+    return server_app
+
+
+def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
+    """Run the statistics round and all training rounds; write outputs."""
+    started = time.perf_counter()
+    out_dir = Path(settings.out_dir) if settings.out_dir else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex
+    public = _public_context(settings)
+    nodes = _wait_for_nodes(grid, settings.min_institutions, settings.round_timeout)
+    stats_entries, dropped = _statistics_round(grid, nodes, settings, public)
+    fedavg = FedAvg(
+        min_train_nodes=settings.min_institutions,
+        min_evaluate_nodes=settings.min_institutions,
+        min_available_nodes=settings.min_institutions,
+    )
+    strategy: FedAvg | EncryptedAggregation = fedavg
+    if public is not None:
+        strategy = EncryptedAggregation(
+            fedavg,
+            public,
+            min_institutions=settings.min_institutions,
+            shapes=settings.shapes(),
+            max_update_bytes=settings.max_update_bytes,
+            audit=AuditLog(out_dir / "audit.jsonl") if out_dir else None,
+            out_dir=out_dir,
+            run_id=run_id,
+        )
+    config = ConfigRecord({MODE_KEY: settings.mode, **stats_entries})
+    result = strategy.start(
+        grid,
+        initial_arrays=ArrayRecord(),
+        num_rounds=settings.rounds,
+        timeout=settings.round_timeout,
+        train_config=config,
+        evaluate_config=ConfigRecord(dict(config)),
+    )
+    outcome = RunOutcome(result, dropped, time.perf_counter() - started)
+    if out_dir is not None:
+        _write_outputs(out_dir, outcome, settings, run_id)
+    return outcome
+
+
+def _public_context(settings: FederationSettings) -> crypto.PublicContext | None:
+    if settings.mode != "encrypted":
+        return None
+    if settings.public_context:
+        return crypto.PublicContext.load(settings.public_context)
+    raise QuorumNotReachedError("encrypted mode needs the aggregator's public-context path")
+
+
+def _wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= minimum:
+            return nodes
+        if time.monotonic() > deadline:
+            raise QuorumNotReachedError(
+                f"only {len(nodes)} institutions connected within {timeout:.0f} s; "
+                f"the quorum is {minimum}"
+            )
+        time.sleep(1.0)
+
+
+def _statistics_round(
+    grid: Grid,
+    nodes: list[int],
+    settings: FederationSettings,
+    public: crypto.PublicContext | None,
+) -> tuple[dict[str, Any], dict[int, str]]:
+    """Collect and sum the institutions' feature moments (round 0)."""
+    messages = [
+        Message(
+            content=RecordDict(
+                {CONFIG_KEY: ConfigRecord({PHASE_KEY: PHASE_STATS, MODE_KEY: settings.mode})}
+            ),
+            message_type=MessageType.QUERY,
+            dst_node_id=node,
+        )
+        for node in nodes
+    ]
+    replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout))
+    dropped: dict[int, str] = {}
+    plain: list[np.ndarray] = []
+    encrypted: list[crypto.EncryptedUpdate] = []
+    for reply in replies:
+        node = reply.metadata.src_node_id
+        if reply.has_error():
+            dropped[node] = f"institution reported an error: {reply.error.reason}"
+            continue
+        try:
+            record = reply.content.array_records[ARRAYS_KEY]
+            if public is None:
+                plain.append(np.concatenate([a.ravel() for a in record.to_numpy_ndarrays()]))
+            else:
+                encrypted.append(
+                    crypto.EncryptedUpdate.from_bytes(
+                        public,
+                        read_ciphertext(record),
+                        max_bytes=settings.max_update_bytes,
+                        expected_round=0,
+                    )
+                )
+        except (KeyError, crypto.CryptoError) as exc:
+            dropped[node] = f"{type(exc).__name__}: {exc}"
+    for node, reason in dropped.items():
+        logger.warning("statistics round: dropped node %d: %s", node, reason)
+    valid = len(plain) + len(encrypted)
+    if valid < settings.min_institutions:
+        raise QuorumNotReachedError(
+            f"statistics round: {valid} valid replies, quorum is {settings.min_institutions}"
+        )
+    if public is None:
+        sizes = {v.size for v in plain}
+        if len(sizes) != 1:
+            raise QuorumNotReachedError(f"statistics replies disagree in length: {sorted(sizes)}")
+        return {STATS_KEY: [float(v) for v in np.sum(plain, axis=0)]}, dropped
+    summed = crypto.aggregate(public, encrypted)
+    return {STATS_CIPHERTEXT_KEY: summed.to_bytes()}, dropped
+
+
+def _write_outputs(
+    out_dir: Path, outcome: RunOutcome, settings: FederationSettings, run_id: str
+) -> None:
+    result = outcome.result
+    arrays = result.arrays
+    if settings.mode == "encrypted" and arrays is not None and len(arrays):
+        (out_dir / "global_model.bin").write_bytes(read_ciphertext(arrays))
+    elif arrays is not None and len(arrays):
+        np.savez(out_dir / "global_model.npz", *arrays.to_numpy_ndarrays())
+    metrics = {
+        "run_id": run_id,
+        "mode": settings.mode,
+        "rounds": settings.rounds,
+        "wall_s": outcome.wall_s,
+        "statistics_dropped": {str(k): v for k, v in outcome.statistics_dropped.items()},
+        "train": {str(r): dict(m) for r, m in result.train_metrics_clientapp.items()},
+        "evaluate": {str(r): dict(m) for r, m in result.evaluate_metrics_clientapp.items()},
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+
+
+app = build_server_app()

@@ -1,0 +1,88 @@
+"""Run one federation in Flower's simulation engine (Ray backend) and read its outputs.
+
+The ServerApp and ClientApp are the same objects a deployment runs; only the
+settings are handed over in Python instead of through a run config, and each
+virtual institution finds its data file by its partition id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.simulation import run_simulation
+
+import crypto
+from clients import build_client_app
+from federation import FederationSettings, build_server_app
+
+__all__ = ["FederatedRun", "default_backend_config", "run_federated"]
+
+
+@dataclass(frozen=True)
+class FederatedRun:
+    """Outputs of one simulated federation."""
+
+    settings: FederationSettings
+    weights: list[np.ndarray]
+    metrics: dict[str, Any]
+
+    def final_evaluation(self) -> dict[str, float]:
+        """Evaluation metrics (weighted over institutions) after the last round."""
+        evaluate = self.metrics["evaluate"]
+        return dict(evaluate[str(max(int(r) for r in evaluate))])
+
+
+def default_backend_config(
+    num_cpus: int | None = None, address: str | None = None
+) -> dict[str, Any]:
+    """Ray settings: one CPU per virtual institution, small object store, no dashboard."""
+    init: dict[str, Any] = {"include_dashboard": False}
+    if address:
+        init["address"] = address
+    else:
+        init.update(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            num_gpus=0,
+            object_store_memory=80 * 1024 * 1024,
+        )
+    return {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": init}
+
+
+def run_federated(
+    settings: FederationSettings,
+    num_institutions: int,
+    *,
+    backend_config: dict[str, Any] | None = None,
+) -> FederatedRun:
+    """Run ``settings`` with ``num_institutions`` virtual institutions; return the model.
+
+    In encrypted mode the global model is decrypted here with the secret
+    context named in the settings: the harness plays every institution.
+    """
+    if not settings.out_dir:
+        raise ValueError("settings.out_dir is needed to collect the run's outputs")
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    run_simulation(
+        server_app=build_server_app(settings),
+        client_app=build_client_app(settings),
+        num_supernodes=num_institutions,
+        backend_config=backend_config or default_backend_config(),
+    )
+    out = Path(settings.out_dir)
+    metrics_path = out / "metrics.json"
+    if not metrics_path.exists():
+        raise RuntimeError(f"the federation wrote no {metrics_path}: see the log above")
+    metrics = json.loads(metrics_path.read_text())
+    if settings.mode == "encrypted":
+        secret = crypto.SecretContext.load(settings.secret_context)
+        update = crypto.EncryptedUpdate.from_bytes(secret, (out / "global_model.bin").read_bytes())
+        weights, _ = crypto.decrypt_average(secret, update)
+    else:
+        with np.load(out / "global_model.npz") as archive:
+            weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+    return FederatedRun(settings, [np.asarray(w) for w in weights], metrics)
