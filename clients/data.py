@@ -38,6 +38,7 @@ __all__ = [
 _CSV_SUFFIXES = frozenset({".csv"})
 _PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _EXAMPLES_SHOWN = 3
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
@@ -164,10 +165,12 @@ def _validate_numeric(series: pd.Series, column: NumericColumn) -> pd.Series:
             column=column.name,
             count=int(text.sum()),
         )
-    infinite = np.isinf(numbers.to_numpy())
+    # Features are float32: a finite float64 beyond its range would turn into infinity.
+    infinite = np.abs(numbers.to_numpy()) > _FLOAT32_MAX
     if infinite.any():
         raise DataValidationError(
-            f"numeric column {column.name!r} has {int(infinite.sum())} infinite values",
+            f"numeric column {column.name!r} has {int(infinite.sum())} infinite values "
+            "(or values beyond the float32 range)",
             column=column.name,
             count=int(infinite.sum()),
         )

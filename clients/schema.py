@@ -52,6 +52,7 @@ OTHER_CATEGORY = "__other__"
 ImputePolicy = Literal["refuse", "median", "zero", "constant"]
 UnseenPolicy = Literal["error", "other"]
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
@@ -117,8 +118,10 @@ class NumericColumn(BaseModel):
     @model_validator(mode="after")
     def _value_matches_policy(self) -> NumericColumn:
         if self.impute in ("median", "constant"):
-            if self.value is None or not math.isfinite(self.value):
-                raise ValueError(f"impute {self.impute!r} needs a finite 'value'")
+            if self.value is None or not abs(self.value) <= _FLOAT32_MAX:
+                raise ValueError(
+                    f"impute {self.impute!r} needs a finite 'value' within the float32 range"
+                )
         elif self.impute == "zero":
             if self.value not in (None, 0.0):
                 raise ValueError("impute 'zero' takes no other 'value' than 0")
