@@ -244,6 +244,8 @@ def test_encode_shape_and_labels(german: pd.DataFrame, german_schema: Federation
     for column in german_schema.categorical:
         block = [names.index(f"{column.name}={c}") for c in column.categories]
         assert np.all(x[:, block].sum(axis=1) == 1.0)
+        hot = [names.index(f"{column.name}={value}") for value in german[column.name]]
+        assert np.all(x[np.arange(len(x)), hot] == 1.0), column.name
 
 
 def test_identical_columns_across_institutions_with_different_categories(
