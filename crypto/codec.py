@@ -40,6 +40,9 @@ __all__ = ["FloatCodec", "PackedCodec", "SumCodec"]
 #: Measured here (TenSEAL 0.3.18, symmetric, N = 8192): about 2^9.6; 2^12 is claimed.
 NOISE_BITS = 12
 
+#: Bits an IEEE double keeps through CKKS encoding and decoding, with a margin (about 51.8).
+_DOUBLE_BITS = 49
+
 
 @dataclass(frozen=True)
 class FloatCodec:
@@ -145,6 +148,10 @@ class PackedCodec:
     kind: Literal["packed"] = "packed"
 
     def __post_init__(self) -> None:
+        if self.lanes < 1 or self.lane_bits < 2:
+            raise OverflowRiskError(
+                f"need at least one lane of at least 2 bits, got {self.lanes} of {self.lane_bits}"
+            )
         if self.lanes * self.lane_bits - 1 > self.capacity_bits:
             raise OverflowRiskError(
                 f"{self.lanes} lanes of {self.lane_bits} bits need "
@@ -254,8 +261,15 @@ class SumCodec:
 
     @property
     def limb_bits(self) -> int:
-        """Bits of the low limb: one limb of every institution fits the capacity."""
-        return self.capacity_bits - math.ceil(math.log2(self.max_institutions + 1)) - 1
+        """Bits of the low limb: one limb of every institution fits the capacity.
+
+        Also capped so that a limb's double rounding stays below the noise:
+        CKKS encodes and decodes through IEEE doubles, and a slot of magnitude
+        ``2^k`` comes back within about ``2^(k - 51.8)`` (measured here), which
+        at the ``standard`` preset's 2^40 scale would swamp the noise bound.
+        """
+        headroom = self.capacity_bits - math.ceil(math.log2(self.max_institutions + 1)) - 1
+        return min(headroom, _DOUBLE_BITS + NOISE_BITS - self.scale_bits)
 
     def slot_count(self, n_values: int) -> int:
         """Slots needed for ``n_values`` sums (two limbs each)."""

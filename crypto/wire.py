@@ -80,7 +80,7 @@ def unpack_envelope(
         raise MalformedDataError("truncated inside the header")
     try:
         header = json.loads(bytes(view[offset : offset + head_len]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also int digit limit, bad UTF-8
         raise MalformedDataError(f"header is not valid JSON: {exc}") from exc
     if not isinstance(header, dict):
         raise MalformedDataError("header is not a JSON object")
