@@ -86,7 +86,7 @@ def build_client_app(settings: FederationSettings | None = None) -> ClientApp:
                 batch_size=chosen.batch_size,
                 learning_rate=chosen.learning_rate,
                 proximal_mu=chosen.proximal_mu,
-                seed=chosen.seed + int(config.get(ROUND_KEY, 0)),
+                seed=chosen.seed + _round(config),
             ),
             global_weights=start if chosen.proximal_mu > 0 else None,
         )
@@ -115,6 +115,11 @@ def build_client_app(settings: FederationSettings | None = None) -> ClientApp:
         return Message(content=content, reply_to=msg)
 
     return client_app
+
+
+def _round(config: ConfigRecord) -> int:
+    value = config.get(ROUND_KEY, 0)
+    return int(value) if isinstance(value, int | float) else 0
 
 
 def _standardizer(config: ConfigRecord) -> Standardizer:

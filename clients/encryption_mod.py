@@ -65,7 +65,7 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
         kind = msg.metadata.message_type
         if kind == MessageType.TRAIN:
             config = msg.content.config_records[CONFIG_KEY]
-            _encrypt_outbound(reply, secret, int(config.get(ROUND_KEY, 0)), sums=False)
+            _encrypt_outbound(reply, secret, _as_int(config.get(ROUND_KEY, 0)), sums=False)
         elif kind == MessageType.QUERY:
             _encrypt_outbound(reply, secret, 0, sums=True)
         return reply
@@ -81,7 +81,10 @@ def _decrypt_inbound(msg: Message, secret: crypto.SecretContext) -> None:
         msg.content[ARRAYS_KEY] = ArrayRecord([w.astype(np.float32) for w in weights])
     config = msg.content.config_records.get(CONFIG_KEY)
     if config is not None and STATS_CIPHERTEXT_KEY in config:
-        stats = crypto.EncryptedUpdate.from_bytes(secret, bytes(config[STATS_CIPHERTEXT_KEY]))
+        blob = config[STATS_CIPHERTEXT_KEY]
+        if not isinstance(blob, bytes):
+            raise crypto.MalformedDataError("encrypted statistics must be bytes")
+        stats = crypto.EncryptedUpdate.from_bytes(secret, blob)
         sums, _ = crypto.decrypt_sums(secret, stats)
         config[STATS_KEY] = [float(v) for v in np.concatenate([s.ravel() for s in sums])]
         del config[STATS_CIPHERTEXT_KEY]
@@ -97,9 +100,16 @@ def _encrypt_outbound(
         update = crypto.encrypt_sums(secret, arrays, round_id=round_id)
     else:
         update = crypto.encrypt_update(
-            secret, arrays, int(metrics[NUM_EXAMPLES_KEY]), round_id=round_id
+            secret, arrays, _as_int(metrics[NUM_EXAMPLES_KEY]), round_id=round_id
         )
     reply.content[ARRAYS_KEY] = ciphertext_record(update.to_bytes())
     reply.content[METRICS_KEY] = MetricRecord(
         {k: v for k, v in metrics.items() if k != NUM_EXAMPLES_KEY}
     )
+
+
+def _as_int(value: object) -> int:
+    """A config or metric value that must be a whole number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise crypto.InvalidWeightError(f"expected a whole number, got {value!r}")
+    return int(value)
