@@ -388,7 +388,11 @@ def test_cli_verify_tampered_and_unreadable(log_path: Path) -> None:
 
 
 def test_package_exports_are_sorted_and_resolve() -> None:
-    assert federation.__all__ == sorted(federation.__all__)
+    def isort_style(name: str) -> tuple[int, str]:  # ruff RUF022: CONSTANTS, Classes, functions
+        kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
+        return kind, name
+
+    assert federation.__all__ == sorted(federation.__all__, key=isort_style)
     for name in federation.__all__:
         assert getattr(federation, name) is not None
 
