@@ -10,16 +10,21 @@ the same app.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
 from torch import nn
 
+from clients.dp_mod import make_dp_mod
 from clients.encryption_mod import make_encryption_mod
 from clients.institution import LocalDataset, load_local_dataset
 from clients.metrics import evaluate as risk_metrics
 from clients.models import ModelSpec, build_model, get_weights, predict_proba, set_weights
 from clients.standardize import Moments, Standardizer, local_moments
+from clients.timing_mod import timing_mod
 from clients.training import TrainConfig, train_local
 from federation import (
     ARRAYS_KEY,
@@ -33,6 +38,8 @@ from federation import (
 
 __all__ = ["app", "build_client_app", "node_data_path"]
 
+Mod = Callable[[Message, Context, ClientAppCallable], Message]
+
 
 def node_data_path(context: Context, settings: FederationSettings) -> str:
     """This institution's data file: ``data-path`` in node config, else its partition's."""
@@ -42,13 +49,17 @@ def node_data_path(context: Context, settings: FederationSettings) -> str:
     return settings.data_file(int(context.node_config["partition-id"]))
 
 
-def build_client_app(settings: FederationSettings | None = None) -> ClientApp:
-    """A ClientApp using ``settings`` (None: read from each message's run config)."""
+def build_client_app(
+    settings: FederationSettings | None = None, *, extra_mods: Sequence[Mod] = ()
+) -> ClientApp:
+    """A ClientApp using ``settings`` (None: read from each message's run config).
+
+    Mods, outermost first: CPU timing, encryption (decrypts what arrives,
+    encrypts what leaves), any ``extra_mods``, distributed DP (on plaintext).
+    """
 
     def current(context: Context) -> FederationSettings:
         return settings or FederationSettings.from_run_config(context.run_config)
-
-    client_app = ClientApp(mods=[make_encryption_mod(current)])
 
     def dataset(context: Context) -> LocalDataset:
         chosen = current(context)
@@ -58,6 +69,18 @@ def build_client_app(settings: FederationSettings | None = None) -> ClientApp:
             seed=chosen.seed,
             test_fraction=chosen.test_fraction,
         )
+
+    def start_weights(msg: Message, context: Context) -> list[np.ndarray]:
+        return get_weights(_global_model(msg, current(context), dataset(context).n_features))
+
+    client_app = ClientApp(
+        mods=[
+            timing_mod,
+            make_encryption_mod(current),
+            *extra_mods,
+            make_dp_mod(current, start_weights),
+        ]
+    )
 
     @client_app.query()
     def statistics(msg: Message, context: Context) -> Message:

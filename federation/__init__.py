@@ -18,6 +18,7 @@ from federation.constants import (
     ARRAYS_KEY,
     CIPHERTEXT_KEY,
     CONFIG_KEY,
+    DP_SHARES_KEY,
     METRICS_KEY,
     MODE_KEY,
     NUM_EXAMPLES_KEY,
@@ -27,6 +28,7 @@ from federation.constants import (
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
 )
+from federation.dp import effective_noise_multiplier, epsilon_spent, noise_multiplier_for_epsilon
 from federation.errors import (
     AuditLogError,
     AuditTamperedError,
@@ -36,6 +38,7 @@ from federation.errors import (
     ProvisioningError,
     QuorumNotReachedError,
 )
+from federation.measured import CPU_METRIC, MeasuredStrategy, RoundMeasurement, content_bytes
 from federation.pki import (
     CertificateAuthority,
     NodeKeyPair,
@@ -64,6 +67,8 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
+    "CPU_METRIC",
+    "DP_SHARES_KEY",
     "METRICS_KEY",
     "MODES",
     "MODE_KEY",
@@ -85,9 +90,11 @@ __all__ = [
     "EncryptedAggregation",
     "FederationError",
     "FederationSettings",
+    "MeasuredStrategy",
     "NodeKeyPair",
     "ProvisioningError",
     "QuorumNotReachedError",
+    "RoundMeasurement",
     "RunOutcome",
     "SecretBytes",
     "ServerCredentials",
@@ -95,9 +102,12 @@ __all__ = [
     "build_server_app",
     "certificate_to_pem",
     "ciphertext_record",
+    "content_bytes",
     "create_ca",
     "create_node_keypair",
     "create_server_certificate",
+    "effective_noise_multiplier",
+    "epsilon_spent",
     "genesis_hash",
     "load_certificate",
     "load_certificate_authority",
@@ -105,6 +115,7 @@ __all__ = [
     "load_node_private_key",
     "load_node_public_key",
     "load_private_key",
+    "noise_multiplier_for_epsilon",
     "private_key_to_pem",
     "read_ciphertext",
     "run_federation",

@@ -12,6 +12,7 @@ __all__ = [
     "ARRAYS_KEY",
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
+    "DP_SHARES_KEY",
     "METRICS_KEY",
     "MODE_KEY",
     "NUM_EXAMPLES_KEY",
@@ -45,3 +46,6 @@ PHASE_STATS: Final = "stats"
 STATS_CIPHERTEXT_KEY: Final = "stats-ciphertext"
 #: Config entry with the aggregation mode, so institutions know whether to encrypt.
 MODE_KEY: Final = "mode"
+
+#: Config entry with the number of institutions sharing distributed-DP noise.
+DP_SHARES_KEY: Final = "dp-shares"

@@ -37,6 +37,7 @@ from federation.audit import AuditLog
 from federation.constants import (
     ARRAYS_KEY,
     CONFIG_KEY,
+    DP_SHARES_KEY,
     MODE_KEY,
     PHASE_KEY,
     PHASE_STATS,
@@ -44,6 +45,7 @@ from federation.constants import (
     STATS_KEY,
 )
 from federation.errors import QuorumNotReachedError
+from federation.measured import MeasuredStrategy, RoundMeasurement
 from federation.settings import FederationSettings
 from federation.strategy import EncryptedAggregation, read_ciphertext
 
@@ -58,6 +60,7 @@ class RunOutcome:
 
     result: Result
     statistics_dropped: dict[int, str]
+    rounds: list[RoundMeasurement]
     wall_s: float
 
 
@@ -92,9 +95,9 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
         min_evaluate_nodes=settings.min_institutions,
         min_available_nodes=settings.min_institutions,
     )
-    strategy: FedAvg | EncryptedAggregation = fedavg
+    inner: FedAvg | EncryptedAggregation = fedavg
     if public is not None:
-        strategy = EncryptedAggregation(
+        inner = EncryptedAggregation(
             fedavg,
             public,
             min_institutions=settings.min_institutions,
@@ -104,7 +107,10 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
             out_dir=out_dir,
             run_id=run_id,
         )
-    config = ConfigRecord({MODE_KEY: settings.mode, **stats_entries})
+    strategy = MeasuredStrategy(
+        inner, dp_noise_multiplier=settings.dp_noise_multiplier, dp_delta=settings.dp_delta
+    )
+    config = ConfigRecord({MODE_KEY: settings.mode, DP_SHARES_KEY: len(nodes), **stats_entries})
     result = strategy.start(
         grid,
         initial_arrays=ArrayRecord(),
@@ -113,7 +119,7 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
         train_config=config,
         evaluate_config=ConfigRecord(dict(config)),
     )
-    outcome = RunOutcome(result, dropped, time.perf_counter() - started)
+    outcome = RunOutcome(result, dropped, strategy.rounds, time.perf_counter() - started)
     if out_dir is not None:
         _write_outputs(out_dir, outcome, settings, run_id)
     return outcome
@@ -212,6 +218,8 @@ def _write_outputs(
         "mode": settings.mode,
         "rounds": settings.rounds,
         "wall_s": outcome.wall_s,
+        "rounds_measured": [m.to_dict() for m in outcome.rounds],
+        "epsilon": outcome.rounds[-1].epsilon if outcome.rounds else None,
         "statistics_dropped": {str(k): v for k, v in outcome.statistics_dropped.items()},
         "train": {str(r): dict(m) for r, m in result.train_metrics_clientapp.items()},
         "evaluate": {str(r): dict(m) for r, m in result.evaluate_metrics_clientapp.items()},

@@ -59,6 +59,11 @@ class FederationSettings:
         JSON list of the model's array shapes; replies with other shapes are dropped.
     max_update_bytes:
         Replies larger than this are refused before parsing.
+    dp_clip, dp_noise_multiplier, dp_delta:
+        Distributed differential privacy: each institution clips its update to
+        L2 norm ``dp_clip`` and adds its share of Gaussian noise so that the sum
+        carries noise ``dp_noise_multiplier * dp_clip``; updates are then
+        averaged with equal weights. Off while ``dp_clip`` is 0.
     """
 
     mode: str = "encrypted"
@@ -80,6 +85,9 @@ class FederationSettings:
     out_dir: str = ""
     model_shapes: str = ""
     max_update_bytes: int = 256 << 20
+    dp_clip: float = 0.0
+    dp_noise_multiplier: float = 0.0
+    dp_delta: float = 1e-5
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -98,6 +106,17 @@ class FederationSettings:
             raise ConfigurationError("encrypted mode needs public-context (or secret-context)")
         if self.model_shapes:
             self.shapes()  # validates the JSON
+        if self.dp_clip < 0 or self.dp_noise_multiplier < 0:
+            raise ConfigurationError("dp-clip and dp-noise-multiplier must not be negative")
+        if self.dp_noise_multiplier > 0 and self.dp_clip == 0:
+            raise ConfigurationError("dp-noise-multiplier needs a positive dp-clip")
+        if not 0 < self.dp_delta < 1:
+            raise ConfigurationError(f"dp-delta must be in (0, 1), got {self.dp_delta}")
+
+    @property
+    def dp_enabled(self) -> bool:
+        """Whether institutions clip and noise their updates."""
+        return self.dp_clip > 0
 
     def shapes(self) -> tuple[tuple[int, ...], ...] | None:
         """The declared model shapes, or None if not declared."""

@@ -1,0 +1,343 @@
+"""Provisioning kits: one folder for the aggregator, one per institution.
+
+:func:`create_kits` makes everything a deployment needs, with the
+``cryptography`` package and :mod:`crypto`:
+
+=====================  ==========================================  =========
+file                   what                                        mode
+=====================  ==========================================  =========
+aggregator/ca.crt      the federation CA's certificate             0644
+aggregator/server.pem  the SuperLink's TLS certificate (SANs from   0644
+                       the aggregator address)
+aggregator/server.key  its private key                             0600
+aggregator/public.ctx  the public CKKS context (no secret key)     0644
+aggregator/nodes/N.pub each authorised institution's node key      0644
+NAME/ca.crt            the CA certificate                          0644
+NAME/node.key          the institution's SuperNode key (OpenSSH)   0600
+NAME/node.pub          its public half                             0644
+NAME/secret.ctx        the shared secret CKKS context              0600
+*/federation.yaml      :class:`FederationManifest`                 0644
+*/schema.yaml          the federation schema                       0644
+=====================  ==========================================  =========
+
+The CA's private key is used to sign the server certificate and then
+discarded: nobody, the operator included, can mint another certificate the
+institutions would trust. Nothing secret to the institutions goes into the
+aggregator's folder; :class:`AggregatorKit` refuses a folder holding a secret
+context.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import crypto
+from federation.errors import ProvisioningError
+from federation.kit_manifest import (
+    AGGREGATOR_DIR,
+    CA_CERT,
+    MANIFEST,
+    NODE_KEY,
+    NODE_PUB,
+    NODES_DIR,
+    PUBLIC_CONTEXT,
+    SCHEMA,
+    SECRET_CONTEXT,
+    SERVER_CERT,
+    SERVER_KEY,
+    FederationManifest,
+    KitInstitution,
+    parse_address,
+)
+from federation.pki import (
+    certificate_to_pem,
+    create_ca,
+    create_node_keypair,
+    create_server_certificate,
+    load_node_private_key,
+    load_node_public_key,
+    private_key_to_pem,
+    write_private,
+    write_public,
+)
+
+__all__ = [
+    "AggregatorKit",
+    "InstitutionKit",
+    "create_kits",
+    "node_key_fingerprint",
+    "parse_institution",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def parse_institution(spec: str) -> tuple[str, str | None]:
+    """Split ``NAME[=JURISDICTION]``; the name becomes a folder, so it is restricted."""
+    name, _, jurisdiction = spec.partition("=")
+    name, jurisdiction = name.strip(), jurisdiction.strip()
+    if not _NAME.match(name) or name == AGGREGATOR_DIR:
+        raise ProvisioningError(
+            f"institution name {name!r} must be 1-63 letters, digits, '.', '_' or '-', "
+            f"start with a letter or digit, and not be {AGGREGATOR_DIR!r}"
+        )
+    return name, jurisdiction or None
+
+
+def node_key_fingerprint(public_openssh: bytes) -> str:
+    """``SHA256:…`` fingerprint of an OpenSSH public key, as ``ssh-keygen -l`` prints it."""
+    try:
+        blob = base64.b64decode(public_openssh.split()[1], validate=True)
+    except (IndexError, ValueError) as exc:
+        raise ProvisioningError("not an OpenSSH public key line") from exc
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def create_kits(
+    out: Path,
+    *,
+    federation: str,
+    aggregator_address: str,
+    institutions: Sequence[tuple[str, str | None]],
+    schema: Path,
+    preset: str = crypto.DEFAULT_PRESET,
+    rounds: int = 3,
+    min_institutions: int | None = None,
+    round_timeout: float = 600.0,
+    training: Mapping[str, int | float | str] | None = None,
+    valid_days: int = 365,
+) -> FederationManifest:
+    """Create ``out/aggregator`` and ``out/NAME`` for every institution.
+
+    Parameters
+    ----------
+    out
+        Parent folder; the kit folders must not exist yet.
+    federation
+        The federation's name (the CA's common name too).
+    aggregator_address
+        ``HOST:PORT`` institutions dial; HOST becomes the server certificate's SAN.
+    institutions
+        ``(name, jurisdiction)`` pairs, names distinct.
+    schema
+        The federation schema (YAML), copied into every kit unchanged.
+    preset, rounds, min_institutions, round_timeout, training
+        Run settings recorded in ``federation.yaml``; ``min_institutions``
+        defaults to all institutions; ``training`` holds run-config overrides
+        such as ``{"epochs": 2, "model": "logistic"}``.
+
+    Raises
+    ------
+    ProvisioningError
+        On a bad name, address or count, an existing kit folder, or a write failure.
+    """
+    names = [name for name, _ in institutions]
+    if not names:
+        raise ProvisioningError("a federation needs at least one institution")
+    if len(set(names)) != len(names):
+        raise ProvisioningError(f"institution names must be distinct, got {names}")
+    host, _ = parse_address(aggregator_address)
+    folders = [out / AGGREGATOR_DIR, *(out / name for name in names)]
+    taken = [str(f) for f in folders if f.exists()]
+    if taken:
+        raise ProvisioningError(f"kit folders exist already: {', '.join(taken)}")
+    try:
+        schema_bytes = schema.read_bytes()
+    except OSError as exc:
+        raise ProvisioningError(f"cannot read the schema {schema}: {exc.strerror}") from exc
+
+    secret = crypto.generate_secret_context(preset)
+    keys = {name: create_node_keypair() for name in names}
+    manifest = FederationManifest(
+        name=federation,
+        aggregator_address=aggregator_address,
+        rounds=rounds,
+        preset=preset,
+        min_institutions=min_institutions if min_institutions is not None else len(names),
+        round_timeout=round_timeout,
+        context_fingerprint=secret.fingerprint,
+        institutions=tuple(
+            KitInstitution(name, jurisdiction, node_key_fingerprint(keys[name].public_openssh))
+            for name, jurisdiction in institutions
+        ),
+        training=dict(training or {}),
+    )
+    ca = create_ca(_common_name(federation), valid_days=max(valid_days, 1))
+    server = create_server_certificate(ca, [host], valid_days=valid_days)
+    ca_pem = certificate_to_pem(ca.cert)
+    manifest_text = manifest.to_yaml().encode()
+
+    created: list[Path] = []
+    try:
+        for folder in folders:
+            folder.mkdir(mode=0o700, parents=True)
+            created.append(folder)
+            write_public(folder / CA_CERT, ca_pem)
+            write_public(folder / MANIFEST, manifest_text)
+            write_public(folder / SCHEMA, schema_bytes)
+        agg = out / AGGREGATOR_DIR
+        write_public(agg / SERVER_CERT, certificate_to_pem(server.cert))
+        write_private(agg / SERVER_KEY, private_key_to_pem(server.key))
+        secret.public().save(agg / PUBLIC_CONTEXT)
+        (agg / NODES_DIR).mkdir(mode=0o755)
+        for name, pair in keys.items():
+            write_public(agg / NODES_DIR / f"{name}.pub", pair.public_openssh)
+            pair.write(out / name / NODE_KEY, out / name / NODE_PUB)
+            secret.save(out / name / SECRET_CONTEXT)
+    except (OSError, crypto.CryptoError, ProvisioningError) as exc:
+        for folder in created:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, ProvisioningError):
+            raise
+        raise ProvisioningError(f"cannot write the kits: {exc}") from exc
+    return manifest
+
+
+def _common_name(federation: str) -> str:
+    name = f"{federation} federation CA".strip()
+    return name if len(name) <= 64 else name[:64]
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise ProvisioningError(f"the kit lacks {path.name} ({path})")
+    return path
+
+
+def _manifest(folder: Path) -> FederationManifest:
+    if not folder.is_dir():
+        raise ProvisioningError(f"{folder} is not a kit folder")
+    try:
+        data: Any = yaml.safe_load(_require(folder / MANIFEST).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ProvisioningError(f"cannot read {folder / MANIFEST}: {exc}") from exc
+    return FederationManifest.from_dict(data)
+
+
+@dataclass(frozen=True)
+class AggregatorKit:
+    """The aggregator's kit folder, checked on load (:meth:`load`)."""
+
+    path: Path
+    manifest: FederationManifest
+    node_keys: dict[str, Path] = field(repr=False)
+
+    @classmethod
+    def load(cls, path: Path) -> AggregatorKit:
+        """Load and check: files present, no secret context, node keys match the manifest.
+
+        Raises
+        ------
+        ProvisioningError
+            A file is missing or inconsistent, or a secret context sits in the folder.
+        """
+        folder = path.resolve()
+        manifest = _manifest(folder)
+        for name in (CA_CERT, SERVER_CERT, SERVER_KEY, PUBLIC_CONTEXT, SCHEMA):
+            _require(folder / name)
+        if (folder / SECRET_CONTEXT).exists():
+            raise ProvisioningError(
+                f"{folder} holds {SECRET_CONTEXT}: the aggregator must never hold the secret key"
+            )
+        try:
+            public = crypto.PublicContext.load(folder / PUBLIC_CONTEXT)
+        except crypto.CryptoError as exc:
+            raise ProvisioningError(f"{folder / PUBLIC_CONTEXT}: {exc}") from exc
+        if public.fingerprint != manifest.context_fingerprint:
+            raise ProvisioningError("public.ctx does not match the manifest's context fingerprint")
+        keys: dict[str, Path] = {}
+        for institution in manifest.institutions:
+            key_path = _require(folder / NODES_DIR / f"{institution.name}.pub")
+            load_node_public_key(key_path)
+            if node_key_fingerprint(key_path.read_bytes()) != institution.node_key_sha256:
+                raise ProvisioningError(
+                    f"{key_path} does not match {institution.name}'s fingerprint in {MANIFEST}"
+                )
+            keys[institution.name] = key_path
+        return cls(folder, manifest, keys)
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA certificate."""
+        return self.path / CA_CERT
+
+    @property
+    def server_cert(self) -> Path:
+        """The SuperLink's TLS certificate."""
+        return self.path / SERVER_CERT
+
+    @property
+    def server_key(self) -> Path:
+        """The SuperLink's TLS private key."""
+        return self.path / SERVER_KEY
+
+    @property
+    def public_context(self) -> Path:
+        """The public CKKS context."""
+        return self.path / PUBLIC_CONTEXT
+
+    @property
+    def schema(self) -> Path:
+        """The federation schema."""
+        return self.path / SCHEMA
+
+
+@dataclass(frozen=True)
+class InstitutionKit:
+    """One institution's kit folder, checked on load (:meth:`load`)."""
+
+    path: Path
+    name: str
+    manifest: FederationManifest
+
+    @classmethod
+    def load(cls, path: Path) -> InstitutionKit:
+        """Load and check: files present, node key listed in the manifest, context matches.
+
+        Raises
+        ------
+        ProvisioningError
+            A file is missing or its content does not belong to this federation.
+        """
+        folder = path.resolve()
+        manifest = _manifest(folder)
+        for name in (CA_CERT, NODE_KEY, NODE_PUB, SECRET_CONTEXT, SCHEMA):
+            _require(folder / name)
+        load_node_private_key(folder / NODE_KEY)
+        fingerprint = node_key_fingerprint((folder / NODE_PUB).read_bytes())
+        listed = {i.node_key_sha256: i.name for i in manifest.institutions}
+        if fingerprint not in listed:
+            raise ProvisioningError(
+                f"{folder / NODE_PUB} is not one of the federation's institution keys"
+            )
+        return cls(folder, listed[fingerprint], manifest)
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA certificate the SuperLink's certificate must chain to."""
+        return self.path / CA_CERT
+
+    @property
+    def node_key(self) -> Path:
+        """The SuperNode's private authentication key (OpenSSH)."""
+        return self.path / NODE_KEY
+
+    @property
+    def secret_context(self) -> Path:
+        """The federation's secret CKKS context."""
+        return self.path / SECRET_CONTEXT
+
+    @property
+    def schema(self) -> Path:
+        """The federation schema."""
+        return self.path / SCHEMA

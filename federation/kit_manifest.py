@@ -1,0 +1,233 @@
+"""``federation.yaml``: what every kit says about its federation.
+
+The manifest is public: the federation's name, the address institutions
+dial, the run's settings, and each institution's name, jurisdiction and the
+fingerprint of its SuperNode key. The same file goes into every kit, so an
+institution can see who else takes part and an operator can check which keys
+the SuperLink accepts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+import crypto
+from federation.errors import ProvisioningError
+
+__all__ = [
+    "AGGREGATOR_DIR",
+    "CA_CERT",
+    "MANIFEST",
+    "MANIFEST_VERSION",
+    "NODES_DIR",
+    "NODE_KEY",
+    "NODE_PUB",
+    "PUBLIC_CONTEXT",
+    "SCHEMA",
+    "SECRET_CONTEXT",
+    "SERVER_CERT",
+    "SERVER_KEY",
+    "FederationManifest",
+    "KitInstitution",
+    "parse_address",
+]
+
+MANIFEST_VERSION = 1
+AGGREGATOR_DIR = "aggregator"
+CA_CERT = "ca.crt"
+SERVER_CERT = "server.pem"
+SERVER_KEY = "server.key"
+PUBLIC_CONTEXT = "public.ctx"
+SECRET_CONTEXT = "secret.ctx"
+NODE_KEY = "node.key"
+NODE_PUB = "node.pub"
+NODES_DIR = "nodes"
+MANIFEST = "federation.yaml"
+SCHEMA = "schema.yaml"
+
+# Run-config keys the manifest may set under ``training`` (the rest come from
+# the manifest's own fields or from the deployment: paths, out-dir).
+_TRAINING_KEYS = frozenset(
+    {
+        "mode",
+        "model",
+        "hidden",
+        "epochs",
+        "batch-size",
+        "learning-rate",
+        "proximal-mu",
+        "seed",
+        "test-fraction",
+        "max-update-bytes",
+    }
+)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6) and check the port."""
+    host, sep, port_text = address.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ProvisioningError(f"aggregator address must look like HOST:PORT, got {address!r}")
+    return host, int(port_text)
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class KitInstitution:
+    """An authorised institution: name, jurisdiction, SuperNode key fingerprint."""
+
+    name: str
+    jurisdiction: str | None
+    node_key_sha256: str
+
+
+@dataclass(frozen=True)
+class FederationManifest:
+    """The federation as every kit describes it (``federation.yaml``)."""
+
+    name: str
+    aggregator_address: str
+    rounds: int
+    preset: str
+    min_institutions: int
+    round_timeout: float
+    context_fingerprint: str
+    institutions: tuple[KitInstitution, ...]
+    training: dict[str, int | float | str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        parse_address(self.aggregator_address)
+        if not self.name.strip():
+            raise ProvisioningError("the federation needs a name")
+        if self.rounds < 1:
+            raise ProvisioningError(f"rounds must be at least 1, got {self.rounds}")
+        if not 1 <= self.min_institutions <= len(self.institutions):
+            raise ProvisioningError(
+                f"min-institutions must be between 1 and {len(self.institutions)}, "
+                f"got {self.min_institutions}"
+            )
+        if self.round_timeout <= 0:
+            raise ProvisioningError(f"round-timeout must be positive, got {self.round_timeout}")
+        if self.preset not in crypto.PRESETS:
+            raise ProvisioningError(
+                f"unknown preset {self.preset!r}; choose one of {', '.join(sorted(crypto.PRESETS))}"
+            )
+        unknown = sorted(set(self.training) - _TRAINING_KEYS)
+        if unknown:
+            raise ProvisioningError(
+                f"training settings {unknown} are not allowed in a kit; "
+                f"allowed: {', '.join(sorted(_TRAINING_KEYS))}"
+            )
+
+    @property
+    def host(self) -> str:
+        """The aggregator's host name or address."""
+        return parse_address(self.aggregator_address)[0]
+
+    @property
+    def port(self) -> int:
+        """The SuperLink's Fleet API port."""
+        return parse_address(self.aggregator_address)[1]
+
+    def dial_address(self) -> str:
+        """The address a SuperNode passes to ``--superlink``."""
+        host = f"[{self.host}]" if _is_ipv6(self.host) else self.host
+        return f"{host}:{self.port}"
+
+    def run_config(
+        self, *, public_context: str, schema: str, out_dir: str
+    ) -> dict[str, int | float | str]:
+        """The Flower run config the aggregator submits (dashed keys)."""
+        config: dict[str, int | float | str] = {"mode": "encrypted", **self.training}
+        config.update(
+            {
+                "rounds": self.rounds,
+                "min-institutions": self.min_institutions,
+                "round-timeout": float(self.round_timeout),
+                "public-context": public_context,
+                "schema": schema,
+                "out-dir": out_dir,
+            }
+        )
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for YAML."""
+        return {
+            "version": MANIFEST_VERSION,
+            "federation": self.name,
+            "aggregator-address": self.aggregator_address,
+            "rounds": self.rounds,
+            "preset": self.preset,
+            "min-institutions": self.min_institutions,
+            "round-timeout": self.round_timeout,
+            "context-fingerprint": self.context_fingerprint,
+            "training": dict(self.training),
+            "institutions": [
+                {
+                    "name": i.name,
+                    "jurisdiction": i.jurisdiction,
+                    "node-key-sha256": i.node_key_sha256,
+                }
+                for i in self.institutions
+            ],
+        }
+
+    def to_yaml(self) -> str:
+        """``federation.yaml``'s text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> FederationManifest:
+        """Parse :meth:`to_dict`'s output; a missing or mistyped key is named.
+
+        Raises
+        ------
+        ProvisioningError
+            The data is not a manifest this version reads.
+        """
+        if not isinstance(data, Mapping):
+            raise ProvisioningError("federation.yaml must be a mapping")
+        if data.get("version") != MANIFEST_VERSION:
+            raise ProvisioningError(
+                f"federation.yaml version {data.get('version')!r} is not {MANIFEST_VERSION}"
+            )
+        try:
+            institutions = tuple(
+                KitInstitution(
+                    str(entry["name"]),
+                    None if entry.get("jurisdiction") is None else str(entry["jurisdiction"]),
+                    str(entry["node-key-sha256"]),
+                )
+                for entry in data["institutions"]
+            )
+            training = data.get("training") or {}
+            if not isinstance(training, Mapping):
+                raise ProvisioningError("federation.yaml: training must be a mapping")
+            return cls(
+                name=str(data["federation"]),
+                aggregator_address=str(data["aggregator-address"]),
+                rounds=int(data["rounds"]),
+                preset=str(data["preset"]),
+                min_institutions=int(data["min-institutions"]),
+                round_timeout=float(data["round-timeout"]),
+                context_fingerprint=str(data["context-fingerprint"]),
+                institutions=institutions,
+                training={str(k): v for k, v in training.items()},
+            )
+        except KeyError as exc:
+            raise ProvisioningError(f"federation.yaml lacks {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ProvisioningError(f"federation.yaml has a bad value: {exc}") from exc

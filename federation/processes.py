@@ -1,0 +1,162 @@
+"""Starting and stopping Flower's long-running processes (SuperLink, SuperNode).
+
+Flower's daemons spawn children of their own: the SuperLink a
+``flower-superexec`` in a new session, which spawns ``flwr-serverapp``; a
+SuperNode one ``flwr-clientapp`` process per message. Killing a daemon's
+process group therefore misses some of them, and a ``flwr-clientapp`` whose
+SuperNode was killed lives on as an orphan. :func:`stop_tree` collects the
+whole tree from ``/proc`` first, then terminates it: Linux only, which is where
+SuperLinks and SuperNodes run.
+
+Every process gets :func:`flower_env`: telemetry off and ``FLWR_HOME`` inside
+the caller's working folder, never the user's ``~/.flwr``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "descendants",
+    "exit_code_from_log",
+    "flower_env",
+    "free_port",
+    "spawn",
+    "stop_tree",
+    "toml_string",
+]
+
+_EXIT_CODE = re.compile(r"Exit Code: (\d+)")
+
+
+def flower_env(flwr_home: Path) -> dict[str, str]:
+    """Environment for Flower's commands: telemetry off, ``FLWR_HOME`` set."""
+    env = dict(os.environ)
+    env["FLWR_HOME"] = str(flwr_home)
+    env["FLWR_TELEMETRY_ENABLED"] = "0"
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (the OS picks; a race remains until bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def toml_string(value: str) -> str:
+    """Quote ``value`` as a TOML basic string (JSON escapes are valid TOML escapes)."""
+    out = []
+    for char in value:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def spawn(command: Sequence[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own session, stdout and stderr appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def _parents() -> dict[int, int]:
+    """Map of pid to parent pid for every process visible in ``/proc``."""
+    table: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1:
+            table[int(entry.name)] = int(fields[1])
+    return table
+
+
+def descendants(pid: int) -> list[int]:
+    """All processes below ``pid`` (children, grandchildren, …), found in ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        children.setdefault(parent, []).append(child)
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text()
+        return state[state.rfind(")") + 2 :].split()[0] != "Z"
+    return False
+
+
+def stop_tree(process: subprocess.Popen[bytes] | None, grace_s: float = 5.0) -> None:
+    """Stop ``process`` and every process below it: SIGTERM, then SIGKILL after ``grace_s``.
+
+    The tree is collected before anything is signalled, so children that
+    become orphans on their parent's exit are still found.
+    """
+    if process is None:
+        return
+    pids = [process.pid, *descendants(process.pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        process.poll()
+        pids = [pid for pid in pids if _alive(pid)]
+        if not pids:
+            break
+        time.sleep(0.1)
+    # Children spawned while we waited are caught here too.
+    for pid in [*pids, *descendants(process.pid)]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_s)
+
+
+def exit_code_from_log(log_path: Path) -> int | None:
+    """The last Flower exit code (``Exit Code: N``) a daemon wrote to its log, if any."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return None
+    codes = _EXIT_CODE.findall(text)
+    return int(codes[-1]) if codes else None
