@@ -54,8 +54,10 @@ def build_client_app(
 ) -> ClientApp:
     """A ClientApp using ``settings`` (None: read from each message's run config).
 
-    Mods, outermost first: CPU timing, encryption (decrypts what arrives,
-    encrypts what leaves), any ``extra_mods``, distributed DP (on plaintext).
+    Mods, outermost first: any ``extra_mods`` (they see exactly what goes on
+    the wire, e.g. tests that tamper with encrypted replies), CPU timing,
+    encryption (decrypts what arrives, encrypts what leaves), distributed DP
+    (on plaintext).
     """
 
     def current(context: Context) -> FederationSettings:
@@ -75,9 +77,9 @@ def build_client_app(
 
     client_app = ClientApp(
         mods=[
+            *extra_mods,
             timing_mod,
             make_encryption_mod(current),
-            *extra_mods,
             make_dp_mod(current, start_weights),
         ]
     )

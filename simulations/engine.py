@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flwr.app import Context, Message
+from flwr.clientapp.typing import ClientAppCallable
 from flwr.simulation import run_simulation
 
 import crypto
 from clients import build_client_app
 from federation import FederationSettings, build_server_app
 
-__all__ = ["FederatedRun", "default_backend_config", "run_federated"]
+__all__ = ["ClientMod", "FederatedRun", "default_backend_config", "run_federated"]
+
+ClientMod = Callable[[Message, Context, ClientAppCallable], Message]
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,12 @@ def run_federated(
     num_institutions: int,
     *,
     backend_config: dict[str, Any] | None = None,
+    client_mods: Sequence[ClientMod] = (),
 ) -> FederatedRun:
     """Run ``settings`` with ``num_institutions`` virtual institutions; return the model.
+
+    ``client_mods`` wrap every institution's ClientApp from outside (they see
+    the encrypted wire format); tests use them to play hostile institutions.
 
     In encrypted mode the global model is decrypted here with the secret
     context named in the settings: the harness plays every institution.
@@ -69,7 +78,7 @@ def run_federated(
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     run_simulation(
         server_app=build_server_app(settings),
-        client_app=build_client_app(settings),
+        client_app=build_client_app(settings, extra_mods=client_mods),
         num_supernodes=num_institutions,
         backend_config=backend_config or default_backend_config(),
     )
