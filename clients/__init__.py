@@ -19,6 +19,7 @@ from clients.data import (
     train_test_split,
     validate,
 )
+from clients.deploy import InstitutionResult, check_data, run_institution
 from clients.encryption_mod import make_encryption_mod
 from clients.errors import (
     ClientError,
@@ -28,6 +29,7 @@ from clients.errors import (
     InvalidWeightsError,
     MetricsError,
     SchemaError,
+    SuperNodeError,
     TrainingDivergedError,
     UndefinedMetricError,
 )
@@ -43,6 +45,7 @@ from clients.models import (
     scorecard,
     set_weights,
 )
+from clients.outputs import write_final_outputs
 from clients.schema import (
     OTHER_CATEGORY,
     CategoricalColumn,
@@ -66,6 +69,7 @@ __all__ = [
     "DataLoadError",
     "DataValidationError",
     "FederationSchema",
+    "InstitutionResult",
     "InvalidWeightsError",
     "LocalDataset",
     "LogisticRegression",
@@ -76,6 +80,7 @@ __all__ = [
     "RiskMetrics",
     "SchemaError",
     "Standardizer",
+    "SuperNodeError",
     "TargetSpec",
     "TrainConfig",
     "TrainResult",
@@ -86,6 +91,7 @@ __all__ = [
     "binary_cross_entropy",
     "build_client_app",
     "build_model",
+    "check_data",
     "encode",
     "evaluate",
     "feature_names",
@@ -99,6 +105,7 @@ __all__ = [
     "make_encryption_mod",
     "node_data_path",
     "predict_proba",
+    "run_institution",
     "save_schema",
     "schema_from_dict",
     "scorecard",
@@ -107,4 +114,5 @@ __all__ = [
     "train_local",
     "train_test_split",
     "validate",
+    "write_final_outputs",
 ]

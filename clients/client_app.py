@@ -11,6 +11,7 @@ the same app.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -23,12 +24,14 @@ from clients.encryption_mod import make_encryption_mod
 from clients.institution import LocalDataset, load_local_dataset
 from clients.metrics import evaluate as risk_metrics
 from clients.models import ModelSpec, build_model, get_weights, predict_proba, set_weights
+from clients.outputs import write_final_outputs
 from clients.standardize import Moments, Standardizer, local_moments
 from clients.timing_mod import timing_mod
 from clients.training import TrainConfig, train_local
 from federation import (
     ARRAYS_KEY,
     CONFIG_KEY,
+    FINAL_QUERY,
     METRICS_KEY,
     NUM_EXAMPLES_KEY,
     ROUND_KEY,
@@ -67,7 +70,7 @@ def build_client_app(
         chosen = current(context)
         return load_local_dataset(
             node_data_path(context, chosen),
-            chosen.schema,
+            str(context.node_config.get("schema") or chosen.schema),
             seed=chosen.seed,
             test_fraction=chosen.test_fraction,
         )
@@ -137,6 +140,25 @@ def build_client_app(
         metrics: dict[str, int | float] = dict(risk_metrics(data.y_test, scores).as_dict())
         metrics[NUM_EXAMPLES_KEY] = len(data.y_test)
         content = RecordDict({METRICS_KEY: MetricRecord(dict(metrics))})
+        return Message(content=content, reply_to=msg)
+
+    @client_app.query(FINAL_QUERY.partition(".")[2])
+    def final(msg: Message, context: Context) -> Message:
+        # Deployment: keep the decrypted final model where node config's out-dir says.
+        out_dir = context.node_config.get("out-dir")
+        written = 0
+        if out_dir:
+            chosen, data = current(context), dataset(context)
+            run = {"mode": chosen.mode, "model": chosen.model, "rounds": chosen.rounds}
+            write_final_outputs(
+                Path(str(out_dir)),
+                _global_model(msg, chosen, data.n_features),
+                data,
+                _standardizer(msg.content.config_records[CONFIG_KEY]),
+                run,
+            )
+            written = 1
+        content = RecordDict({METRICS_KEY: MetricRecord({"outputs-written": written})})
         return Message(content=content, reply_to=msg)
 
     return client_app

@@ -19,6 +19,7 @@ __all__ = [
     "InvalidWeightsError",
     "MetricsError",
     "SchemaError",
+    "SuperNodeError",
     "TrainingDivergedError",
     "UndefinedMetricError",
 ]
@@ -122,3 +123,23 @@ class MetricsError(ClientError):
 
 class UndefinedMetricError(MetricsError):
     """A metric is undefined for these labels (for instance, only one class)."""
+
+
+class SuperNodeError(ClientError):
+    """The institution's SuperNode could not take part in the run.
+
+    Parameters
+    ----------
+    message
+        What went wrong and what to check (the aggregator refused the node key,
+        the TLS certificate did not verify, the run never finished…).
+    exit_code
+        Flower's exit code from the SuperNode's log, if it wrote one.
+    log_path
+        The SuperNode's log file.
+    """
+
+    def __init__(self, message: str, *, exit_code: int | None, log_path: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.log_path = log_path

@@ -19,6 +19,7 @@ from federation.constants import (
     CIPHERTEXT_KEY,
     CONFIG_KEY,
     DP_SHARES_KEY,
+    FINAL_QUERY,
     METRICS_KEY,
     MODE_KEY,
     NUM_EXAMPLES_KEY,
@@ -27,6 +28,13 @@ from federation.constants import (
     ROUND_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
+)
+from federation.deploy import (
+    AggregatorResult,
+    SuperLink,
+    flower_executable,
+    read_status,
+    run_aggregator,
 )
 from federation.dp import effective_noise_multiplier, epsilon_spent, noise_multiplier_for_epsilon
 from federation.errors import (
@@ -38,6 +46,15 @@ from federation.errors import (
     ProvisioningError,
     QuorumNotReachedError,
 )
+from federation.final import deliver_final_model
+from federation.kit import (
+    AggregatorKit,
+    InstitutionKit,
+    create_kits,
+    node_key_fingerprint,
+    parse_institution,
+)
+from federation.kit_manifest import FederationManifest, KitInstitution
 from federation.measured import CPU_METRIC, MeasuredStrategy, RoundMeasurement, content_bytes
 from federation.pki import (
     CertificateAuthority,
@@ -57,6 +74,15 @@ from federation.pki import (
     write_private,
     write_public,
 )
+from federation.processes import (
+    descendants,
+    exit_code_from_log,
+    flower_env,
+    free_port,
+    spawn,
+    stop_tree,
+    toml_string,
+)
 from federation.server_app import RunOutcome, build_server_app, run_federation
 from federation.settings import MODES, FederationSettings
 from federation.strategy import EncryptedAggregation, ciphertext_record, read_ciphertext
@@ -69,6 +95,7 @@ __all__ = [
     "CONFIG_KEY",
     "CPU_METRIC",
     "DP_SHARES_KEY",
+    "FINAL_QUERY",
     "METRICS_KEY",
     "MODES",
     "MODE_KEY",
@@ -78,6 +105,8 @@ __all__ = [
     "ROUND_KEY",
     "STATS_CIPHERTEXT_KEY",
     "STATS_KEY",
+    "AggregatorKit",
+    "AggregatorResult",
     "AuditLog",
     "AuditLogError",
     "AuditRecord",
@@ -89,7 +118,10 @@ __all__ = [
     "DroppedNode",
     "EncryptedAggregation",
     "FederationError",
+    "FederationManifest",
     "FederationSettings",
+    "InstitutionKit",
+    "KitInstitution",
     "MeasuredStrategy",
     "NodeKeyPair",
     "ProvisioningError",
@@ -98,16 +130,24 @@ __all__ = [
     "RunOutcome",
     "SecretBytes",
     "ServerCredentials",
+    "SuperLink",
     "VerifyReport",
     "build_server_app",
     "certificate_to_pem",
     "ciphertext_record",
     "content_bytes",
     "create_ca",
+    "create_kits",
     "create_node_keypair",
     "create_server_certificate",
+    "deliver_final_model",
+    "descendants",
     "effective_noise_multiplier",
     "epsilon_spent",
+    "exit_code_from_log",
+    "flower_env",
+    "flower_executable",
+    "free_port",
     "genesis_hash",
     "load_certificate",
     "load_certificate_authority",
@@ -115,11 +155,18 @@ __all__ = [
     "load_node_private_key",
     "load_node_public_key",
     "load_private_key",
+    "node_key_fingerprint",
     "noise_multiplier_for_epsilon",
+    "parse_institution",
     "private_key_to_pem",
     "read_ciphertext",
+    "read_status",
+    "run_aggregator",
     "run_federation",
     "save_checkpoint",
+    "spawn",
+    "stop_tree",
+    "toml_string",
     "verify_audit_log",
     "write_private",
     "write_public",

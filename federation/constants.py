@@ -13,6 +13,7 @@ __all__ = [
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
     "DP_SHARES_KEY",
+    "FINAL_QUERY",
     "METRICS_KEY",
     "MODE_KEY",
     "NUM_EXAMPLES_KEY",
@@ -49,3 +50,6 @@ MODE_KEY: Final = "mode"
 
 #: Config entry with the number of institutions sharing distributed-DP noise.
 DP_SHARES_KEY: Final = "dp-shares"
+
+#: Message type of the last message: the final global model, for institutions to keep.
+FINAL_QUERY: Final = "query.final"

@@ -67,7 +67,9 @@ def toml_string(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def spawn(command: Sequence[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    command: Sequence[str], *, env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
     """Start ``command`` in its own session, stdout and stderr appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:

@@ -45,6 +45,7 @@ from federation.constants import (
     STATS_KEY,
 )
 from federation.errors import QuorumNotReachedError
+from federation.final import deliver_final_model
 from federation.measured import MeasuredStrategy, RoundMeasurement
 from federation.settings import FederationSettings
 from federation.strategy import EncryptedAggregation, read_ciphertext
@@ -122,6 +123,7 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
     outcome = RunOutcome(result, dropped, strategy.rounds, time.perf_counter() - started)
     if out_dir is not None:
         _write_outputs(out_dir, outcome, settings, run_id)
+    deliver_final_model(grid, result.arrays, config, settings)
     return outcome
 
 

@@ -6,6 +6,8 @@ import typer
 
 from crossfed.cli.audit import app as audit_app
 from crossfed.cli.bench import app as bench_app
+from crossfed.cli.deploy import aggregator, client, status
+from crossfed.cli.kit import app as kit_app
 
 __all__ = ["app", "main"]
 
@@ -17,6 +19,10 @@ app = typer.Typer(
 )
 app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
+app.add_typer(kit_app, name="kit")
+app.command()(aggregator)
+app.command()(client)
+app.command()(status)
 
 
 def main() -> None:

@@ -1,0 +1,226 @@
+"""An institution joins a deployed federation: check the data, run a SuperNode, keep the model.
+
+:func:`run_institution` is what ``crossfed client`` runs at a bank:
+
+1. loads the institution's kit (:class:`~federation.kit.InstitutionKit`) and
+   checks that its secret context is the federation's;
+2. validates the data file against the federation schema *before any
+   connection*: a missing column or a value outside the schema stops here with
+   the column named, and nothing is sent;
+3. starts ``flower-supernode`` over TLS (the kit's CA certificate as root),
+   authenticated with the kit's node key; the node config gives the ClientApp
+   the data file, the secret context, the schema and the output folder;
+4. waits until the final global model has been written to the output folder
+   (``metrics.json`` appears last), then stops the SuperNode — SuperNodes never
+   exit by themselves — and every ``flwr-clientapp`` it started.
+
+The data file and the secret context never leave this machine: the ClientApp
+sends only encrypted updates, encrypted statistics and evaluation metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import crypto
+from clients.data import load_table, validate
+from clients.errors import SuperNodeError
+from clients.outputs import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
+from clients.schema import load_schema
+from federation import (
+    InstitutionKit,
+    ProvisioningError,
+    exit_code_from_log,
+    flower_env,
+    flower_executable,
+    free_port,
+    spawn,
+    stop_tree,
+    toml_string,
+)
+
+__all__ = ["InstitutionResult", "check_data", "run_institution"]
+
+_ROUND = re.compile(r"Receiving: train message")
+
+
+@dataclass(frozen=True)
+class InstitutionResult:
+    """Where an institution's outputs are and how long the run took."""
+
+    name: str
+    out_dir: Path
+    rows: int
+    wall_s: float
+
+    @property
+    def model(self) -> Path:
+        """The decrypted global model (``.npz``)."""
+        return self.out_dir / MODEL_FILE
+
+    @property
+    def metrics(self) -> Path:
+        """Local metrics of the final model (JSON)."""
+        return self.out_dir / METRICS_FILE
+
+    @property
+    def scorecard(self) -> Path:
+        """Coefficient table (logistic regression only)."""
+        return self.out_dir / SCORECARD_FILE
+
+
+def check_data(kit: InstitutionKit, data_path: Path) -> int:
+    """Validate ``data_path`` against the kit's schema; the number of rows.
+
+    Raises
+    ------
+    clients.SchemaError, clients.DataLoadError, clients.DataValidationError
+        The schema or the file is unusable; the message names the column.
+    """
+    schema = load_schema(kit.schema)
+    return len(validate(load_table(data_path), schema))
+
+
+def _check_secret(kit: InstitutionKit) -> None:
+    try:
+        secret = crypto.SecretContext.load(kit.secret_context)
+    except crypto.CryptoError as exc:
+        raise ProvisioningError(f"{kit.secret_context}: {exc}") from exc
+    if secret.fingerprint != kit.manifest.context_fingerprint:
+        raise ProvisioningError(
+            f"{kit.secret_context} is not this federation's key (fingerprint differs)"
+        )
+
+
+def _failure_reason(log: str, returncode: int | None) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" in log or "handshake" in log.lower():
+        return (
+            "TLS failed: the aggregator's certificate does not verify against the kit's "
+            "ca.crt (wrong CA, or not this federation's aggregator)"
+        )
+    if "Failed to activate SuperNode" in log or "code: 2004" in log:
+        return "the aggregator refused this node's key: it is not registered in this federation"
+    if "Failed to initialize the connection" in log or "failed to connect" in log:
+        return "could not reach the aggregator (is it running, is the address right?)"
+    errors = [line for line in log.splitlines() if "ERROR" in line]
+    tail = errors[-1] if errors else log.strip().splitlines()[-1:] or [""]
+    return f"the SuperNode stopped (code {returncode}): {''.join(tail).strip()[-300:]}"
+
+
+def _await_final_reply(
+    log_path: Path, process: subprocess.Popen[bytes], grace: float = 30.0
+) -> None:
+    """Let the SuperNode acknowledge the final message, so the aggregator need not time out."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and process.poll() is None:
+        log = log_path.read_text(errors="replace")
+        _, found, after = log.rpartition("Sending: query.final")
+        if found and "Sent successfully" in after:
+            return
+        time.sleep(0.3)
+
+
+def run_institution(
+    kit_dir: Path,
+    data_path: Path,
+    out_dir: Path,
+    *,
+    timeout: float | None = None,
+    connect_timeout: float = 120.0,
+    progress: Callable[[str], None] | None = None,
+) -> InstitutionResult:
+    """Validate the data, join the federation, wait for the final model.
+
+    Parameters
+    ----------
+    kit_dir
+        The institution's kit (``crossfed kit create``).
+    data_path
+        The institution's CSV or Parquet file; read here and by the ClientApp only.
+    out_dir
+        Where the decrypted global model, metrics and scorecard are written;
+        earlier outputs there are replaced. The SuperNode's working files go to
+        ``out_dir/.supernode``.
+    timeout
+        Seconds to wait for the run to finish; None waits indefinitely.
+    connect_timeout
+        Seconds the SuperNode keeps retrying to reach the aggregator.
+    progress
+        Called with a short line when something happens (connected, round n).
+
+    Raises
+    ------
+    federation.ProvisioningError
+        The kit is incomplete or not this federation's.
+    clients.DataValidationError, clients.DataLoadError, clients.SchemaError
+        The data does not fit the schema (nothing was sent).
+    clients.SuperNodeError
+        The node was refused, TLS failed, or the run did not finish in time.
+    """
+    started = time.monotonic()
+    say = progress or (lambda _line: None)
+    kit = InstitutionKit.load(kit_dir)
+    _check_secret(kit)
+    rows = check_data(kit, data_path)
+    say(f"{data_path}: {rows} rows match the federation schema")
+
+    out = out_dir.resolve()
+    work = out / ".supernode"
+    work.mkdir(parents=True, exist_ok=True)
+    for name in (METRICS_FILE, MODEL_FILE, SCORECARD_FILE):
+        (out / name).unlink(missing_ok=True)
+    node_config = work / "node-config.toml"
+    entries = {
+        "data-path": str(data_path.resolve()),
+        "secret-context": str(kit.secret_context),
+        "schema": str(kit.schema),
+        "out-dir": str(out),
+    }
+    node_config.write_text("".join(f"{k} = {toml_string(v)}\n" for k, v in entries.items()))
+    log_path = work / "supernode.log"
+    log_path.unlink(missing_ok=True)
+    command = [
+        flower_executable("flower-supernode"),
+        "--root-certificates", str(kit.ca_cert),
+        "--superlink", kit.manifest.dial_address(),
+        "--auth-supernode-private-key", str(kit.node_key),
+        "--node-config", str(node_config),
+        "--host", "127.0.0.1",
+        "--port", str(free_port()),
+        "--max-wait-time", str(connect_timeout),
+    ]  # fmt: skip
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        process = spawn(command, env=flower_env(work / "flwr-home"), log_path=log_path)
+        say(f"SuperNode started; dialling {kit.manifest.dial_address()} over TLS")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen_rounds = 0
+        while not (out / METRICS_FILE).is_file():
+            log = log_path.read_text(errors="replace") if log_path.is_file() else ""
+            if process.poll() is not None:
+                raise SuperNodeError(
+                    _failure_reason(log, process.returncode),
+                    exit_code=exit_code_from_log(log_path),
+                    log_path=str(log_path),
+                )
+            rounds = len(_ROUND.findall(log))
+            if rounds != seen_rounds:
+                seen_rounds = rounds
+                say(f"round {rounds}: training locally")
+            if deadline is not None and time.monotonic() > deadline:
+                raise SuperNodeError(
+                    f"the run did not finish within {timeout:.0f} s",
+                    exit_code=None,
+                    log_path=str(log_path),
+                )
+            time.sleep(0.5)
+        _await_final_reply(log_path, process)
+        say(f"final model written to {out}")
+    finally:
+        stop_tree(process)
+    return InstitutionResult(kit.name, out, rows, time.monotonic() - started)

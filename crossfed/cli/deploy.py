@@ -1,0 +1,153 @@
+"""``crossfed aggregator``, ``crossfed client`` and ``crossfed status``: a deployed federation.
+
+Exit codes: 0 done; 1 the run failed (refused, TLS, quorum, timeout); 2 the
+input is wrong (kit, data file, options) and nothing was started or sent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from clients import ClientError, DataValidationError, SuperNodeError, run_institution
+from federation import (
+    AggregatorKit,
+    FederationError,
+    ProvisioningError,
+    SuperLink,
+    read_status,
+    run_aggregator,
+)
+
+__all__ = ["aggregator", "client", "status"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]ERROR[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code=code)
+
+
+def aggregator(
+    kit: Annotated[Path, typer.Option("--kit", help="The aggregator's kit folder.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the encrypted model, metrics and audit log go.")
+    ] = Path("aggregator-out"),
+    listen: Annotated[
+        str | None,
+        typer.Option("--listen", help="Address the Fleet API binds (default: the kit's address)."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds before the run is abandoned.")
+    ] = None,
+) -> None:
+    """Start the SuperLink (TLS, node authentication) and run the federation to completion."""
+
+    def show(state: dict[str, Any]) -> None:
+        console.print(
+            f"[cyan]{state['phase']}[/] round {state['rounds_done']}/{state['rounds']}",
+            highlight=False,
+        )
+
+    try:
+        result = run_aggregator(kit, out, listen=listen, timeout=timeout, progress=show)
+    except ProvisioningError as exc:
+        raise _fail(str(exc), 2) from exc
+    except FederationError as exc:
+        raise _fail(f"{exc} (logs: {kit / 'run' / 'logs'})", 1) from exc
+    if not result.ok:
+        raise _fail(
+            f"the run failed (flwr run exit {result.returncode}); logs in {result.log_dir}", 1
+        )
+    console.print(
+        f"[bold green]OK[/] run finished in {result.wall_s:.0f} s; encrypted model, "
+        f"metrics and audit log in {escape(str(result.out_dir))}"
+    )
+
+
+def client(
+    kit: Annotated[Path, typer.Option("--kit", help="This institution's kit folder.")],
+    data: Annotated[Path, typer.Option("--data", help="The institution's CSV or Parquet file.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the decrypted model and local metrics go.")
+    ] = Path("crossfed-out"),
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds to wait for the run to finish.")
+    ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option("--connect-timeout", help="Seconds to keep retrying the aggregator."),
+    ] = 120.0,
+) -> None:
+    """Check the data against the schema, join the federation, keep the final model."""
+    try:
+        result = run_institution(
+            kit,
+            data,
+            out,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            progress=lambda line: console.print(escape(line), highlight=False),
+        )
+    except DataValidationError as exc:
+        where = f" (column {exc.column!r})" if exc.column else ""
+        raise _fail(f"{data}{where}: {exc}; nothing was sent", 2) from exc
+    except SuperNodeError as exc:
+        code = f", Flower exit code {exc.exit_code}" if exc.exit_code is not None else ""
+        raise _fail(f"{exc}{code} (log: {exc.log_path})", 1) from exc
+    except (ClientError, ProvisioningError) as exc:
+        raise _fail(f"{exc}; nothing was sent", 2) from exc
+    metrics = json.loads(result.metrics.read_text())
+    table = Table(title=f"{escape(result.name)}: final global model on the local test split")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics["test"].items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+    if result.scorecard.is_file():
+        console.print(f"scorecard: {escape(str(result.scorecard))}")
+    console.print(f"[bold green]OK[/] model and metrics in {escape(str(result.out_dir))}")
+
+
+def status(
+    kit: Annotated[Path, typer.Option("--kit", help="The aggregator's kit folder.")],
+) -> None:
+    """Show the run's progress: phase, rounds done, institutions connected."""
+    try:
+        loaded = AggregatorKit.load(kit)
+        state = read_status(loaded.path)
+    except ProvisioningError as exc:
+        raise _fail(str(exc), 2) from exc
+    node_states: dict[int, str] = {}
+    if state.get("phase") == "running":
+        try:
+            node_states = SuperLink(loaded, loaded.path / "run").node_states()
+        except FederationError as exc:
+            err_console.print(f"[yellow]cannot ask the SuperLink:[/] {escape(str(exc))}")
+    console.print(
+        f"federation {escape(str(state['federation']))}: [cyan]{state['phase']}[/], "
+        f"round {state.get('rounds_done', 0)}/{state['rounds']} (updated {state.get('updated')})",
+        highlight=False,
+    )
+    table = Table(title="Institutions")
+    table.add_column("institution")
+    table.add_column("jurisdiction")
+    table.add_column("node id", justify="right")
+    table.add_column("state")
+    nodes: dict[str, int] = state.get("institutions", {})
+    for inst in loaded.manifest.institutions:
+        node = nodes.get(inst.name)
+        shown = node_states.get(node, "-") if node is not None else "not registered"
+        table.add_row(escape(inst.name), escape(inst.jurisdiction or "-"), str(node or "-"), shown)
+    console.print(table)
+    online = sum(1 for s in node_states.values() if s == "online")
+    if node_states:
+        console.print(f"{online} of {len(loaded.manifest.institutions)} institutions connected")
