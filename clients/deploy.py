@@ -47,6 +47,18 @@ from federation import (
 __all__ = ["InstitutionResult", "check_data", "run_institution"]
 
 _ROUND = re.compile(r"Receiving: train message")
+_REFUSED = "the aggregator refused this node's key"
+_RETRY_S = 3.0
+
+
+def _read_from(path: Path, offset: int) -> str:
+    """The log's text from byte ``offset`` on (one SuperNode attempt's lines)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,7 @@ def _failure_reason(log: str, returncode: int | None) -> str:
             "ca.crt (wrong CA, or not this federation's aggregator)"
         )
     if "Failed to activate SuperNode" in log or "code: 2004" in log:
-        return "the aggregator refused this node's key: it is not registered in this federation"
+        return f"{_REFUSED}: it is not registered in this federation"
     if "Failed to initialize the connection" in log or "failed to connect" in log:
         return "could not reach the aggregator (is it running, is the address right?)"
     errors = [line for line in log.splitlines() if "ERROR" in line]
@@ -195,18 +207,27 @@ def run_institution(
         "--max-wait-time", str(connect_timeout),
     ]  # fmt: skip
     process: subprocess.Popen[bytes] | None = None
+    env = flower_env(work / "flwr-home")
     try:
-        process = spawn(command, env=flower_env(work / "flwr-home"), log_path=log_path)
+        process, offset = spawn(command, env=env, log_path=log_path), 0
         say(f"SuperNode started; dialling {kit.manifest.dial_address()} over TLS")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        connect_deadline = now + connect_timeout
         seen_rounds = 0
         while not (out / METRICS_FILE).is_file():
-            log = log_path.read_text(errors="replace") if log_path.is_file() else ""
+            log = _read_from(log_path, offset)
             if process.poll() is not None:
+                reason = _failure_reason(log, process.returncode)
+                if _REFUSED in reason and time.monotonic() < connect_deadline:
+                    # The aggregator may not have registered this node yet: try again.
+                    say("not (yet) registered with the aggregator; retrying")
+                    time.sleep(_RETRY_S)
+                    offset = log_path.stat().st_size
+                    process = spawn(command, env=env, log_path=log_path)
+                    continue
                 raise SuperNodeError(
-                    _failure_reason(log, process.returncode),
-                    exit_code=exit_code_from_log(log_path),
-                    log_path=str(log_path),
+                    reason, exit_code=exit_code_from_log(log_path), log_path=str(log_path)
                 )
             rounds = len(_ROUND.findall(log))
             if rounds != seen_rounds:

@@ -147,6 +147,10 @@ def create_kits(
     if len(set(names)) != len(names):
         raise ProvisioningError(f"institution names must be distinct, got {names}")
     host, _ = parse_address(aggregator_address)
+    if preset not in crypto.PRESETS:
+        raise ProvisioningError(
+            f"unknown preset {preset!r}; choose one of {', '.join(sorted(crypto.PRESETS))}"
+        )
     folders = [out / AGGREGATOR_DIR, *(out / name for name in names)]
     taken = [str(f) for f in folders if f.exists()]
     if taken:
