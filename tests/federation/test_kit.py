@@ -147,7 +147,7 @@ def test_foreign_node_key_is_refused(kits: Path, tmp_path: Path) -> None:
     shutil.copy(kits / "aggregator" / "nodes" / "bank-id.pub", copy / "node.pub")
     assert InstitutionKit.load(copy).name == "bank-id"  # the public half names the institution
     (copy / "ca.crt").unlink()
-    with pytest.raises(ProvisioningError, match="ca.crt"):
+    with pytest.raises(ProvisioningError, match=r"ca\.crt"):
         InstitutionKit.load(copy)
 
 
