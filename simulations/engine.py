@@ -53,7 +53,7 @@ def default_backend_config(
         init.update(
             num_cpus=num_cpus or os.cpu_count() or 1,
             num_gpus=0,
-            object_store_memory=80 * 1024 * 1024,
+            object_store_memory=512 * 1024 * 1024,
         )
     return {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": init}
 

@@ -1,0 +1,132 @@
+"""Cost of one federated round, encrypted against plaintext, in the simulation engine.
+
+The same federation runs twice from the same seeds — once with Flower's
+plaintext FedAvg, once with CKKS-encrypted aggregation (``lean`` preset) — on
+the synthetic ``sme-credit`` data split across ``clients`` institutions, with
+an MLP sized to about ``params`` parameters (two equal hidden layers). Per
+mode it reports the median round wall time (sending to aggregation, local
+training included), payload bytes up and down per institution, and the
+aggregator's CPU seconds per round (median), from the aggregator's own
+per-round measurements. The first round includes starting Ray's workers, hence
+the median.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+import crypto
+from clients import infer_schema, save_schema
+from federation import FederationSettings
+from simulations.engine import run_federated
+from simulations.generators import generate
+
+__all__ = ["RoundBenchRow", "hidden_size_for", "run_round_bench"]
+
+
+@dataclass(frozen=True)
+class RoundBenchRow:
+    """One mode's round cost; field names match the JSON schema."""
+
+    mode: str
+    params: int
+    clients: int
+    round_s: float
+    bytes_up_per_client: float
+    bytes_down_per_client: float
+    aggregator_cpu_s: float
+    auc: float
+
+    def to_dict(self) -> dict[str, object]:
+        """The row as plain data (for ``--json``)."""
+        return asdict(self)
+
+
+def hidden_size_for(params: int, n_features: int) -> int:
+    """Width ``h`` of two hidden layers so the MLP has about ``params`` parameters.
+
+    Parameters: ``n*h + h + h*h + h + h + 1``; solved for ``h``.
+    """
+    b = n_features + 3
+    return max(1, round((-b + math.sqrt(b * b + 4 * max(params - 1, 1))) / 2))
+
+
+def run_round_bench(
+    params: int = 100_000,
+    clients: int = 10,
+    rounds: int = 3,
+    *,
+    seed: int = 0,
+    rows: int = 6_000,
+    work_dir: Path | None = None,
+) -> tuple[list[RoundBenchRow], float]:
+    """Run both modes; return the rows and the encrypted/plaintext round-time ratio."""
+    if params < 10 or clients < 1 or rounds < 1:
+        raise ValueError("need params >= 10, clients >= 1 and rounds >= 1")
+    with tempfile.TemporaryDirectory(prefix="crossfed-bench-round-") as scratch:
+        root = Path(work_dir or scratch)
+        root.mkdir(parents=True, exist_ok=True)
+        federation = generate("sme-credit", clients, seed=seed, total_rows=rows)
+        files = []
+        for index, institution in enumerate(federation.institutions):
+            path = root / f"institution-{index}.csv"
+            institution.frame.to_csv(path, index=False)
+            files.append(str(path))
+        pooled = pd.concat([i.frame for i in federation.institutions], ignore_index=True)
+        schema = infer_schema(
+            pooled,
+            federation.target,
+            federation.positive,
+            categorical=list(federation.categorical_columns),
+        )
+        save_schema(schema, root / "schema.yaml")
+        n_features = len(schema.numeric) + sum(len(c.levels) for c in schema.categorical)
+        hidden = hidden_size_for(params, n_features)
+        secret = crypto.generate_secret_context("lean")
+        secret.save(root / "secret.ctx")
+        secret.public().save(root / "public.ctx")
+        rows_out: list[RoundBenchRow] = []
+        for mode in ("plaintext", "encrypted"):
+            settings = FederationSettings(
+                mode=mode,
+                rounds=rounds,
+                min_institutions=clients,
+                round_timeout=600,
+                public_context=str(root / "public.ctx"),
+                secret_context=str(root / "secret.ctx"),
+                schema=str(root / "schema.yaml"),
+                data_files=",".join(files),
+                model="mlp",
+                hidden=f"{hidden},{hidden}",
+                epochs=1,
+                batch_size=128,
+                learning_rate=0.05,
+                seed=seed,
+                out_dir=str(root / f"out-{mode}"),
+            )
+            run = run_federated(settings, clients)
+            measured = run.metrics["rounds_measured"]
+            rows_out.append(
+                RoundBenchRow(
+                    mode=mode,
+                    params=sum(int(w.size) for w in run.weights),
+                    clients=clients,
+                    round_s=statistics.median(m["round_s"] for m in measured),
+                    bytes_up_per_client=statistics.median(
+                        m["bytes_up"] / max(m["institutions_replied"], 1) for m in measured
+                    ),
+                    bytes_down_per_client=statistics.median(
+                        m["bytes_down"] / max(m["institutions_sampled"], 1) for m in measured
+                    ),
+                    aggregator_cpu_s=statistics.median(m["aggregator_cpu_s"] for m in measured),
+                    auc=float(run.final_evaluation()["auc"]),
+                )
+            )
+    plain, encrypted = rows_out
+    return rows_out, encrypted.round_s / plain.round_s

@@ -1,0 +1,87 @@
+"""The benchmarks users run: rows, JSON keys, and what each mode must measure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crossfed.cli import app
+from simulations.bench import MODES, hidden_size_for, run_crypto_bench, run_round_bench
+
+CRYPTO_KEYS = {
+    "mode",
+    "params",
+    "clients",
+    "encrypt_s",
+    "bytes_per_update",
+    "expansion",
+    "aggregate_s",
+    "decrypt_s",
+    "max_abs_error",
+}
+
+
+def test_crypto_bench_measures_every_mode_on_odd_sizes() -> None:
+    rows = run_crypto_bench([37, 4_099], clients=3, paillier_values=5)
+    assert [(r.mode, r.params) for r in rows] == [(m, s) for s in (37, 4_099) for m in MODES]
+    by = {(r.mode, r.params): r for r in rows}
+    for params in (37, 4_099):
+        assert by[("plaintext", params)].bytes_per_update == 4 * params
+        # Among the CKKS presets the packed codec expands least, the standard one most.
+        assert by[("ckks-standard", params)].expansion > by[("ckks-lean", params)].expansion
+        assert by[("ckks-lean", params)].expansion >= by[("ckks-packed", params)].expansion
+        assert by[("ckks-lean", params)].max_abs_error < 1e-6
+        assert by[("ckks-packed", params)].max_abs_error < 1e-4
+        assert all(r.encrypt_s > 0 and r.aggregate_s > 0 for r in rows if r.mode != "plaintext")
+    # A whole ciphertext for 37 values costs more than Paillier's per-value ones;
+    # from a few thousand values on, Paillier expands most.
+    assert by[("paillier", 37)].expansion < by[("ckks-lean", 37)].expansion
+    assert by[("paillier", 4_099)].expansion > by[("ckks-standard", 4_099)].expansion
+    assert by[("paillier", 4_099)].extrapolated_from == 5
+
+
+def test_crypto_bench_refuses_unknown_modes_and_sizes() -> None:
+    with pytest.raises(ValueError, match="unknown mode"):
+        run_crypto_bench([10], ["ckks-turbo"])
+    with pytest.raises(ValueError, match="at least 1"):
+        run_crypto_bench([0], ["plaintext"])
+
+
+def test_bench_crypto_cli_writes_the_documented_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        app,
+        ["bench", "crypto", "--sizes", "1k", "--modes", "plaintext,ckks-lean", "--json", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["mode"] for r in rows] == ["plaintext", "ckks-lean"]
+    assert all(set(r) >= CRYPTO_KEYS for r in rows)
+
+
+def test_bench_crypto_cli_names_a_bad_size() -> None:
+    result = CliRunner().invoke(app, ["bench", "crypto", "--sizes", "ten"])
+    assert result.exit_code != 0
+    assert "ten" in result.output
+
+
+@pytest.mark.parametrize(("params", "features"), [(100_000, 20), (5_000, 48), (100, 3)])
+def test_hidden_size_gives_about_the_requested_parameters(params: int, features: int) -> None:
+    h = hidden_size_for(params, features)
+    actual = features * h + h + h * h + h + h + 1
+    assert abs(actual - params) <= 2 * h + features + 3
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_round_bench_compares_both_modes(tmp_path: Path) -> None:
+    rows, ratio = run_round_bench(500, 2, 2, rows=600, work_dir=tmp_path)
+    plain, encrypted = rows
+    assert (plain.mode, encrypted.mode) == ("plaintext", "encrypted")
+    assert plain.params == encrypted.params > 0
+    assert encrypted.bytes_up_per_client > 5 * plain.bytes_up_per_client
+    assert abs(plain.auc - encrypted.auc) < 1e-3
+    assert ratio == pytest.approx(encrypted.round_s / plain.round_s)
