@@ -77,6 +77,10 @@ class EncryptedUpdate:
         (plain wide-range sums, :func:`encrypt_sums`).
     vectors:
         The CKKS ciphertexts (TenSEAL vectors), ``N / 2`` slots each.
+    session:
+        The run it belongs to (an identifier the aggregator hands out); with
+        the round id it makes an update replayed from another run or round
+        recognisable. Empty when not bound to a run.
     """
 
     fingerprint: str
@@ -85,6 +89,7 @@ class EncryptedUpdate:
     count: int
     encoding: str
     vectors: tuple[ts.CKKSVector, ...]
+    session: str = ""
 
     @property
     def n_values(self) -> int:
@@ -98,6 +103,7 @@ class EncryptedUpdate:
             "encoding": self.encoding,
             "fingerprint": self.fingerprint,
             "round": self.round_id,
+            "session": self.session,
             "shapes": [list(shape) for shape in self.shapes],
             "count": self.count,
         }
@@ -112,6 +118,7 @@ class EncryptedUpdate:
         max_bytes: int | None = None,
         expected_round: int | None = None,
         expected_shapes: Sequence[Sequence[int]] | None = None,
+        expected_session: str | None = None,
     ) -> EncryptedUpdate:
         """Parse and check an update against ``context`` and the caller's expectations.
 
@@ -123,8 +130,9 @@ class EncryptedUpdate:
             Serialised update.
         max_bytes:
             Size bound checked before anything is parsed.
-        expected_round, expected_shapes:
-            If given, an update for another round or with other shapes is refused.
+        expected_round, expected_shapes, expected_session:
+            If given, an update for another round, with other shapes, or from
+            another run is refused.
 
         Raises
         ------
@@ -149,12 +157,15 @@ class EncryptedUpdate:
             encoding = header["encoding"]
             fingerprint = str(header["fingerprint"])
             round_id = header["round"]
+            session = header["session"]
             count = header["count"]
             shapes = tuple(tuple(_dim(d) for d in shape) for shape in header["shapes"])
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedDataError(f"update header is incomplete or invalid: {exc!r}") from exc
         if kind != "update" or encoding not in (AVERAGE, SUM):
             raise MalformedDataError(f"not an update: kind {kind!r}, encoding {encoding!r}")
+        if not isinstance(session, str) or len(session) > 256:
+            raise MalformedDataError("update header has an invalid session")
         if type(round_id) is not int or type(count) is not int:
             raise MalformedDataError("update header has wrong field types")
         if not 1 <= count <= preset.max_institutions or round_id < 0:
@@ -163,6 +174,11 @@ class EncryptedUpdate:
             raise ContextMismatchError(
                 f"update made under context {fingerprint[:16]}…, this federation's is "
                 f"{context.fingerprint[:16]}…"
+            )
+        if expected_session is not None and session != expected_session:
+            raise ContextMismatchError(
+                f"update belongs to run {session[:16]!r}, this run is {expected_session[:16]!r}"
+                " (a replay from another run)"
             )
         if expected_round is not None and round_id != expected_round:
             raise ContextMismatchError(
@@ -186,7 +202,7 @@ class EncryptedUpdate:
             _load_vector(context, blob, size, index)
             for index, (blob, size) in enumerate(zip(blobs, expected, strict=True))
         )
-        return cls(fingerprint, round_id, update_shapes, count, encoding, vectors)
+        return cls(fingerprint, round_id, update_shapes, count, encoding, vectors, session)
 
 
 def encrypt_update(
@@ -197,6 +213,7 @@ def encrypt_update(
     round_id: int = 0,
     total_weight: int | None = None,
     rng: np.random.Generator | None = None,
+    session: str = "",
 ) -> EncryptedUpdate:
     """Encrypt ``arrays`` weighted by ``weight`` (an institution's example count).
 
@@ -215,6 +232,8 @@ def encrypt_update(
     rng:
         Randomness for stochastic rounding (packed codec); a fresh generator
         seeded from the operating system when omitted.
+    session:
+        The run the update belongs to (see :class:`EncryptedUpdate`).
 
     Raises
     ------
@@ -229,11 +248,15 @@ def encrypt_update(
     """
     if isinstance(weight, bool) or not isinstance(weight, int | np.integer) or weight <= 0:
         raise InvalidWeightError(f"weight must be a positive integer example count, got {weight!r}")
-    return _encrypt(context, arrays, AVERAGE, int(weight), round_id, total_weight, rng)
+    return _encrypt(context, arrays, AVERAGE, int(weight), round_id, total_weight, rng, session)
 
 
 def encrypt_sums(
-    context: SecretContext, arrays: Sequence[np.ndarray], *, round_id: int = 0
+    context: SecretContext,
+    arrays: Sequence[np.ndarray],
+    *,
+    round_id: int = 0,
+    session: str = "",
 ) -> EncryptedUpdate:
     """Encrypt values to be *summed* across institutions, exactly and over a wide range.
 
@@ -247,7 +270,7 @@ def encrypt_sums(
     SecretKeyRequiredError, NonFiniteInputError, OverflowRiskError
         As :func:`encrypt_update`.
     """
-    return _encrypt(context, arrays, SUM, 1, round_id, None, None)
+    return _encrypt(context, arrays, SUM, 1, round_id, None, None, session)
 
 
 def _encrypt(
@@ -258,6 +281,7 @@ def _encrypt(
     round_id: int,
     total_weight: int | None,
     rng: np.random.Generator | None,
+    session: str,
 ) -> EncryptedUpdate:
     if not isinstance(context, SecretContext):
         raise SecretKeyRequiredError("encryption needs the institutions' secret context")
@@ -278,7 +302,9 @@ def _encrypt(
         ts.ckks_vector(context.tenseal_context, slots[start : start + step])
         for start in range(0, slots.size, step)
     )
-    return EncryptedUpdate(context.fingerprint, round_id, shapes, 1, encoding, vectors)
+    if len(session) > 256:
+        raise ContextMismatchError("a session identifier has at most 256 characters")
+    return EncryptedUpdate(context.fingerprint, round_id, shapes, 1, encoding, vectors, session)
 
 
 def aggregate(
@@ -301,6 +327,8 @@ def aggregate(
     for update in updates:
         if update.fingerprint != context.fingerprint:
             raise ContextMismatchError("an update was made under another federation's context")
+        if update.session != first.session:
+            raise ContextMismatchError("updates from different runs cannot be summed")
         if update.round_id != first.round_id:
             raise ContextMismatchError(
                 f"updates from rounds {first.round_id} and {update.round_id} cannot be summed"
@@ -323,7 +351,13 @@ def aggregate(
         except Exception as exc:  # SEAL refuses mismatched scales or parameters
             raise MalformedDataError(f"ciphertexts cannot be added: {exc}") from exc
     return EncryptedUpdate(
-        first.fingerprint, first.round_id, first.shapes, count, first.encoding, tuple(sums)
+        first.fingerprint,
+        first.round_id,
+        first.shapes,
+        count,
+        first.encoding,
+        tuple(sums),
+        first.session,
     )
 
 

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+import crypto
 from crypto import (
     PRESETS,
     ContextMismatchError,
@@ -337,3 +338,19 @@ def test_sums_refuse_non_finite_and_out_of_range_values(
     assert abs(float(sums[0][0]) - limit / 4) <= lean_secret.preset.build_sum_codec().error_bound(
         1, 1.0
     )
+
+
+def test_update_from_another_run_is_refused_as_a_replay() -> None:
+    secret = crypto.generate_secret_context("lean")
+    public = secret.public()
+    rng = np.random.default_rng(11)
+    arrays = [rng.normal(size=(3, 5))]
+    old = crypto.encrypt_update(secret, arrays, 7, round_id=2, session="run-a").to_bytes()
+    with pytest.raises(crypto.ContextMismatchError, match="another run"):
+        crypto.EncryptedUpdate.from_bytes(public, old, expected_round=2, expected_session="run-b")
+    same = crypto.EncryptedUpdate.from_bytes(public, old, expected_session="run-a")
+    assert same.session == "run-a"
+    other = crypto.encrypt_update(secret, arrays, 7, round_id=2, session="run-b")
+    with pytest.raises(crypto.ContextMismatchError, match="different runs"):
+        crypto.aggregate(public, [same, other])
+    assert crypto.aggregate(public, [same, same]).session == "run-a"
