@@ -317,7 +317,9 @@ class InstitutionKit:
         manifest = _manifest(folder)
         for name in (CA_CERT, NODE_KEY, NODE_PUB, SECRET_CONTEXT, SCHEMA):
             _require(folder / name)
-        load_node_private_key(folder / NODE_KEY)
+        private = load_node_private_key(folder / NODE_KEY)
+        if private.public_key() != load_node_public_key(folder / NODE_PUB):
+            raise ProvisioningError(f"{folder / NODE_KEY} is not the key of {folder / NODE_PUB}")
         fingerprint = node_key_fingerprint((folder / NODE_PUB).read_bytes())
         listed = {i.node_key_sha256: i.name for i in manifest.institutions}
         if fingerprint not in listed:

@@ -145,7 +145,10 @@ def test_foreign_node_key_is_refused(kits: Path, tmp_path: Path) -> None:
     copy = tmp_path / "bank-sg"
     shutil.copytree(kits / "bank-sg", copy)
     shutil.copy(kits / "aggregator" / "nodes" / "bank-id.pub", copy / "node.pub")
-    assert InstitutionKit.load(copy).name == "bank-id"  # the public half names the institution
+    with pytest.raises(ProvisioningError, match="is not the key of"):
+        InstitutionKit.load(copy)
+    shutil.copy(kits / "bank-id" / "node.key", copy / "node.key")
+    assert InstitutionKit.load(copy).name == "bank-id"  # the key pair names the institution
     (copy / "ca.crt").unlink()
     with pytest.raises(ProvisioningError, match=r"ca\.crt"):
         InstitutionKit.load(copy)

@@ -1,0 +1,269 @@
+"""A deployed federation as separate processes on 127.0.0.1: kits, TLS, node authentication.
+
+``crossfed kit create`` provisions an aggregator and three institutions;
+``crossfed aggregator`` and three ``crossfed client`` processes run encrypted
+FedAvg on German credit split in three, for two rounds. While it runs,
+intruders try to join: a SuperNode with a key the federation never issued, one
+speaking plaintext, and a client whose kit trusts another CA. A client whose
+file lacks a schema column stops before connecting. Every process is torn
+down, children included, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import crypto
+from clients import infer_schema, save_schema
+from federation import (
+    certificate_to_pem,
+    create_ca,
+    create_node_keypair,
+    flower_env,
+    flower_executable,
+    free_port,
+    stop_tree,
+    verify_audit_log,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DATA = Path(__file__).parents[1] / "data" / "german_credit.csv"
+NAMES = ("bank-eu", "bank-sg", "lender-br")
+RUN_TIMEOUT = 300
+
+
+def _crossfed(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from crossfed.cli import main; main()", *args]
+
+
+def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def _wait(process: subprocess.Popen[bytes], timeout: float) -> int:
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    root = tmp_path_factory.mktemp("deploy")
+    env = flower_env(root / "flwr-home-default")  # never ~/.flwr
+    frame = pd.read_csv(DATA)
+    order = np.random.default_rng(3).permutation(len(frame))
+    for name, part in zip(NAMES, np.array_split(order, len(NAMES)), strict=True):
+        frame.iloc[part].to_csv(root / f"{name}.csv", index=False)
+    frame.drop(columns=["duration_in_month"]).to_csv(root / "no-duration.csv", index=False)
+    save_schema(infer_schema(frame, "creditability", "bad"), root / "schema.yaml")
+
+    port = free_port()
+    kits = root / "kits"
+    created = subprocess.run(
+        _crossfed(
+            "kit", "create", "--out", str(kits), "--federation", "german",
+            "--aggregator-address", f"127.0.0.1:{port}",
+            *[arg for n in NAMES for arg in ("--institution", f"{n}=EU")],
+            "--schema", str(root / "schema.yaml"), "--preset", "lean",
+            "--rounds", "2", "--epochs", "1", "--round-timeout", "180",
+        ),
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+
+    # An intruder's kits: a key the federation never issued; a CA it never used.
+    rogue = root / "rogue"
+    rogue.mkdir()
+    create_node_keypair().write(rogue / "node.key", rogue / "node.pub")
+    wrong_ca = root / "wrong-ca-kit"
+    shutil.copytree(kits / "bank-sg", wrong_ca)
+    (wrong_ca / "ca.crt").unlink()
+    (wrong_ca / "ca.crt").write_bytes(certificate_to_pem(create_ca("impostor CA").cert))
+
+    bad = subprocess.run(
+        _crossfed(
+            "client", "--kit", str(kits / "bank-eu"), "--data", str(root / "no-duration.csv"),
+            "--out", str(root / "bad-out"),
+        ),
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    codes: dict[str, int] = {}
+    started = time.monotonic()
+    try:
+        processes["aggregator"] = _start(
+            _crossfed(
+                "aggregator", "--kit", str(kits / "aggregator"), "--out", str(root / "agg-out"),
+                "--timeout", str(RUN_TIMEOUT),
+            ),
+            root / "aggregator.log", env,
+        )  # fmt: skip
+        status = kits / "aggregator" / "run" / "status.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if status.is_file() and json.loads(status.read_text())["phase"] != "starting":
+                break
+            assert processes["aggregator"].poll() is None, (root / "aggregator.log").read_text()
+            time.sleep(0.5)
+        for name in NAMES:
+            processes[name] = _start(
+                _crossfed(
+                    "client", "--kit", str(kits / name), "--data", str(root / f"{name}.csv"),
+                    "--out", str(root / f"out-{name}"), "--timeout", str(RUN_TIMEOUT),
+                ),
+                root / f"{name}.log", env,
+            )  # fmt: skip
+        node = [flower_executable("flower-supernode"), "--superlink", f"127.0.0.1:{port}"]
+        processes["unknown-key"] = _start(
+            [
+                *node, "--root-certificates", str(kits / "bank-sg" / "ca.crt"),
+                "--auth-supernode-private-key", str(rogue / "node.key"),
+                "--port", str(free_port()), "--max-wait-time", "20",
+            ],
+            root / "unknown-key.log", flower_env(rogue / "home"),
+        )  # fmt: skip
+        processes["plaintext"] = _start(
+            [
+                *node, "--insecure", "--auth-supernode-private-key",
+                str(kits / "lender-br" / "node.key"),
+                "--port", str(free_port()), "--max-wait-time", "20",
+            ],
+            root / "plaintext.log", flower_env(rogue / "home2"),
+        )  # fmt: skip
+        processes["wrong-ca"] = _start(
+            _crossfed(
+                "client", "--kit", str(wrong_ca), "--data", str(root / "bank-sg.csv"),
+                "--out", str(root / "out-wrong-ca"), "--connect-timeout", "20",
+            ),
+            root / "wrong-ca.log", env,
+        )  # fmt: skip
+        for name, process in processes.items():
+            codes[name] = _wait(process, max(1.0, RUN_TIMEOUT + 60 - (time.monotonic() - started)))
+    finally:
+        for process in processes.values():
+            stop_tree(process)
+    yield {
+        "root": root,
+        "kits": kits,
+        "codes": codes,
+        "bad": bad,
+        "wall_s": time.monotonic() - started,
+    }
+
+
+def _log(deployment: dict[str, object], name: str) -> str:
+    root = deployment["root"]
+    assert isinstance(root, Path)
+    return (root / f"{name}.log").read_text(errors="replace")
+
+
+def test_all_parties_finish_with_the_same_model(deployment: dict[str, object]) -> None:
+    codes, root = deployment["codes"], deployment["root"]
+    assert isinstance(codes, dict) and isinstance(root, Path)
+    for name in ("aggregator", *NAMES):
+        assert codes[name] == 0, _log(deployment, name)[-3000:]
+    models = [np.load(root / f"out-{name}" / "global_model.npz") for name in NAMES]
+    first = [models[0][key] for key in models[0].files]
+    for other in models[1:]:
+        for a, b in zip(first, [other[key] for key in other.files], strict=True):
+            np.testing.assert_array_equal(a, b)
+    for name in NAMES:
+        metrics = json.loads((root / f"out-{name}" / "metrics.json").read_text())
+        assert 0.5 < metrics["test"]["auc"] <= 1.0
+        card = pd.read_csv(root / f"out-{name}" / "scorecard.csv")
+        assert card["feature"].iloc[-1] == "(intercept)"
+        assert {"coefficient", "odds_ratio", "federation_mean"} <= set(card.columns)
+
+
+def test_aggregator_output_is_ciphertext_only(deployment: dict[str, object]) -> None:
+    root, kits = deployment["root"], deployment["kits"]
+    assert isinstance(root, Path) and isinstance(kits, Path)
+    out = root / "agg-out"
+    assert verify_audit_log(out / "audit.jsonl").lines == 2
+    assert not list(out.glob("*.npz"))
+    secret = crypto.SecretContext.load(kits / "bank-eu" / "secret.ctx")
+    blob = (out / "global_model.bin").read_bytes()
+    with pytest.raises(crypto.SecretKeyRequiredError):
+        crypto.decrypt_average(
+            secret.public(),  # type: ignore[arg-type]
+            crypto.EncryptedUpdate.from_bytes(secret.public(), blob),
+        )
+    # Only the institutions' key opens it, and it is the model they wrote.
+    weights, _ = crypto.decrypt_average(secret, crypto.EncryptedUpdate.from_bytes(secret, blob))
+    model = np.load(root / "out-bank-eu" / "global_model.npz")
+    kept = [model[key] for key in model.files]
+    for a, b in zip(weights, kept, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # No plaintext parameter array sits anywhere in the aggregator's outputs or state.
+    probes = [w.astype(np.float32).tobytes() for w in kept if w.size > 1]
+    probes += [w.astype(np.float64).tobytes() for w in kept if w.size > 1]
+    for path in [*out.rglob("*"), *(kits / "aggregator").rglob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(p in data for p in probes), path
+
+
+def test_aggregator_folder_holds_no_secret_key(deployment: dict[str, object]) -> None:
+    root, kits = deployment["root"], deployment["kits"]
+    assert isinstance(root, Path) and isinstance(kits, Path)
+    secret_file = (kits / "bank-eu" / "secret.ctx").read_bytes()
+    secret = crypto.SecretContext.load(kits / "bank-eu" / "secret.ctx")
+    secret.tenseal_context.secret_key().data.save(str(root / "sk.bin"))
+    key = (root / "sk.bin").read_bytes()
+    probe = key[len(key) // 2 :][:4096]
+    files = [p for p in [*(kits / "aggregator").rglob("*"), *(root / "agg-out").rglob("*")]]
+    assert any(p.name == "state.db" for p in files)  # the SuperLink's state is checked too
+    for path in files:
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret_file not in data and probe not in data, path
+
+
+def test_unknown_node_key_is_refused(deployment: dict[str, object]) -> None:
+    codes, kits = deployment["codes"], deployment["kits"]
+    assert isinstance(codes, dict) and isinstance(kits, Path)
+    assert codes["unknown-key"] != 0
+    assert "Failed to activate SuperNode" in _log(deployment, "unknown-key")
+    link_log = (kits / "aggregator" / "run" / "logs" / "superlink.log").read_text()
+    assert "No SuperNode found with the given public key" in link_log
+
+
+def test_plaintext_and_wrong_ca_cannot_connect(deployment: dict[str, object]) -> None:
+    codes = deployment["codes"]
+    assert isinstance(codes, dict)
+    assert codes["plaintext"] != 0
+    assert "Exit Code" in _log(deployment, "plaintext")
+    assert codes["wrong-ca"] == 1
+    assert "TLS failed" in _log(deployment, "wrong-ca")
+
+
+def test_missing_column_stops_before_connecting(deployment: dict[str, object]) -> None:
+    bad, root = deployment["bad"], deployment["root"]
+    assert isinstance(bad, subprocess.CompletedProcess) and isinstance(root, Path)
+    assert bad.returncode == 2
+    assert "duration_in_month" in bad.stderr and "nothing was sent" in bad.stderr
+    assert not (root / "bad-out" / ".supernode").exists()
+
+
+def test_whole_run_fits_the_budget(deployment: dict[str, object]) -> None:
+    wall = deployment["wall_s"]
+    assert isinstance(wall, float)
+    assert wall < RUN_TIMEOUT
+    assert not os.environ.get("FLWR_HOME", "").startswith(str(Path.home() / ".flwr"))
