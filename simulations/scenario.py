@@ -1,0 +1,334 @@
+"""A study's scenario: who takes part, with what data, trained how.
+
+:class:`ScenarioSpec` is what the user asks for — a synthetic generator or a
+real table, the institutions and their jurisdictions, seeds, rounds, the DP
+epsilons. :func:`prepare_scenario` turns it into files in a work folder, the
+same files a real federation would hold: one Parquet table per institution
+(partition ids in order), the federation schema, and the CKKS contexts (the
+institutions' secret one and the aggregator's public one). Every strategy of
+the study then reads those files, so all train the same model on the same
+rows from the same seeds and are tested on the same held-out splits.
+
+An institution that cannot be trained and tested — fewer than
+:data:`MIN_ROWS_PER_CLASS` rows of either class — is left out and listed in
+:attr:`Scenario.excluded`, never silently: a stratified test split needs both
+classes, and a Dirichlet split or a long tail of tiny lenders can produce one
+without.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import crypto
+from clients import FederationSchema, infer_schema, load_schema, load_table, save_schema
+from clients.schema import canonical_labels, schema_from_dict
+from simulations.errors import SimulationError
+from simulations.generators import (
+    DEFAULT_TOTAL_ROWS,
+    JURISDICTIONS,
+    InstitutionSpec,
+    default_institutions,
+    generate,
+)
+from simulations.realdata import Partition, partition_by_column, partition_dirichlet
+
+__all__ = ["MIN_ROWS_PER_CLASS", "Institution", "Scenario", "ScenarioSpec", "prepare_scenario"]
+
+#: Fewest rows of each class an institution needs to be trained and tested.
+MIN_ROWS_PER_CLASS = 4
+
+# Rows per institution when a generated federation outgrows the default size, so
+# that the long tail of small lenders still has defaults to learn from.
+_ROWS_PER_INSTITUTION = 400
+
+# Institutions of the default mix sized by the generator's Zipf weights; later ones
+# are floored at the last of these.
+_SMALLEST_SIZED = 7
+
+# Jurisdictions assigned in turn to a real table's institutions unless given.
+_DEFAULT_JURISDICTIONS = tuple(spec.jurisdiction for spec in default_institutions(7))
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """What a study runs on and how it trains.
+
+    Attributes
+    ----------
+    generator
+        Synthetic generator (``sme-credit`` or ``payment-fraud``), used when
+        ``data`` is not given.
+    institutions
+        Number of generated institutions.
+    total_rows
+        Generated rows over all institutions; ``None`` is the generator's default,
+        raised to 400 rows per institution for large federations. Beyond the seven
+        institutions of the default mix, institutions are sized like the seventh
+        (the Zipf tail would leave lenders with a handful of defaults).
+    data
+        A CSV or Parquet table to split into institutions instead.
+    target, positive
+        The real table's label column and its bad (positive) value.
+    partition_by
+        Split the real table one institution per value of this column ...
+    partitions, alpha
+        ... or into ``partitions`` institutions with Dirichlet(``alpha``) label skew.
+    schema
+        A reviewed federation schema (YAML); inferred from the table if absent.
+    jurisdictions
+        Jurisdiction codes assigned to the institutions in turn. Generated
+        institutions default to the generator's realistic mix; a real table's
+        to the same cycle of codes (an assumption, stated in the report).
+    hub
+        Jurisdiction of the pool and the aggregator; defaults to the first
+        institution's.
+    seed
+        Seed of the data, the split, the initial model and the shuffling.
+    rounds, epochs, batch_size, learning_rate, model
+        Training: federated strategies run ``rounds`` rounds of ``epochs`` local
+        epochs; centralized and local-only training run ``rounds * epochs`` epochs.
+    test_fraction
+        Share of each institution's rows held out for testing.
+    epsilons
+        Target epsilons of the distributed-DP runs (delta ``dp_delta``).
+    dp_clip
+        L2 clipping norm of each institution's update in the DP runs.
+    target_bad_rate
+        Tolerated bad rate among approved applicants, for the approval rate.
+    """
+
+    generator: str = "sme-credit"
+    institutions: int = 7
+    total_rows: int | None = None
+    data: str | None = None
+    target: str | None = None
+    positive: str | None = None
+    partition_by: str | None = None
+    partitions: int | None = None
+    alpha: float = 0.5
+    schema: str | None = None
+    jurisdictions: tuple[str, ...] = ()
+    hub: str | None = None
+    seed: int = 0
+    rounds: int = 5
+    epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    model: str = "logistic"
+    test_fraction: float = 0.25
+    epsilons: tuple[float, ...] = (1.0, 4.0, 8.0)
+    dp_clip: float = 1.0
+    dp_delta: float = 1e-5
+    target_bad_rate: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.data is None and self.institutions < 2:
+            raise SimulationError(
+                f"a federation needs at least 2 institutions, got {self.institutions}"
+            )
+        if self.data is not None:
+            if not self.target or self.positive is None:
+                raise SimulationError("a data file needs --target and --positive")
+            if (self.partition_by is None) == (self.partitions is None):
+                raise SimulationError("a data file needs either --partition-by or --partitions")
+        if self.rounds < 1 or self.epochs < 1:
+            raise SimulationError("rounds and epochs must be at least 1")
+        if any(not eps > 0 for eps in self.epsilons):
+            raise SimulationError(f"epsilons must be positive, got {list(self.epsilons)}")
+        if not self.dp_clip > 0:
+            raise SimulationError(f"dp_clip must be positive, got {self.dp_clip}")
+        unknown = sorted(set(self.jurisdictions) - set(JURISDICTIONS)) if self.data is None else []
+        if unknown:
+            raise SimulationError(
+                f"unknown jurisdiction(s) {', '.join(unknown)}; known: {', '.join(JURISDICTIONS)}"
+            )
+        if not 0 < self.target_bad_rate < 1:
+            raise SimulationError(f"target bad rate must be in (0, 1), got {self.target_bad_rate}")
+
+
+@dataclass(frozen=True)
+class Institution:
+    """One institution of a prepared scenario (its data file is partition ``index``)."""
+
+    name: str
+    jurisdiction: str
+    data_file: Path
+    rows: int
+    positives: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A prepared scenario: files in ``work_dir`` that every strategy reads."""
+
+    spec: ScenarioSpec
+    work_dir: Path
+    source: str
+    institutions: tuple[Institution, ...]
+    schema: FederationSchema
+    schema_path: Path
+    secret_context: Path
+    public_context: Path
+    hub: str
+    excluded: tuple[str, ...] = ()
+    assumed: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def data_files(self) -> str:
+        """The partition files, comma-separated, as ``FederationSettings`` takes them."""
+        return ",".join(str(i.data_file) for i in self.institutions)
+
+    def describe(self) -> dict[str, Any]:
+        """The scenario as plain data, for ``results.json`` and the report."""
+        spec = asdict(self.spec)
+        spec["jurisdictions"] = list(self.spec.jurisdictions)
+        spec["epsilons"] = list(self.spec.epsilons)
+        return {
+            "source": self.source,
+            "hub": self.hub,
+            "institutions": [
+                {
+                    "name": i.name,
+                    "jurisdiction": i.jurisdiction,
+                    "rows": i.rows,
+                    "positives": i.positives,
+                }
+                for i in self.institutions
+            ],
+            "excluded": list(self.excluded),
+            "assumed": list(self.assumed),
+            "target": self.schema.target.column,
+            "positive": self.schema.target.positive,
+            "features": len(self.schema.feature_columns),
+            "settings": spec,
+        }
+
+
+def _generated(
+    spec: ScenarioSpec,
+) -> tuple[str, list[tuple[str, str, pd.DataFrame]], FederationSchema]:
+    specs = default_institutions(spec.institutions)
+    if len(specs) > _SMALLEST_SIZED:
+        # Beyond the default mix the Zipf tail would leave lenders with a handful of
+        # defaults; they are sized like the smallest of the mix instead.
+        floor = specs[_SMALLEST_SIZED - 1].size_weight
+        specs = [InstitutionSpec(s.name, s.jurisdiction, max(s.size_weight, floor)) for s in specs]
+    if spec.jurisdictions:
+        specs = [
+            InstitutionSpec(
+                f"{spec.jurisdictions[k % len(spec.jurisdictions)].lower()}-institution-{k + 1}",
+                spec.jurisdictions[k % len(spec.jurisdictions)],
+                s.size_weight,
+            )
+            for k, s in enumerate(specs)
+        ]
+    rows = spec.total_rows or max(DEFAULT_TOTAL_ROWS, _ROWS_PER_INSTITUTION * spec.institutions)
+    federation = generate(spec.generator, specs, spec.seed, total_rows=rows)
+    schema = schema_from_dict(
+        {
+            "target": {
+                "column": federation.target,
+                "positive": federation.positive,
+                "negatives": [federation.negative],
+            },
+            "numeric": [{"name": c} for c in federation.numeric_columns],
+            "categorical": [
+                {"name": c, "categories": levels}
+                for c, levels in federation.categorical_columns.items()
+            ],
+        }
+    )
+    parts = [(d.name, d.jurisdiction, d.frame) for d in federation.institutions]
+    return f"generator {spec.generator} ({rows} rows, seed {spec.seed})", parts, schema
+
+
+def _real(spec: ScenarioSpec) -> tuple[str, list[tuple[str, str, pd.DataFrame]], FederationSchema]:
+    if spec.data is None or spec.target is None:
+        raise SimulationError("a real-data scenario needs a data file and a target column")
+    frame = load_table(spec.data)
+    if spec.schema:
+        schema = load_schema(spec.schema)
+    else:
+        schema = infer_schema(frame, spec.target, str(spec.positive), impute="median")
+    partitions: list[Partition]
+    if spec.partition_by is not None:
+        partitions = partition_by_column(frame, spec.partition_by)
+        how = f"one institution per value of {spec.partition_by!r}"
+    else:
+        partitions = partition_dirichlet(
+            frame, spec.target, int(spec.partitions or 0), spec.alpha, seed=spec.seed
+        )
+        how = f"{spec.partitions} institutions, Dirichlet(alpha={spec.alpha}) label skew"
+    codes = spec.jurisdictions or _DEFAULT_JURISDICTIONS
+    parts = [(p.name, codes[k % len(codes)], p.frame) for k, p in enumerate(partitions)]
+    return f"data {spec.data} ({len(frame)} rows; {how})", parts, schema
+
+
+def _positives(frame: pd.DataFrame, schema: FederationSchema) -> int:
+    labels = canonical_labels(frame[schema.target.column])
+    return int(np.sum(labels == schema.target.positive))
+
+
+def prepare_scenario(spec: ScenarioSpec, work_dir: str | Path) -> Scenario:
+    """Write the scenario's partitions, schema and CKKS contexts into ``work_dir``.
+
+    Raises
+    ------
+    SimulationError
+        The data cannot be split, or fewer than two institutions can be trained
+        and tested.
+    """
+    work = Path(work_dir)
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    source, parts, schema = _real(spec) if spec.data is not None else _generated(spec)
+    assumed = []
+    if spec.data is not None and not spec.jurisdictions:
+        assumed.append(
+            "jurisdictions assigned to the table's institutions in turn (no --jurisdictions)"
+        )
+    institutions: list[Institution] = []
+    excluded: list[str] = []
+    for name, jurisdiction, frame in parts:
+        positives = _positives(frame, schema)
+        negatives = len(frame) - positives
+        if min(positives, negatives) < MIN_ROWS_PER_CLASS:
+            excluded.append(
+                f"{name} ({jurisdiction}): {len(frame)} rows, {positives} positive — fewer than "
+                f"{MIN_ROWS_PER_CLASS} rows of a class to train and test on"
+            )
+            continue
+        path = work / "data" / f"{len(institutions):04d}-{name}.parquet"
+        try:
+            frame.reset_index(drop=True).to_parquet(path, index=False)
+        except (TypeError, ValueError) as exc:
+            raise SimulationError(f"cannot write {name}'s partition as Parquet: {exc}") from exc
+        institutions.append(Institution(name, jurisdiction, path, len(frame), positives))
+    if len(institutions) < 2:
+        raise SimulationError(
+            f"only {len(institutions)} institution(s) can be trained and tested; excluded: "
+            + "; ".join(excluded)
+        )
+    schema_path = work / "schema.yaml"
+    save_schema(schema, schema_path)
+    secret = crypto.generate_secret_context("lean")
+    secret_path = secret.save(work / "institutions.secret.ctx")
+    public_path = secret.public().save(work / "aggregator.public.ctx")
+    return Scenario(
+        spec=spec,
+        work_dir=work,
+        source=source,
+        institutions=tuple(institutions),
+        schema=schema,
+        schema_path=schema_path,
+        secret_context=Path(secret_path),
+        public_context=Path(public_path),
+        hub=spec.hub or institutions[0].jurisdiction,
+        excluded=tuple(excluded),
+        assumed=tuple(assumed),
+    )

@@ -1,0 +1,243 @@
+"""The strategies a study compares, each really trained on the scenario's files.
+
+- ``centralized``: every institution's training rows pooled in one place, one
+  model trained on them (the accuracy ceiling, and the compliance worst case);
+- ``local-only``: each institution trains alone on its own rows;
+- ``fedavg``: Flower's plaintext FedAvg, in the simulation engine;
+- ``he-fedavg``: FedAvg over CKKS-encrypted updates (keyless aggregator);
+- ``he-fedavg-dp-eps<ε>``: encrypted FedAvg with distributed differential
+  privacy calibrated to ``ε`` over the run (delta from the scenario).
+
+All use the same model architecture, initial seed, shuffling seeds and test
+splits. Training budgets match: a federated run does ``rounds`` rounds of
+``epochs`` local epochs, and centralized and local-only training do
+``rounds * epochs`` epochs, reseeding the shuffle each ``epochs`` like a round.
+
+Measured for the cost model: CPU-seconds (the process's for centralized and
+local-only training; the aggregator's plus the institutions' for a federation,
+as :class:`federation.MeasuredStrategy` records them) and bytes sent (the raw
+partition files for pooling, none for local-only, every round's payloads down
+and up for a federation). The statistics round's few hundred bytes per
+institution are not counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from clients import ModelSpec, Standardizer, TrainConfig, build_model, set_weights, train_local
+from federation import FederationSettings, noise_multiplier_for_epsilon
+from simulations.compliance import Strategy
+from simulations.engine import run_federated
+from simulations.evaluation import (
+    InstitutionSplit,
+    StrategyEvaluation,
+    evaluate_strategy,
+    federation_standardizer,
+)
+from simulations.scenario import Scenario, ScenarioSpec
+
+__all__ = ["StrategyPlan", "StrategyRun", "dp_strategy_name", "plan_strategies", "run_strategy"]
+
+
+@dataclass(frozen=True)
+class StrategyPlan:
+    """One strategy to run: its report name, cost-model strategy and target epsilon."""
+
+    name: str
+    kind: Strategy
+    epsilon: float | None = None
+
+
+@dataclass(frozen=True)
+class StrategyRun:
+    """A trained strategy: its quality and what it consumed.
+
+    Attributes
+    ----------
+    plan
+        What was run.
+    evaluation
+        Quality on the scenario's test splits.
+    cpu_s, bytes_sent, wall_s
+        Measured CPU-seconds, bytes sent and wall-clock seconds.
+    epsilon
+        The epsilon the privacy accountant reports for the run (DP only).
+    detail
+        Per-round measurements and the federation's own weighted evaluation.
+    """
+
+    plan: StrategyPlan
+    evaluation: StrategyEvaluation
+    cpu_s: float
+    bytes_sent: int
+    wall_s: float
+    epsilon: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def dp_strategy_name(epsilon: float) -> str:
+    """``he-fedavg-dp-eps<ε>``, with ``ε`` written without a trailing ``.0``."""
+    return f"he-fedavg-dp-eps{epsilon:g}"
+
+
+def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
+    """The study's strategies, in report order."""
+    plans = [
+        StrategyPlan("centralized", "centralized"),
+        StrategyPlan("local-only", "local-only"),
+        StrategyPlan("fedavg", "fedavg"),
+        StrategyPlan("he-fedavg", "he-fedavg"),
+    ]
+    plans += [StrategyPlan(dp_strategy_name(e), "he-fedavg-dp", e) for e in spec.epsilons]
+    return plans
+
+
+def _model_spec(spec: ScenarioSpec) -> ModelSpec:
+    hidden = FederationSettings(mode="plaintext").hidden_sizes()
+    return ModelSpec(kind=spec.model, hidden=hidden)  # type: ignore[arg-type]
+
+
+def _train(model: nn.Module, x: np.ndarray, y: np.ndarray, spec: ScenarioSpec) -> None:
+    """``rounds * epochs`` epochs, reseeded per round like the federated runs."""
+    for round_ in range(1, spec.rounds + 1):
+        train_local(
+            model,
+            x,
+            y,
+            TrainConfig(
+                epochs=spec.epochs,
+                batch_size=spec.batch_size,
+                learning_rate=spec.learning_rate,
+                seed=spec.seed + round_,
+            ),
+        )
+
+
+def _centralized(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> StrategyRun:
+    spec = scenario.spec
+    started, cpu = time.perf_counter(), time.process_time()
+    scaler = federation_standardizer(splits)
+    x = np.concatenate([scaler.transform(s.data.x_train) for s in splits])
+    y = np.concatenate([s.data.y_train for s in splits])
+    model = build_model(_model_spec(spec), x.shape[1], spec.seed)
+    _train(model, x, y, spec)
+    cpu_s, wall_s = time.process_time() - cpu, time.perf_counter() - started
+    evaluation = evaluate_strategy(
+        splits, [model] * len(splits), [scaler] * len(splits), target_bad_rate=spec.target_bad_rate
+    )
+    pooled_bytes = sum(s.institution.data_file.stat().st_size for s in splits)
+    return StrategyRun(
+        StrategyPlan("centralized", "centralized"),
+        evaluation,
+        cpu_s,
+        pooled_bytes,
+        wall_s,
+        detail={"bytes_sent": "the institutions' partition files (Parquet), pooled at the hub"},
+    )
+
+
+def _local_only(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> StrategyRun:
+    spec = scenario.spec
+    started, cpu = time.perf_counter(), time.process_time()
+    models: list[nn.Module] = []
+    scalers: list[Standardizer] = []
+    for split in splits:
+        scaler = Standardizer.fit(split.data.x_train)
+        model = build_model(_model_spec(spec), split.data.n_features, spec.seed)
+        _train(model, scaler.transform(split.data.x_train), split.data.y_train, spec)
+        models.append(model)
+        scalers.append(scaler)
+    cpu_s, wall_s = time.process_time() - cpu, time.perf_counter() - started
+    evaluation = evaluate_strategy(splits, models, scalers, target_bad_rate=spec.target_bad_rate)
+    return StrategyRun(StrategyPlan("local-only", "local-only"), evaluation, cpu_s, 0, wall_s)
+
+
+def _federated(
+    plan: StrategyPlan,
+    scenario: Scenario,
+    splits: Sequence[InstitutionSplit],
+    backend_config: dict[str, Any] | None,
+) -> StrategyRun:
+    spec = scenario.spec
+    noise = 0.0
+    if plan.epsilon is not None:
+        noise = noise_multiplier_for_epsilon(plan.epsilon, spec.rounds, spec.dp_delta)
+    settings = FederationSettings(
+        mode="plaintext" if plan.kind == "fedavg" else "encrypted",
+        rounds=spec.rounds,
+        min_institutions=len(scenario.institutions),
+        public_context=str(scenario.public_context),
+        secret_context=str(scenario.secret_context),
+        schema=str(scenario.schema_path),
+        data_files=scenario.data_files,
+        model=spec.model,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        seed=spec.seed,
+        test_fraction=spec.test_fraction,
+        out_dir=str(scenario.work_dir / "runs" / plan.name),
+        dp_clip=spec.dp_clip if plan.epsilon is not None else 0.0,
+        dp_noise_multiplier=noise,
+        dp_delta=spec.dp_delta,
+    )
+    started = time.perf_counter()
+    run = run_federated(settings, len(scenario.institutions), backend_config=backend_config)
+    wall_s = time.perf_counter() - started
+    model = build_model(_model_spec(spec), splits[0].data.n_features, spec.seed)
+    set_weights(model, run.weights)
+    scaler = federation_standardizer(splits)
+    evaluation = evaluate_strategy(
+        splits, [model] * len(splits), [scaler] * len(splits), target_bad_rate=spec.target_bad_rate
+    )
+    rounds = run.metrics.get("rounds_measured", [])
+    cpu_s = sum(float(r["aggregator_cpu_s"]) + float(r["institutions_cpu_s"]) for r in rounds)
+    bytes_sent = sum(int(r["bytes_down"]) + int(r["bytes_up"]) for r in rounds)
+    epsilon = run.metrics.get("epsilon")
+    return StrategyRun(
+        plan,
+        evaluation,
+        cpu_s,
+        bytes_sent,
+        wall_s,
+        epsilon=float(epsilon) if epsilon is not None else None,
+        detail={
+            "noise_multiplier": noise,
+            "rounds_measured": rounds,
+            "federation_wall_s": run.metrics.get("wall_s"),
+            "federation_evaluation": run.final_evaluation(),
+        },
+    )
+
+
+def run_strategy(
+    plan: StrategyPlan,
+    scenario: Scenario,
+    splits: Sequence[InstitutionSplit],
+    *,
+    backend_config: dict[str, Any] | None = None,
+) -> StrategyRun:
+    """Train and evaluate one strategy.
+
+    Parameters
+    ----------
+    plan
+        The strategy (see :func:`plan_strategies`).
+    scenario, splits
+        The prepared scenario and its institutions' splits (:func:`load_splits`).
+    backend_config
+        Flower's Ray backend settings for the federated strategies, e.g. the
+        address of a running cluster (:func:`simulations.engine.default_backend_config`).
+    """
+    if plan.kind == "centralized":
+        return _centralized(scenario, splits)
+    if plan.kind == "local-only":
+        return _local_only(scenario, splits)
+    return _federated(plan, scenario, splits, backend_config)
