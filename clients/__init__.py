@@ -30,6 +30,7 @@ from clients.errors import (
     MetricsError,
     SchemaError,
     SuperNodeError,
+    TamperedAggregateError,
     TrainingDivergedError,
     UndefinedMetricError,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "SchemaError",
     "Standardizer",
     "SuperNodeError",
+    "TamperedAggregateError",
     "TargetSpec",
     "TrainConfig",
     "TrainResult",

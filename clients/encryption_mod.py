@@ -21,17 +21,20 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-from flwr.app import ArrayRecord, Context, Message, MessageType, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord
 from flwr.clientapp.typing import ClientAppCallable
 
 import crypto
+from clients.errors import TamperedAggregateError
 from federation import (
     ARRAYS_KEY,
     CIPHERTEXT_KEY,
     CONFIG_KEY,
+    DP_SHARES_KEY,
     METRICS_KEY,
     NUM_EXAMPLES_KEY,
     ROUND_KEY,
+    SESSION_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
     FederationSettings,
@@ -58,49 +61,83 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
             return call_next(msg, context)
         path = str(context.node_config.get("secret-context") or settings.secret_context)
         secret = _secret_context(path)
-        _decrypt_inbound(msg, secret)
+        _decrypt_inbound(msg, secret, settings)
         reply = call_next(msg, context)
         if reply.has_error():
             return reply
         kind = msg.metadata.message_type
-        if kind == MessageType.TRAIN:
-            config = msg.content.config_records[CONFIG_KEY]
-            _encrypt_outbound(reply, secret, _as_int(config.get(ROUND_KEY, 0)), sums=False)
+        config = msg.content.config_records.get(CONFIG_KEY)
+        session = str(config.get(SESSION_KEY, "")) if config is not None else ""
+        if kind == MessageType.TRAIN and config is not None:
+            round_id = _as_int(config.get(ROUND_KEY, 0))
+            _encrypt_outbound(reply, secret, round_id, session, sums=False)
         elif kind == MessageType.QUERY:
-            _encrypt_outbound(reply, secret, 0, sums=True)
+            _encrypt_outbound(reply, secret, 0, session, sums=True)
         return reply
 
     return encryption_mod
 
 
-def _decrypt_inbound(msg: Message, secret: crypto.SecretContext) -> None:
-    arrays = msg.content.array_records.get(ARRAYS_KEY)
-    if arrays is not None and CIPHERTEXT_KEY in arrays:
-        update = crypto.EncryptedUpdate.from_bytes(secret, read_ciphertext(arrays))
-        weights, _ = crypto.decrypt_average(secret, update)
-        msg.content[ARRAYS_KEY] = ArrayRecord([w.astype(np.float32) for w in weights])
+def _decrypt_inbound(
+    msg: Message, secret: crypto.SecretContext, settings: FederationSettings
+) -> None:
     config = msg.content.config_records.get(CONFIG_KEY)
+    total_rows: float | None = None
     if config is not None and STATS_CIPHERTEXT_KEY in config:
         blob = config[STATS_CIPHERTEXT_KEY]
         if not isinstance(blob, bytes):
             raise crypto.MalformedDataError("encrypted statistics must be bytes")
         stats = crypto.EncryptedUpdate.from_bytes(secret, blob)
         sums, _ = crypto.decrypt_sums(secret, stats)
-        config[STATS_KEY] = [float(v) for v in np.concatenate([s.ravel() for s in sums])]
+        flat = np.concatenate([s.ravel() for s in sums])
+        total_rows = float(flat[0])
+        config[STATS_KEY] = [float(v) for v in flat]
         del config[STATS_CIPHERTEXT_KEY]
+    arrays = msg.content.array_records.get(ARRAYS_KEY)
+    if arrays is not None and CIPHERTEXT_KEY in arrays:
+        update = crypto.EncryptedUpdate.from_bytes(secret, read_ciphertext(arrays))
+        weights, summed_weight = crypto.decrypt_average(secret, update)
+        _check_summed_weight(summed_weight, update.count, total_rows, config, settings)
+        msg.content[ARRAYS_KEY] = ArrayRecord([w.astype(np.float32) for w in weights])
+
+
+def _check_summed_weight(
+    summed: float,
+    count: int,
+    total_rows: float | None,
+    config: ConfigRecord | None,
+    settings: FederationSettings,
+) -> None:
+    """Refuse a global model whose summed weight honest institutions cannot produce."""
+    if settings.dp_enabled:
+        shares = config.get(DP_SHARES_KEY) if config is not None else None
+        bound = float(shares) if isinstance(shares, int) else float(count)
+    elif total_rows is not None:
+        bound = total_rows
+    else:
+        return
+    if not 0.5 <= summed <= bound + 0.5:
+        raise TamperedAggregateError(
+            f"the global model's summed weight {summed:.1f} is outside [1, {bound:.0f}] "
+            "that the federation's institutions can contribute; refusing to apply it"
+        )
 
 
 def _encrypt_outbound(
-    reply: Message, secret: crypto.SecretContext, round_id: int, *, sums: bool
+    reply: Message, secret: crypto.SecretContext, round_id: int, session: str, *, sums: bool
 ) -> None:
     record = reply.content.array_records[ARRAYS_KEY]
     metrics = reply.content.metric_records[METRICS_KEY]
     arrays = record.to_numpy_ndarrays()
     if sums:
-        update = crypto.encrypt_sums(secret, arrays, round_id=round_id)
+        update = crypto.encrypt_sums(secret, arrays, round_id=round_id, session=session)
     else:
         update = crypto.encrypt_update(
-            secret, arrays, _as_int(metrics[NUM_EXAMPLES_KEY]), round_id=round_id
+            secret,
+            arrays,
+            _as_int(metrics[NUM_EXAMPLES_KEY]),
+            round_id=round_id,
+            session=session,
         )
     reply.content[ARRAYS_KEY] = ciphertext_record(update.to_bytes())
     reply.content[METRICS_KEY] = MetricRecord(

@@ -143,3 +143,13 @@ class SuperNodeError(ClientError):
         super().__init__(message)
         self.exit_code = exit_code
         self.log_path = log_path
+
+
+class TamperedAggregateError(ClientError):
+    """A decrypted aggregate is impossible for honest replies; the round is not applied.
+
+    Raised when the summed weight inside the encrypted global model exceeds
+    what the federation's institutions can contribute (the total row count
+    from the statistics round, or one per institution under distributed DP):
+    a sign of a sum tampered with or replayed.
+    """

@@ -26,6 +26,7 @@ from federation.constants import (
     PHASE_KEY,
     PHASE_STATS,
     ROUND_KEY,
+    SESSION_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
 )
@@ -83,6 +84,7 @@ from federation.processes import (
     stop_tree,
     toml_string,
 )
+from federation.resume import OffsetRounds, ResumePoint, resume_point
 from federation.server_app import RunOutcome, build_server_app, run_federation
 from federation.settings import MODES, FederationSettings
 from federation.strategy import EncryptedAggregation, ciphertext_record, read_ciphertext
@@ -103,6 +105,7 @@ __all__ = [
     "PHASE_KEY",
     "PHASE_STATS",
     "ROUND_KEY",
+    "SESSION_KEY",
     "STATS_CIPHERTEXT_KEY",
     "STATS_KEY",
     "AggregatorKit",
@@ -124,8 +127,10 @@ __all__ = [
     "KitInstitution",
     "MeasuredStrategy",
     "NodeKeyPair",
+    "OffsetRounds",
     "ProvisioningError",
     "QuorumNotReachedError",
+    "ResumePoint",
     "RoundMeasurement",
     "RunOutcome",
     "SecretBytes",
@@ -161,6 +166,7 @@ __all__ = [
     "private_key_to_pem",
     "read_ciphertext",
     "read_status",
+    "resume_point",
     "run_aggregator",
     "run_federation",
     "save_checkpoint",

@@ -20,6 +20,7 @@ __all__ = [
     "PHASE_KEY",
     "PHASE_STATS",
     "ROUND_KEY",
+    "SESSION_KEY",
     "STATS_CIPHERTEXT_KEY",
     "STATS_KEY",
 ]
@@ -53,3 +54,6 @@ DP_SHARES_KEY: Final = "dp-shares"
 
 #: Message type of the last message: the final global model, for institutions to keep.
 FINAL_QUERY: Final = "query.final"
+
+#: Config entry with the run's identifier; updates are bound to it (replay protection).
+SESSION_KEY: Final = "session"

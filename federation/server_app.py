@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, Result
 
@@ -41,12 +41,14 @@ from federation.constants import (
     MODE_KEY,
     PHASE_KEY,
     PHASE_STATS,
+    SESSION_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
 )
-from federation.errors import QuorumNotReachedError
+from federation.errors import ConfigurationError, QuorumNotReachedError
 from federation.final import deliver_final_model
 from federation.measured import MeasuredStrategy, RoundMeasurement
+from federation.resume import OffsetRounds, resume_point
 from federation.settings import FederationSettings
 from federation.strategy import EncryptedAggregation, read_ciphertext
 
@@ -62,6 +64,7 @@ class RunOutcome:
     result: Result
     statistics_dropped: dict[int, str]
     rounds: list[RoundMeasurement]
+    resumed_after: int
     wall_s: float
 
 
@@ -87,10 +90,21 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
     out_dir = Path(settings.out_dir) if settings.out_dir else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex
     public = _public_context(settings)
+    start = resume_point(
+        out_dir if public is not None else None,
+        public.fingerprint if public is not None else "",
+        uuid.uuid4().hex,
+    )
+    run_id = start.run_id
+    remaining = settings.rounds - start.completed
+    if remaining < 1:
+        raise ConfigurationError(
+            f"the checkpoint in {out_dir} already holds round {start.completed} of "
+            f"{settings.rounds}: nothing left to run (raise rounds, or use a new out-dir)"
+        )
     nodes = _wait_for_nodes(grid, settings.min_institutions, settings.round_timeout)
-    stats_entries, dropped = _statistics_round(grid, nodes, settings, public)
+    stats_entries, dropped = _statistics_round(grid, nodes, settings, public, run_id)
     fedavg = FedAvg(
         min_train_nodes=settings.min_institutions,
         min_evaluate_nodes=settings.min_institutions,
@@ -108,19 +122,29 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
             out_dir=out_dir,
             run_id=run_id,
         )
-    strategy = MeasuredStrategy(
+    measured = MeasuredStrategy(
         inner, dp_noise_multiplier=settings.dp_noise_multiplier, dp_delta=settings.dp_delta
     )
-    config = ConfigRecord({MODE_KEY: settings.mode, DP_SHARES_KEY: len(nodes), **stats_entries})
+    strategy = OffsetRounds(measured, start.completed)
+    config = ConfigRecord(
+        {
+            MODE_KEY: settings.mode,
+            DP_SHARES_KEY: len(nodes),
+            SESSION_KEY: run_id,
+            **stats_entries,
+        }
+    )
     result = strategy.start(
         grid,
-        initial_arrays=ArrayRecord(),
-        num_rounds=settings.rounds,
+        initial_arrays=start.arrays,
+        num_rounds=remaining,
         timeout=settings.round_timeout,
         train_config=config,
         evaluate_config=ConfigRecord(dict(config)),
     )
-    outcome = RunOutcome(result, dropped, strategy.rounds, time.perf_counter() - started)
+    outcome = RunOutcome(
+        result, dropped, measured.rounds, start.completed, time.perf_counter() - started
+    )
     if out_dir is not None:
         _write_outputs(out_dir, outcome, settings, run_id)
     deliver_final_model(grid, result.arrays, config, settings)
@@ -154,12 +178,17 @@ def _statistics_round(
     nodes: list[int],
     settings: FederationSettings,
     public: crypto.PublicContext | None,
+    session: str,
 ) -> tuple[dict[str, Any], dict[int, str]]:
     """Collect and sum the institutions' feature moments (round 0)."""
     messages = [
         Message(
             content=RecordDict(
-                {CONFIG_KEY: ConfigRecord({PHASE_KEY: PHASE_STATS, MODE_KEY: settings.mode})}
+                {
+                    CONFIG_KEY: ConfigRecord(
+                        {PHASE_KEY: PHASE_STATS, MODE_KEY: settings.mode, SESSION_KEY: session}
+                    )
+                }
             ),
             message_type=MessageType.QUERY,
             dst_node_id=node,
@@ -186,6 +215,7 @@ def _statistics_round(
                         read_ciphertext(record),
                         max_bytes=settings.max_update_bytes,
                         expected_round=0,
+                        expected_session=session,
                     )
                 )
         except (KeyError, crypto.CryptoError) as exc:
@@ -223,8 +253,15 @@ def _write_outputs(
         "rounds_measured": [m.to_dict() for m in outcome.rounds],
         "epsilon": outcome.rounds[-1].epsilon if outcome.rounds else None,
         "statistics_dropped": {str(k): v for k, v in outcome.statistics_dropped.items()},
-        "train": {str(r): dict(m) for r, m in result.train_metrics_clientapp.items()},
-        "evaluate": {str(r): dict(m) for r, m in result.evaluate_metrics_clientapp.items()},
+        "resumed_after": outcome.resumed_after,
+        "train": {
+            str(r + outcome.resumed_after): dict(m)
+            for r, m in result.train_metrics_clientapp.items()
+        },
+        "evaluate": {
+            str(r + outcome.resumed_after): dict(m)
+            for r, m in result.evaluate_metrics_clientapp.items()
+        },
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
 

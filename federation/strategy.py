@@ -194,6 +194,7 @@ class EncryptedAggregation(Strategy):
                 max_bytes=self.max_update_bytes,
                 expected_round=server_round,
                 expected_shapes=self.shapes,
+                expected_session=self.run_id,
             )
         except crypto.CryptoError as exc:
             return f"{type(exc).__name__}: {exc}", None, len(data), digest

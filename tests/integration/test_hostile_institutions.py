@@ -51,8 +51,8 @@ def hostile_mod(secret_path: str, foreign_path: str) -> Mod:
             return reply
         data = read_ciphertext(reply.content.array_records[ARRAYS_KEY])
         secret = crypto.SecretContext.load(secret_path)
-        shapes = crypto.EncryptedUpdate.from_bytes(secret, data).shapes
-        arrays = [np.full(shape, 0.5) for shape in shapes]
+        original = crypto.EncryptedUpdate.from_bytes(secret, data)
+        arrays = [np.full(shape, 0.5) for shape in original.shapes]
         server_round = int(str(msg.content.config_records[CONFIG_KEY][ROUND_KEY]))
         if partition == GARBAGE:
             rng = np.random.default_rng(partition)
@@ -61,7 +61,11 @@ def hostile_mod(secret_path: str, foreign_path: str) -> Mod:
             foreign = crypto.SecretContext.load(foreign_path)
             data = crypto.encrypt_update(foreign, arrays, 10, round_id=server_round).to_bytes()
         else:
-            data = crypto.encrypt_update(secret, arrays, 10, round_id=server_round - 1).to_bytes()
+            # A genuine update of this run, replayed from the previous round.
+            stale = crypto.encrypt_update(
+                secret, arrays, 10, round_id=server_round - 1, session=original.session
+            )
+            data = stale.to_bytes()
         reply.content[ARRAYS_KEY] = ciphertext_record(data)
         return reply
 

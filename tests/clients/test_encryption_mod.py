@@ -1,0 +1,105 @@
+"""The encryption mod refuses a global model no honest federation can produce."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+
+import crypto
+from clients import TamperedAggregateError, make_encryption_mod
+from federation import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    ROUND_KEY,
+    SESSION_KEY,
+    STATS_CIPHERTEXT_KEY,
+    STATS_KEY,
+    FederationSettings,
+    ciphertext_record,
+)
+
+ROWS = (120, 80)
+
+
+@pytest.fixture(autouse=True)
+def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower stamps messages with the running task's identity; play one task."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name in ("_task_id", "_run_id", "_node_id"):
+        monkeypatch.setattr(TaskIdentity, name, 1)
+
+
+@pytest.fixture(scope="module")
+def secret(tmp_path_factory: pytest.TempPathFactory) -> tuple[crypto.SecretContext, str]:
+    context = crypto.generate_secret_context("lean")
+    path = tmp_path_factory.mktemp("keys") / "secret.ctx"
+    context.save(path)
+    return context, str(path)
+
+
+def _message(secret: crypto.SecretContext, model_weights: list[int]) -> Message:
+    rng = np.random.default_rng(5)
+    updates = [
+        crypto.encrypt_update(secret, [rng.normal(size=(1, 4)), rng.normal(size=1)], w, round_id=1)
+        for w in model_weights
+    ]
+    model = crypto.aggregate(secret, updates)
+    stats = crypto.aggregate(
+        secret,
+        [crypto.encrypt_sums(secret, [np.array([float(n), 1.0, 2.0, 3.0, 4.0])]) for n in ROWS],
+    )
+    config = ConfigRecord({ROUND_KEY: 2, SESSION_KEY: "s", STATS_CIPHERTEXT_KEY: stats.to_bytes()})
+    content = RecordDict({ARRAYS_KEY: ciphertext_record(model.to_bytes()), CONFIG_KEY: config})
+    return Message(content=content, dst_node_id=1, message_type=MessageType.EVALUATE)
+
+
+def _run(message: Message, path: str) -> Message:
+    settings = FederationSettings(mode="encrypted", secret_context=path)
+    context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    seen: list[Message] = []
+
+    def handler(msg: Message, ctx: Context) -> Message:
+        seen.append(msg)
+        return Message(content=RecordDict(), reply_to=msg)
+
+    make_encryption_mod(lambda _: settings)(message, context, handler)
+    return seen[0]
+
+
+def test_honest_global_model_is_decrypted_for_the_handler(
+    secret: tuple[crypto.SecretContext, str],
+) -> None:
+    context, path = secret
+    seen = _run(_message(context, list(ROWS)), path)
+    arrays = seen.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
+    assert [a.shape for a in arrays] == [(1, 4), (1,)]
+    stats = seen.content.config_records[CONFIG_KEY][STATS_KEY]
+    assert stats[0] == pytest.approx(sum(ROWS), abs=1e-3)
+
+
+def test_inflated_summed_weight_is_refused(secret: tuple[crypto.SecretContext, str]) -> None:
+    context, path = secret
+    # The same institution's update counted three times: more rows than exist.
+    tampered = _message(context, [ROWS[0], ROWS[0], ROWS[0]])
+    with pytest.raises(TamperedAggregateError, match="summed weight"):
+        _run(tampered, path)
+
+
+def test_plaintext_mode_passes_messages_through(
+    secret: tuple[crypto.SecretContext, str],
+) -> None:
+    _, path = secret
+    settings = FederationSettings(mode="plaintext", secret_context=path)
+    context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    content = RecordDict({ARRAYS_KEY: ArrayRecord([np.ones(3)])})
+    message = Message(content=content, dst_node_id=1, message_type=MessageType.TRAIN)
+    seen: list[Message] = []
+
+    def handler(msg: Message, ctx: Context) -> Message:
+        seen.append(msg)
+        return Message(content=RecordDict(), reply_to=msg)
+
+    make_encryption_mod(lambda _: settings)(message, context, handler)
+    assert seen[0].content.array_records[ARRAYS_KEY].to_numpy_ndarrays()[0].tolist() == [1, 1, 1]
