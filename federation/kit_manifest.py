@@ -155,6 +155,7 @@ class FederationManifest:
             {
                 "rounds": self.rounds,
                 "min-institutions": self.min_institutions,
+                "institutions": len(self.institutions),
                 "round-timeout": float(self.round_timeout),
                 "public-context": public_context,
                 "schema": schema,

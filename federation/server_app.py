@@ -103,7 +103,9 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
             f"the checkpoint in {out_dir} already holds round {start.completed} of "
             f"{settings.rounds}: nothing left to run (raise rounds, or use a new out-dir)"
         )
-    nodes = _wait_for_nodes(grid, settings.min_institutions, settings.round_timeout)
+    nodes = _wait_for_nodes(
+        grid, settings.min_institutions, settings.institutions, settings.round_timeout
+    )
     stats_entries, dropped = _statistics_round(grid, nodes, settings, public, run_id)
     fedavg = FedAvg(
         min_train_nodes=settings.min_institutions,
@@ -159,11 +161,25 @@ def _public_context(settings: FederationSettings) -> crypto.PublicContext | None
     raise QuorumNotReachedError("encrypted mode needs the aggregator's public-context path")
 
 
-def _wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:
+def _wait_for_nodes(grid: Grid, minimum: int, expected: int, timeout: float) -> list[int]:
+    """Wait for all ``expected`` institutions, or at the deadline for the quorum.
+
+    Every institution must take part in the statistics round: the total row
+    count it yields bounds the summed weight institutions accept later, so one
+    that joined after it would make honest sums look tampered.
+    """
     deadline = time.monotonic() + timeout
     while True:
         nodes = sorted(grid.get_node_ids())
-        if len(nodes) >= minimum:
+        if len(nodes) >= max(minimum, expected):
+            return nodes
+        if len(nodes) >= minimum and time.monotonic() > deadline:
+            logger.warning(
+                "%d of %d institutions connected within %.0f s; going on with the quorum",
+                len(nodes),
+                expected,
+                timeout,
+            )
             return nodes
         if time.monotonic() > deadline:
             raise QuorumNotReachedError(

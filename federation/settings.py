@@ -35,6 +35,11 @@ class FederationSettings:
         Training rounds after the statistics round.
     min_institutions:
         Quorum: fewer valid replies and the round is not applied.
+    institutions:
+        How many institutions the federation has (a kit's count); the aggregator
+        waits up to ``round_timeout`` for all of them before the statistics round,
+        then goes on with those connected if they reach the quorum. 0: start as
+        soon as the quorum is connected.
     round_timeout:
         Seconds the aggregator waits for replies in a round.
     public_context, secret_context:
@@ -69,6 +74,7 @@ class FederationSettings:
     mode: str = "encrypted"
     rounds: int = 3
     min_institutions: int = 2
+    institutions: int = 0
     round_timeout: float = 600.0
     public_context: str = ""
     secret_context: str = ""
@@ -98,6 +104,8 @@ class FederationSettings:
             raise ConfigurationError(
                 f"min-institutions must be at least 1, got {self.min_institutions}"
             )
+        if self.institutions < 0:
+            raise ConfigurationError(f"institutions must not be negative, got {self.institutions}")
         if self.round_timeout <= 0:
             raise ConfigurationError(f"round-timeout must be positive, got {self.round_timeout}")
         if not 0.0 < self.test_fraction < 1.0:

@@ -109,6 +109,7 @@ class EncryptedAggregation(Strategy):
         self.out_dir = out_dir
         self.run_id = run_id
         self._sampled: list[int] = []
+        self._messages: list[Message] = []
         self._bytes_sent = 0
 
     def summary(self) -> None:
@@ -127,6 +128,7 @@ class EncryptedAggregation(Strategy):
         """Delegate sampling and messages to the wrapped strategy; remember who was asked."""
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
         self._sampled = [m.metadata.dst_node_id for m in messages]
+        self._messages = messages  # the grid gives each its message id when it pushes it
         self._bytes_sent = sum(_nbytes(arrays) for _ in messages)
         return messages
 
@@ -139,19 +141,35 @@ class EncryptedAggregation(Strategy):
         digests: dict[str, str] = {}
         dropped: list[DroppedNode] = []
         received = 0
+        asked = {m.metadata.message_id: m.metadata.dst_node_id for m in self._messages}
         for reply in replies:
-            node = reply.metadata.src_node_id
+            # A reply belongs to the node its message was sent to: the SuperLink answers
+            # for an unreachable node under its own id.
+            node = asked.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+            if node not in self._sampled:
+                logger.warning(
+                    "round %d: ignored a reply from node %d, not asked", server_round, node
+                )
+                continue
             reason, update, size, digest = self._check(server_round, reply)
             received += size
-            if digest:
-                digests[str(node)] = digest
             if update is None:
                 logger.warning("round %d: dropped reply of node %d: %s", server_round, node, reason)
-                dropped.append(DroppedNode(node=str(node), reason=reason))
             elif node in valid:
-                dropped.append(DroppedNode(node=str(node), reason="duplicate reply, counted once"))
+                reason = "duplicate reply, counted once"
             else:
                 valid[node] = update
+                digests[str(node)] = digest
+                continue
+            if digest:
+                digests.setdefault(str(node), digest)
+            if all(d.node != str(node) for d in dropped):
+                dropped.append(DroppedNode(node=str(node), reason=reason))
+        for node in self._sampled:
+            if node not in valid and all(d.node != str(node) for d in dropped):
+                reason = "no reply before the round deadline (node gone or too slow)"
+                logger.warning("round %d: node %d: %s", server_round, node, reason)
+                dropped.append(DroppedNode(node=str(node), reason=reason))
         if len(valid) < self.min_institutions:
             self._audit(server_round, valid, dropped, digests, "", received, started)
             raise QuorumNotReachedError(
