@@ -8,7 +8,9 @@ audit log and checkpoint with no plaintext model in the aggregator's folder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,54 +24,34 @@ from clients import (
     build_model,
     encode,
     evaluate,
-    infer_schema,
     predict_proba,
-    save_schema,
     train_local,
     train_test_split,
 )
-from federation import FederationSettings, load_checkpoint, verify_audit_log
+from federation import load_checkpoint, verify_audit_log
 from simulations.engine import FederatedRun, run_federated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DATA = Path(__file__).parents[1] / "data" / "german_credit.csv"
+
 INSTITUTIONS = 3
 SEED = 7
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    root = tmp_path_factory.mktemp("german")
-    frame = pd.read_csv(DATA)
-    order = np.random.default_rng(SEED).permutation(len(frame))
-    files = []
-    for index, part in enumerate(np.array_split(order, INSTITUTIONS)):
-        path = root / f"institution-{index}.csv"
-        frame.iloc[part].to_csv(path, index=False)
-        files.append(str(path))
-    schema = infer_schema(frame, "creditability", "bad")
-    save_schema(schema, root / "schema.yaml")
-    secret = crypto.generate_secret_context("lean")
-    secret.save(root / "secret.ctx")
-    secret.public().save(root / "public.ctx")
-    runs: dict[str, FederatedRun] = {}
-    for mode in ("plaintext", "encrypted"):
-        settings = FederationSettings(
-            mode=mode,
-            rounds=3,
-            min_institutions=INSTITUTIONS,
-            round_timeout=180,
-            public_context=str(root / "public.ctx"),
-            secret_context=str(root / "secret.ctx"),
-            schema=str(root / "schema.yaml"),
-            data_files=",".join(files),
-            out_dir=str(root / f"out-{mode}"),
-            epochs=3,
-            seed=SEED,
-        )
-        runs[mode] = run_federated(settings, INSTITUTIONS)
-    return {"root": root, "files": files, "schema": schema, "runs": runs, "secret": secret}
+def federation(german_federation: Callable[[int, int], Any]) -> dict[str, object]:
+    split = german_federation(INSTITUTIONS, SEED)
+    runs: dict[str, FederatedRun] = {
+        mode: run_federated(split.settings(f"out-{mode}", mode=mode, epochs=3, seed=SEED), 3)
+        for mode in ("plaintext", "encrypted")
+    }
+    return {
+        "root": split.root,
+        "files": split.files,
+        "schema": split.schema,
+        "runs": runs,
+        "secret": split.secret,
+    }
 
 
 def test_encrypted_reaches_the_plaintext_model(federation: dict[str, object]) -> None:

@@ -10,21 +10,18 @@ the honest two.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from flwr.app import Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
 import crypto
-from clients import infer_schema, save_schema
 from federation import (
     ARRAYS_KEY,
     CONFIG_KEY,
     ROUND_KEY,
-    FederationSettings,
     ciphertext_record,
     read_ciphertext,
     verify_audit_log,
@@ -33,7 +30,6 @@ from simulations.engine import run_federated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DATA = Path(__file__).parents[1] / "data" / "german_credit.csv"
 GARBAGE, FOREIGN, STALE = 2, 3, 4
 
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
@@ -72,36 +68,18 @@ def hostile_mod(secret_path: str, foreign_path: str) -> Mod:
     return mod
 
 
-def test_bad_replies_are_dropped_and_audited(tmp_path: Path) -> None:
-    frame = pd.read_csv(DATA)
-    files = []
-    for index, part in enumerate(np.array_split(np.random.default_rng(3).permutation(1000), 5)):
-        path = tmp_path / f"institution-{index}.csv"
-        frame.iloc[part].to_csv(path, index=False)
-        files.append(str(path))
-    save_schema(infer_schema(frame, "creditability", "bad"), tmp_path / "schema.yaml")
-    secret = crypto.generate_secret_context("lean")
-    secret.save(tmp_path / "secret.ctx")
-    secret.public().save(tmp_path / "public.ctx")
-    crypto.generate_secret_context("lean").save(tmp_path / "foreign.ctx")
-    settings = FederationSettings(
-        mode="encrypted",
-        rounds=2,
-        min_institutions=2,
-        round_timeout=180,
-        public_context=str(tmp_path / "public.ctx"),
-        secret_context=str(tmp_path / "secret.ctx"),
-        schema=str(tmp_path / "schema.yaml"),
-        data_files=",".join(files),
-        out_dir=str(tmp_path / "out"),
-        epochs=2,
-        seed=5,
-    )
-    mod = hostile_mod(str(tmp_path / "secret.ctx"), str(tmp_path / "foreign.ctx"))
+def test_bad_replies_are_dropped_and_audited(
+    german_federation: Callable[[int, int], Any],
+) -> None:
+    federation = german_federation(5, 3)
+    root = federation.root
+    crypto.generate_secret_context("lean").save(root / "foreign.ctx")
+    settings = federation.settings("out", rounds=2, min_institutions=2, seed=5)
+    mod = hostile_mod(str(root / "secret.ctx"), str(root / "foreign.ctx"))
 
     run = run_federated(settings, 5, client_mods=[mod])
 
-    report = verify_audit_log(tmp_path / "out" / "audit.jsonl")
+    report = verify_audit_log(root / "out" / "audit.jsonl")
     assert [r.round for r in report.records] == [1, 2]
     for record in report.records:
         assert len(record.replied) == 2

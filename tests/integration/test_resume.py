@@ -10,17 +10,14 @@ with the uninterrupted run's model (within CKKS precision).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
-import crypto
-from clients import infer_schema, save_schema
 from federation import (
     ConfigurationError,
-    FederationSettings,
     load_checkpoint,
     verify_audit_log,
 )
@@ -28,38 +25,17 @@ from simulations.engine import run_federated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DATA = Path(__file__).parents[1] / "data" / "german_credit.csv"
 
-
-def test_restarted_aggregator_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    frame = pd.read_csv(DATA)
-    files = []
-    for index, part in enumerate(np.array_split(np.random.default_rng(9).permutation(1000), 3)):
-        path = tmp_path / f"institution-{index}.csv"
-        frame.iloc[part].to_csv(path, index=False)
-        files.append(str(path))
-    save_schema(infer_schema(frame, "creditability", "bad"), tmp_path / "schema.yaml")
-    secret = crypto.generate_secret_context("lean")
-    secret.save(tmp_path / "secret.ctx")
-    secret.public().save(tmp_path / "public.ctx")
-    base = FederationSettings(
-        mode="encrypted",
-        rounds=3,
-        min_institutions=3,
-        round_timeout=180,
-        public_context=str(tmp_path / "public.ctx"),
-        secret_context=str(tmp_path / "secret.ctx"),
-        schema=str(tmp_path / "schema.yaml"),
-        data_files=",".join(files),
-        out_dir=str(tmp_path / "uninterrupted"),
-        epochs=2,
-        seed=4,
-    )
+def test_restarted_aggregator_resumes_from_its_checkpoint(
+    german_federation: Callable[[int, int], Any],
+) -> None:
+    federation = german_federation(3, 9)
+    base = federation.settings("uninterrupted", seed=4)
     uninterrupted = run_federated(base, 3)
 
-    interrupted = dataclasses.replace(base, out_dir=str(tmp_path / "restarted"))
+    interrupted = dataclasses.replace(base, out_dir=str(federation.root / "restarted"))
     run_federated(dataclasses.replace(interrupted, rounds=2), 3)
-    assert load_checkpoint(tmp_path / "restarted" / "checkpoint.bin").round == 2
+    assert load_checkpoint(federation.root / "restarted" / "checkpoint.bin").round == 2
     resumed = run_federated(interrupted, 3)
 
     assert resumed.metrics["resumed_after"] == 2
@@ -70,7 +46,7 @@ def test_restarted_aggregator_resumes_from_its_checkpoint(tmp_path: Path) -> Non
         for a, b in zip(uninterrupted.weights, resumed.weights, strict=True)
     )
     assert difference <= 1e-3
-    report = verify_audit_log(tmp_path / "restarted" / "audit.jsonl")
+    report = verify_audit_log(federation.root / "restarted" / "audit.jsonl")
     assert [r.round for r in report.records] == [1, 2, 3]
     assert len({r.run_id for r in report.records}) == 1
 
