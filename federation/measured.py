@@ -20,6 +20,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from federation.dp import effective_noise_multiplier, epsilon_spent
+from federation.wrapping import DelegatingStrategy
 
 __all__ = ["CPU_METRIC", "MeasuredStrategy", "RoundMeasurement", "content_bytes"]
 
@@ -59,7 +60,7 @@ def content_bytes(content: RecordDict) -> int:
     return total
 
 
-class MeasuredStrategy(Strategy):
+class MeasuredStrategy(DelegatingStrategy):
     """Delegate everything to ``strategy``; record a :class:`RoundMeasurement` per round.
 
     Parameters
@@ -73,7 +74,7 @@ class MeasuredStrategy(Strategy):
     def __init__(
         self, strategy: Strategy, *, dp_noise_multiplier: float = 0.0, dp_delta: float = 1e-5
     ) -> None:
-        self.strategy = strategy
+        super().__init__(strategy)
         self.dp_noise_multiplier = dp_noise_multiplier
         self.dp_delta = dp_delta
         self.rounds: list[RoundMeasurement] = []
@@ -82,10 +83,6 @@ class MeasuredStrategy(Strategy):
         self._cpu = 0.0
         self._down = 0
         self._sampled = 0
-
-    def summary(self) -> None:
-        """Log the wrapped strategy's summary."""
-        self.strategy.summary()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -130,18 +127,6 @@ class MeasuredStrategy(Strategy):
                     epsilon=epsilon,
                 )
             )
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """Delegate."""
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        """Delegate."""
-        return self.strategy.aggregate_evaluate(server_round, replies)
 
 
 def _cpu_of(reply: Message) -> float:

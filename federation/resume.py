@@ -20,6 +20,7 @@ from flwr.serverapp.strategy import Strategy
 
 from federation.checkpoint import Checkpoint, load_checkpoint
 from federation.strategy import ciphertext_record
+from federation.wrapping import DelegatingStrategy
 
 __all__ = ["OffsetRounds", "ResumePoint", "resume_point"]
 
@@ -52,11 +53,11 @@ def resume_point(out_dir: Path | None, fingerprint: str, new_run_id: str) -> Res
     return ResumePoint(checkpoint, new_run_id)
 
 
-class OffsetRounds(Strategy):
+class OffsetRounds(DelegatingStrategy):
     """Present Flower's round ``r`` to ``strategy`` as round ``r + offset``."""
 
     def __init__(self, strategy: Strategy, offset: int) -> None:
-        self.strategy = strategy
+        super().__init__(strategy)
         self.offset = offset
 
     def summary(self) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, Strategy
+from flwr.serverapp.strategy import FedAvg
 
 import crypto
 from federation.audit import AuditLog
@@ -31,6 +31,8 @@ from federation.audit_record import AuditRecord, DroppedNode
 from federation.checkpoint import Checkpoint, save_checkpoint
 from federation.constants import ARRAYS_KEY, CIPHERTEXT_KEY
 from federation.errors import QuorumNotReachedError
+from federation.measured import content_bytes
+from federation.wrapping import DelegatingStrategy
 
 __all__ = ["EncryptedAggregation", "ciphertext_record", "read_ciphertext"]
 
@@ -60,7 +62,7 @@ def read_ciphertext(record: ArrayRecord) -> bytes:
     return array.tobytes()
 
 
-class EncryptedAggregation(Strategy):
+class EncryptedAggregation(DelegatingStrategy):
     """Sum CKKS-encrypted replies of a wrapped Flower strategy, holding no key.
 
     Parameters
@@ -100,7 +102,7 @@ class EncryptedAggregation(Strategy):
             raise crypto.SecretKeyPresentError(
                 "the aggregator takes only the public context; it was given a secret one"
             )
-        self.strategy = strategy
+        super().__init__(strategy)
         self.context = context
         self.min_institutions = min_institutions
         self.shapes = None if shapes is None else tuple(tuple(s) for s in shapes)
@@ -129,7 +131,7 @@ class EncryptedAggregation(Strategy):
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
         self._sampled = [m.metadata.dst_node_id for m in messages]
         self._messages = messages  # the grid gives each its message id when it pushes it
-        self._bytes_sent = sum(_nbytes(arrays) for _ in messages)
+        self._bytes_sent = sum(content_bytes(m.content) for m in messages)
         return messages
 
     def aggregate_train(
@@ -250,19 +252,3 @@ class EncryptedAggregation(Strategy):
             timings={"aggregate_s": time.perf_counter() - started},
         )
         return self.audit.append(record)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """Delegate to the wrapped strategy (institutions decrypt the model to evaluate)."""
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        """Delegate to the wrapped strategy (metrics are plaintext aggregates)."""
-        return self.strategy.aggregate_evaluate(server_round, replies)
-
-
-def _nbytes(record: ArrayRecord) -> int:
-    return sum(int(array.numpy().nbytes) for array in record.values())
