@@ -53,9 +53,8 @@ def _table(rows: list[CryptoBenchRow]) -> Table:
         table.add_column(name, justify="left" if name == "mode" else "right")
     for row in rows:
         mode = row.mode + (f" (from {row.extrapolated_from})" if row.extrapolated_from else "")
-        per_ct = (
-            f"{row.aggregate_s_per_ciphertext * 1e3:.2f} ms" if row.ciphertexts_per_update else "—"
-        )
+        per_ciphertext = row.aggregate_s_per_ciphertext
+        per_ct = "—" if per_ciphertext is None else f"{per_ciphertext * 1e3:.2f} ms"
         table.add_row(
             mode,
             f"{row.params:,}",

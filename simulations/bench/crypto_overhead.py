@@ -55,10 +55,10 @@ class CryptoBenchRow:
     extrapolated_from: int | None = None
 
     @property
-    def aggregate_s_per_ciphertext(self) -> float:
-        """Aggregator seconds per ciphertext received (deserialise and add)."""
+    def aggregate_s_per_ciphertext(self) -> float | None:
+        """Aggregator seconds per ciphertext received (deserialise and add); None in plaintext."""
         total = self.ciphertexts_per_update * self.clients
-        return self.aggregate_s / total if total else float("nan")
+        return self.aggregate_s / total if total else None
 
     def to_dict(self) -> dict[str, object]:
         """The row as plain data (for ``--json``)."""

@@ -60,6 +60,8 @@ def test_bench_crypto_cli_writes_the_documented_json(tmp_path: Path) -> None:
     rows = json.loads(out.read_text())["rows"]
     assert [r["mode"] for r in rows] == ["plaintext", "ckks-lean"]
     assert all(set(r) >= CRYPTO_KEYS for r in rows)
+    assert rows[0]["aggregate_s_per_ciphertext"] is None  # strict JSON: no NaN
+    assert rows[1]["aggregate_s_per_ciphertext"] > 0
 
 
 def test_bench_crypto_cli_names_a_bad_size() -> None:
