@@ -23,8 +23,9 @@ institution are not counted.
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,16 +35,26 @@ from torch import nn
 from clients import ModelSpec, Standardizer, TrainConfig, build_model, set_weights, train_local
 from federation import FederationSettings, noise_multiplier_for_epsilon
 from simulations.compliance import Strategy
-from simulations.engine import run_federated
+from simulations.engine import FederatedRun
 from simulations.evaluation import (
     InstitutionSplit,
     StrategyEvaluation,
     evaluate_strategy,
     federation_standardizer,
 )
+from simulations.multirun import FederationOutcome, run_federations
 from simulations.scenario import Scenario, ScenarioSpec
 
-__all__ = ["StrategyPlan", "StrategyRun", "dp_strategy_name", "plan_strategies", "run_strategy"]
+__all__ = [
+    "StrategyPlan",
+    "StrategyRun",
+    "dp_strategy_name",
+    "federated_run",
+    "federation_settings",
+    "plan_strategies",
+    "run_federated_strategies",
+    "run_local_strategy",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,11 @@ class StrategyPlan:
     name: str
     kind: Strategy
     epsilon: float | None = None
+
+    @property
+    def federated(self) -> bool:
+        """Whether the strategy runs as a federation (in Flower's simulation engine)."""
+        return self.kind not in ("centralized", "local-only")
 
 
 @dataclass(frozen=True)
@@ -159,17 +175,19 @@ def _local_only(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> Strat
     return StrategyRun(StrategyPlan("local-only", "local-only"), evaluation, cpu_s, 0, wall_s)
 
 
-def _federated(
-    plan: StrategyPlan,
-    scenario: Scenario,
-    splits: Sequence[InstitutionSplit],
-    backend_config: dict[str, Any] | None,
-) -> StrategyRun:
+def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSettings:
+    """The settings of a federated strategy's run over the scenario's files.
+
+    Its outputs go to ``<work_dir>/runs/<name>``, emptied first: the aggregator
+    resumes from a checkpoint it finds there, and a study starts afresh.
+    """
     spec = scenario.spec
     noise = 0.0
     if plan.epsilon is not None:
         noise = noise_multiplier_for_epsilon(plan.epsilon, spec.rounds, spec.dp_delta)
-    settings = FederationSettings(
+    out_dir = scenario.work_dir / "runs" / plan.name
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return FederationSettings(
         mode="plaintext" if plan.kind == "fedavg" else "encrypted",
         rounds=spec.rounds,
         min_institutions=len(scenario.institutions),
@@ -183,14 +201,22 @@ def _federated(
         learning_rate=spec.learning_rate,
         seed=spec.seed,
         test_fraction=spec.test_fraction,
-        out_dir=str(scenario.work_dir / "runs" / plan.name),
+        out_dir=str(out_dir),
         dp_clip=spec.dp_clip if plan.epsilon is not None else 0.0,
         dp_noise_multiplier=noise,
         dp_delta=spec.dp_delta,
     )
-    started = time.perf_counter()
-    run = run_federated(settings, len(scenario.institutions), backend_config=backend_config)
-    wall_s = time.perf_counter() - started
+
+
+def federated_run(
+    plan: StrategyPlan,
+    scenario: Scenario,
+    splits: Sequence[InstitutionSplit],
+    run: FederatedRun,
+    wall_s: float,
+) -> StrategyRun:
+    """Evaluate a finished federation's model and collect its measurements."""
+    spec = scenario.spec
     model = build_model(_model_spec(spec), splits[0].data.n_features, spec.seed)
     set_weights(model, run.weights)
     scaler = federation_standardizer(splits)
@@ -209,7 +235,8 @@ def _federated(
         wall_s,
         epsilon=float(epsilon) if epsilon is not None else None,
         detail={
-            "noise_multiplier": noise,
+            "noise_multiplier": run.settings.dp_noise_multiplier,
+            "dp_clip": run.settings.dp_clip,
             "rounds_measured": rounds,
             "federation_wall_s": run.metrics.get("wall_s"),
             "federation_evaluation": run.final_evaluation(),
@@ -217,27 +244,56 @@ def _federated(
     )
 
 
-def run_strategy(
-    plan: StrategyPlan,
+def run_federated_strategies(
+    plans: Sequence[StrategyPlan],
     scenario: Scenario,
     splits: Sequence[InstitutionSplit],
     *,
     backend_config: dict[str, Any] | None = None,
-) -> StrategyRun:
-    """Train and evaluate one strategy.
+    on_start: Callable[[str], None] | None = None,
+    on_done: Callable[[StrategyRun], None] | None = None,
+) -> list[StrategyRun]:
+    """Train the federated strategies in one Flower simulation (:mod:`simulations.multirun`).
 
     Parameters
     ----------
-    plan
-        The strategy (see :func:`plan_strategies`).
+    plans
+        Federated strategies only (``fedavg``, ``he-fedavg``, ``he-fedavg-dp``).
     scenario, splits
         The prepared scenario and its institutions' splits (:func:`load_splits`).
     backend_config
-        Flower's Ray backend settings for the federated strategies, e.g. the
-        address of a running cluster (:func:`simulations.engine.default_backend_config`).
+        Flower's Ray backend settings, e.g. the address of a running cluster
+        (:func:`simulations.engine.default_backend_config`).
+    on_start, on_done
+        Called as each strategy starts (with its name) and ends.
     """
+    by_name = {plan.name: plan for plan in plans}
+    if not all(plan.federated for plan in plans):
+        raise ValueError("run_federated_strategies takes federated strategies only")
+    runs: list[StrategyRun] = []
+
+    def done(tag: str, outcome: FederationOutcome) -> None:
+        run = federated_run(by_name[tag], scenario, splits, outcome.run, outcome.wall_s)
+        runs.append(run)
+        if on_done is not None:
+            on_done(run)
+
+    run_federations(
+        [(plan.name, federation_settings(plan, scenario)) for plan in plans],
+        len(scenario.institutions),
+        backend_config=backend_config,
+        on_start=on_start,
+        on_done=done,
+    )
+    return runs
+
+
+def run_local_strategy(
+    plan: StrategyPlan, scenario: Scenario, splits: Sequence[InstitutionSplit]
+) -> StrategyRun:
+    """Train and evaluate ``centralized`` or ``local-only`` in this process."""
     if plan.kind == "centralized":
         return _centralized(scenario, splits)
     if plan.kind == "local-only":
         return _local_only(scenario, splits)
-    return _federated(plan, scenario, splits, backend_config)
+    raise ValueError(f"{plan.name} is a federated strategy: use run_federated_strategies")

@@ -8,16 +8,15 @@ strategies on the Pareto front of model quality (ROC AUC on the pooled test
 splits) against total compliance cost. A strategy that a sector rule forbids is
 infeasible: it is trained and reported, but not priced and never on the front.
 
-Federated strategies share one local Ray cluster for the whole study
-(:class:`~simulations.raycluster.LocalRayCluster`), or run on the user's cluster
-given by address.
+The federated strategies run one after another in a single Flower simulation
+(:mod:`simulations.multirun`): the institutions' Ray actors start once per study.
+Ray runs in-process, or on the user's cluster given by address.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,14 @@ from simulations.engine import default_backend_config
 from simulations.errors import StrategyError
 from simulations.evaluation import load_splits
 from simulations.pareto import pareto_front
-from simulations.raycluster import LocalRayCluster
 from simulations.scenario import Scenario, ScenarioSpec, prepare_scenario
-from simulations.strategies import StrategyPlan, StrategyRun, plan_strategies, run_strategy
+from simulations.strategies import (
+    StrategyPlan,
+    StrategyRun,
+    plan_strategies,
+    run_federated_strategies,
+    run_local_strategy,
+)
 
 __all__ = ["Progress", "StrategyResult", "StudyResult", "mark_front", "price", "run_study"]
 
@@ -158,8 +162,8 @@ def run_study(
     prices
         CPU and transfer prices; :class:`Prices` defaults (assumed) if absent.
     ray_address
-        An existing Ray cluster for the federated runs; a local one is started
-        (``num_cpus`` CPUs) if absent.
+        An existing Ray cluster for the federated runs; without one, Ray starts
+        in-process with ``num_cpus`` CPUs (default: all).
     progress
         Called before each step.
 
@@ -178,21 +182,34 @@ def run_study(
     scenario = prepare_scenario(spec, work_dir)
     _check_profiles(scenario, profiles)
     splits = load_splits(scenario)
-    results: list[StrategyResult] = []
-    with ExitStack() as stack:
-        backend_config: dict[str, Any] | None = None
-        for done, plan in enumerate(plans, start=1):
-            if plan.kind not in ("centralized", "local-only") and backend_config is None:
-                address = ray_address
-                if address is None:
-                    report(done, total, "starting a local Ray cluster")
-                    address = stack.enter_context(LocalRayCluster(num_cpus)).address
-                backend_config = default_backend_config(address=address)
-            report(done, total, f"training {plan.name}")
-            run = run_strategy(plan, scenario, splits, backend_config=backend_config)
-            cost, rows = price(run, scenario, profiles, prices)
-            results.append(StrategyResult(run, cost, tuple(rows)))
-        report(total, total, "done")
+    runs: dict[str, StrategyRun] = {}
+    for plan in (p for p in plans if not p.federated):
+        report(len(runs) + 1, total, f"training {plan.name}")
+        runs[plan.name] = run_local_strategy(plan, scenario, splits)
+    federated = [p for p in plans if p.federated]
+    if federated:
+        report(len(runs) + 1, total, "starting the simulation engine (Ray)")
+
+        def starting(name: str) -> None:
+            report(len(runs) + 1, total, f"training {name}")
+
+        def finished(run: StrategyRun) -> None:
+            runs[run.plan.name] = run
+
+        backend_config = default_backend_config(address=ray_address, num_cpus=num_cpus)
+        run_federated_strategies(
+            federated,
+            scenario,
+            splits,
+            backend_config=backend_config,
+            on_start=starting,
+            on_done=finished,
+        )
+    report(total, total, "pricing")
+    results = []
+    for plan in plans:
+        cost, rows = price(runs[plan.name], scenario, profiles, prices)
+        results.append(StrategyResult(runs[plan.name], cost, tuple(rows)))
     return StudyResult(
         scenario=scenario,
         strategies=tuple(mark_front(results)),
