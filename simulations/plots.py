@@ -89,7 +89,7 @@ def pareto_figure(points: Sequence[StrategyPoint], currency: str = "USD") -> byt
             f"{p.name} (infeasible)",
             (band, p.auc),
             textcoords="offset points",
-            xytext=(-6, 6),
+            xytext=(-6, -14),
             ha="right",
             color="tab:red",
         )

@@ -148,6 +148,7 @@ def run_study(
     ray_address: str | None = None,
     num_cpus: int | None = None,
     progress: Progress | None = None,
+    log_to_driver: bool = True,
 ) -> StudyResult:
     """Prepare the scenario, train and price every strategy, mark the Pareto front.
 
@@ -166,6 +167,8 @@ def run_study(
         in-process with ``num_cpus`` CPUs (default: all).
     progress
         Called before each step.
+    log_to_driver
+        Whether the Ray actors' logs are shown in this process.
 
     Raises
     ------
@@ -197,6 +200,7 @@ def run_study(
             runs[run.plan.name] = run
 
         backend_config = default_backend_config(address=ray_address, num_cpus=num_cpus)
+        backend_config["init_args"]["log_to_driver"] = log_to_driver
         run_federated_strategies(
             federated,
             scenario,

@@ -8,6 +8,8 @@ from crossfed.cli.audit import app as audit_app
 from crossfed.cli.bench import app as bench_app
 from crossfed.cli.deploy import aggregator, client, status
 from crossfed.cli.kit import app as kit_app
+from crossfed.cli.schema import app as schema_app
+from crossfed.cli.simulate import simulate
 
 __all__ = ["app", "main"]
 
@@ -20,9 +22,11 @@ app = typer.Typer(
 app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
 app.add_typer(kit_app, name="kit")
+app.add_typer(schema_app, name="schema")
 app.command()(aggregator)
 app.command()(client)
 app.command()(status)
+app.command()(simulate)
 
 
 def main() -> None:

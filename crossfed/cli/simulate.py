@@ -1,0 +1,261 @@
+"""``crossfed simulate``: accuracy against compliance cost, every strategy really trained.
+
+Exit codes: 0 done; 2 bad input (a profile, the data, an option) refused with
+the reason; 1 a run failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from clients import ClientError
+from federation import FederationError
+from simulations import GENERATORS, Prices, SimulationError
+from simulations.report import write_report
+from simulations.scenario import ScenarioSpec
+from simulations.study import StudyResult, run_study
+
+__all__ = ["simulate"]
+
+console = Console()
+err_console = Console(stderr=True)
+if not console.is_terminal:  # piped or captured: keep the table readable
+    console.width = max(console.width, 160)
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a list like 1,4,8", param_hint=option) from None
+
+
+def _codes(text: str | None) -> tuple[str, ...]:
+    return tuple(p.strip().upper() for p in (text or "").split(",") if p.strip())
+
+
+def _usd(value: float | None) -> str:
+    return "[red]infeasible[/]" if value is None else f"{value:,.0f}"
+
+
+def _table(study: StudyResult) -> Table:
+    table = Table(title="Strategies: quality on the same test splits, first-year compliance cost")
+    columns = (
+        "AUC", "KS", "approval", "mean inst. AUC", "transfer $", "risk $", "ops $", "total $",
+        "lead time", "MB sent", "CPU s", "wall s", "ε", "front",
+    )  # fmt: skip
+    table.add_column("strategy", no_wrap=True)
+    for name in columns:
+        table.add_column(name, justify="right")
+    for result in study.strategies:
+        run, cost, overall = result.run, result.cost, result.run.evaluation.overall
+        table.add_row(
+            result.name,
+            f"{overall.auc:.4f}",
+            f"{overall.ks:.3f}",
+            f"{overall.approval_rate:.1%}",
+            f"{run.evaluation.mean_institution_auc:.4f}",
+            _usd(cost.transfer_cost_usd),
+            _usd(cost.residual_risk_usd),
+            f"{cost.operational_cost_usd:.4f}",
+            _usd(cost.total_usd),
+            "—" if cost.lead_time_days is None else f"{cost.lead_time_days:.0f} d",
+            f"{run.bytes_sent / 1e6:.2f}",
+            f"{run.cpu_s:.1f}",
+            f"{run.wall_s:.1f}",
+            "—" if run.epsilon is None else f"{run.epsilon:.2f}",
+            "[green]●[/]" if result.on_front else "",
+        )
+    return table
+
+
+def _process_age_s() -> float | None:
+    """Seconds since this process started (Linux), imports included."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _sensitivity_table(study: StudyResult) -> Table:
+    table = Table(title="Total cost $ under each answer to the unsettled legal questions")
+    table.add_column("strategy")
+    for personal in (False, True):
+        for exits in (False, True):
+            table.add_column(
+                f"updates personal: {'yes' if personal else 'no'}\n"
+                f"encryption exits scope: {'yes' if exits else 'no'}",
+                justify="right",
+            )
+    for result in study.strategies:
+        table.add_row(result.name, *(_usd(row.cost.total_usd) for row in result.sensitivity))
+    return table
+
+
+def _summary(study: StudyResult) -> str:
+    names = {r.name for r in study.strategies}
+    if not {"centralized", "local-only", "fedavg", "he-fedavg"} <= names:
+        return ""
+    auc = {r.name: r.run.evaluation.overall.auc for r in study.strategies}
+    local_mean = study.strategy("local-only").run.evaluation.mean_institution_auc
+    he_mean = study.strategy("he-fedavg").run.evaluation.mean_institution_auc
+    return (
+        f"he-fedavg AUC {auc['he-fedavg']:.4f}: {auc['he-fedavg'] - auc['centralized']:+.4f} "
+        f"against centralized, {auc['he-fedavg'] - auc['fedavg']:+.4f} against plaintext "
+        f"FedAvg; mean institution AUC {he_mean:.4f} against local-only's {local_mean:.4f}."
+    )
+
+
+def simulate(
+    generator: Annotated[
+        str, typer.Option(help=f"Synthetic data: {', '.join(sorted(GENERATORS))}.")
+    ] = "sme-credit",
+    institutions: Annotated[
+        int, typer.Option(min=2, help="Generated institutions (default mix of 7 jurisdictions).")
+    ] = 7,
+    rows: Annotated[
+        int | None, typer.Option(min=100, help="Generated rows in all (default 12,000).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="A CSV or Parquet table to use instead of a generator.")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="The table's label column.")] = None,
+    positive: Annotated[str | None, typer.Option(help="The bad (positive) label.")] = None,
+    partition_by: Annotated[
+        str | None, typer.Option(help="One institution per value of this column.")
+    ] = None,
+    partitions: Annotated[
+        int | None, typer.Option(min=2, help="Or N institutions by a Dirichlet label split.")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Dirichlet concentration for --partitions.")] = 0.5,
+    schema: Annotated[
+        Path | None, typer.Option(help="Federation schema (YAML); inferred if absent.")
+    ] = None,
+    jurisdictions: Annotated[
+        str | None, typer.Option(help="Jurisdiction codes given to institutions in turn: EU,US,CN.")
+    ] = None,
+    hub: Annotated[
+        str | None, typer.Option(help="Jurisdiction of the pool and the aggregator.")
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 10,
+    epochs: Annotated[int, typer.Option(min=1, help="Local epochs per round.")] = 2,
+    learning_rate: Annotated[float, typer.Option(min=0.0, help="SGD step size.")] = 0.3,
+    model: Annotated[str, typer.Option(help="logistic or mlp.")] = "logistic",
+    epsilons: Annotated[
+        str, typer.Option(help="Target epsilons of the DP runs; empty for none.")
+    ] = "1,4,8",
+    dp_clip: Annotated[float, typer.Option(help="L2 clip of each update in DP runs.")] = 0.5,
+    target_bad_rate: Annotated[
+        float, typer.Option(help="Bad rate tolerated among approved applicants.")
+    ] = 0.02,
+    seed: Annotated[int, typer.Option(help="Seed of data, splits, model and shuffling.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default reports/<timestamp>).")
+    ] = None,
+    profiles: Annotated[
+        Path | None, typer.Option(help="Folder of jurisdiction profiles overriding shipped ones.")
+    ] = None,
+    cpu_hour_usd: Annotated[float, typer.Option(min=0.0, help="Price of a CPU-hour.")] = 0.05,
+    gb_sent_usd: Annotated[float, typer.Option(min=0.0, help="Price of a GB sent.")] = 0.09,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Run the federations on this Ray cluster (host:port).")
+    ] = None,
+    keep_work: Annotated[
+        bool, typer.Option("--keep-work", help="Keep partitions, keys and run logs in OUT/work.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show Flower's and Ray's logs.")
+    ] = False,
+) -> None:
+    """Train centralized, local-only, FedAvg, encrypted FedAvg and DP runs; price and compare."""
+    started = time.perf_counter()
+    out = out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        spec = ScenarioSpec(
+            generator=generator,
+            institutions=institutions,
+            total_rows=rows,
+            data=str(data) if data else None,
+            target=target,
+            positive=positive,
+            partition_by=partition_by,
+            partitions=partitions,
+            alpha=alpha,
+            schema=str(schema) if schema else None,
+            jurisdictions=_codes(jurisdictions),
+            hub=hub.upper() if hub else None,
+            seed=seed,
+            rounds=rounds,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            model=model,
+            epsilons=_floats(epsilons, "--epsilons"),
+            dp_clip=dp_clip,
+            target_bad_rate=target_bad_rate,
+        )
+        prices = Prices(
+            cpu_hour_usd=cpu_hour_usd,
+            gb_sent_usd=gb_sent_usd,
+            rationale="--cpu-hour-usd, --gb-sent-usd",
+        )
+    except (SimulationError, FederationError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if not verbose:  # Flower's per-round log, its deprecation notice and Ray's tips
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=FutureWarning, module="ray")
+    work = out / "work" if keep_work else Path(tempfile.mkdtemp(prefix="crossfed-study-"))
+    try:
+        with Progress(
+            TextColumn("[bold]simulate"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("", total=None)
+
+            def step(done: int, total: int, what: str) -> None:
+                progress.update(task, completed=done, total=total, description=what)
+
+            study = run_study(
+                spec,
+                work,
+                profiles_dir=profiles,
+                prices=prices,
+                ray_address=ray_address,
+                progress=step,
+                log_to_driver=verbose,
+            )
+            paths = write_report(study, out)
+    except (SimulationError, ClientError, FederationError) as exc:
+        err_console.print(f"[bold red]ERROR[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(code=2) from exc
+    finally:
+        if not keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+    console.print(_table(study))
+    console.print(_sensitivity_table(study))
+    if summary := _summary(study):
+        console.print(summary)
+    console.print(f"report: {paths['report.html']}  (results.json, CSV tables and plots in {out})")
+    age = _process_age_s()
+    since_start = f"; {age:.1f} s since the command started" if age is not None else ""
+    console.print(f"wall time: {time.perf_counter() - started:.1f} s for the study{since_start}")
