@@ -8,6 +8,10 @@ Public API, importable from ``simulations``:
   :func:`sensitivity_table`, :class:`Prices`, :class:`FlagOverrides`,
   :class:`ComplianceCost`;
 - :func:`pareto_front`;
+- studies (``crossfed simulate``): :class:`ScenarioSpec` and :func:`prepare_scenario`
+  (generator or real table, split by column or Dirichlet: :func:`partition_by_column`,
+  :func:`partition_dirichlet`), :func:`plan_strategies`, :func:`run_study` (every
+  strategy trained, priced and ranked), :func:`write_report` and :func:`results_dict`;
 - errors: :class:`SimulationError` and its subclasses.
 """
 
@@ -37,8 +41,20 @@ from simulations.generators import (
     generate,
 )
 from simulations.pareto import pareto_front
+from simulations.realdata import Partition, partition_by_column, partition_dirichlet
+from simulations.report import results_dict, write_report
+from simulations.scenario import (
+    DEFAULT_ROWS,
+    Institution,
+    Scenario,
+    ScenarioSpec,
+    prepare_scenario,
+)
+from simulations.strategies import StrategyPlan, StrategyRun, plan_strategies
+from simulations.study import StrategyResult, StudyResult, mark_front, run_study
 
 __all__ = [
+    "DEFAULT_ROWS",
     "GENERATORS",
     "JURISDICTIONS",
     "STRATEGIES",
@@ -46,22 +62,38 @@ __all__ = [
     "FlagOverrides",
     "GeneratedFederation",
     "GeneratorError",
+    "Institution",
     "InstitutionData",
     "InstitutionSpec",
+    "Partition",
     "Prices",
     "Profile",
     "ProfileError",
     "Provenance",
+    "Scenario",
+    "ScenarioSpec",
     "SensitivityRow",
     "SimulationError",
     "Strategy",
     "StrategyError",
+    "StrategyPlan",
+    "StrategyResult",
+    "StrategyRun",
+    "StudyResult",
     "compliance_cost",
     "default_institutions",
     "generate",
     "load_profile",
     "load_profiles",
+    "mark_front",
     "pareto_front",
+    "partition_by_column",
+    "partition_dirichlet",
+    "plan_strategies",
+    "prepare_scenario",
+    "results_dict",
+    "run_study",
     "sensitivity",
     "sensitivity_table",
+    "write_report",
 ]

@@ -24,10 +24,15 @@ from rich.table import Table
 
 from clients import ClientError
 from federation import FederationError
-from simulations import GENERATORS, Prices, SimulationError
-from simulations.report import write_report
-from simulations.scenario import ScenarioSpec
-from simulations.study import StudyResult, run_study
+from simulations import (
+    GENERATORS,
+    Prices,
+    ScenarioSpec,
+    SimulationError,
+    StudyResult,
+    run_study,
+    write_report,
+)
 
 __all__ = ["simulate"]
 
@@ -216,8 +221,10 @@ def simulate(
         )
     except (SimulationError, FederationError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+    flwr_logger = logging.getLogger("flwr")
+    flwr_level = flwr_logger.level
     if not verbose:  # Flower's per-round log, its deprecation notice and Ray's tips
-        logging.getLogger("flwr").setLevel(logging.ERROR)
+        flwr_logger.setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning, module="ray")
     work = out / "work" if keep_work else Path(tempfile.mkdtemp(prefix="crossfed-study-"))
     try:
@@ -249,6 +256,7 @@ def simulate(
         err_console.print(f"[bold red]ERROR[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(code=2) from exc
     finally:
+        flwr_logger.setLevel(flwr_level)
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)
     console.print(_table(study))
