@@ -160,7 +160,7 @@ def results_dict(study: StudyResult) -> dict[str, Any]:
                 "gb_sent_usd": study.prices.gb_sent_usd,
                 "rationale": study.prices.rationale,
             },
-            "ray_address": study.ray_address or "local cluster started for the study",
+            "ray_address": study.ray_address or "Ray started in-process for the study",
             "wall_s": study.wall_s,
             "flags": {
                 code: {

@@ -214,10 +214,12 @@ def simulate(
             dp_clip=dp_clip,
             target_bad_rate=target_bad_rate,
         )
-        prices = Prices(
-            cpu_hour_usd=cpu_hour_usd,
-            gb_sent_usd=gb_sent_usd,
-            rationale="--cpu-hour-usd, --gb-sent-usd",
+        prices = (
+            Prices()
+            if (cpu_hour_usd, gb_sent_usd) == (Prices.cpu_hour_usd, Prices.gb_sent_usd)
+            else Prices(
+                cpu_hour_usd, gb_sent_usd, rationale="given with --cpu-hour-usd, --gb-sent-usd"
+            )
         )
     except (SimulationError, FederationError) as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -147,11 +149,14 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
     """A Ray head on 127.0.0.1, started here and stopped by its process group."""
     port = _free_port()
     ray = Path(sys.executable).with_name("ray")
+    # Its own temp dir: the default one would advertise this head to every ray.init on
+    # the machine. Short, for Ray's socket paths.
+    temp_dir = tempfile.mkdtemp(prefix="crossfed-rayhead-")
     command = [
         str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
         "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
         "--disable-usage-stats", "--ray-client-server-port", str(_free_port()),
-        "--dashboard-agent-listen-port", str(_free_port()),
+        "--dashboard-agent-listen-port", str(_free_port()), "--temp-dir", temp_dir,
     ]  # fmt: skip
     head = subprocess.Popen(
         command,
@@ -177,6 +182,7 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
     finally:
         os.killpg(os.getpgid(head.pid), signal.SIGTERM)
         head.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_runs_on_an_existing_ray_cluster(ray_head: str, tmp_path: Path) -> None:
