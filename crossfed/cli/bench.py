@@ -11,7 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from simulations.bench import MODES, CryptoBenchRow, run_crypto_bench, run_round_bench
+from simulations.bench import (
+    MODES,
+    CryptoBenchRow,
+    run_crypto_bench,
+    run_round_bench,
+    run_scale_bench,
+)
 
 __all__ = ["app"]
 
@@ -181,4 +187,38 @@ def round_command(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"rows": [r.to_dict() for r in rows], "ratio_round_s": ratio}
         json_path.write_text(json.dumps(payload, indent=2))
+        console.print(f"wrote {json_path}")
+
+
+@app.command("scale")
+def scale_command(
+    institutions: Annotated[int, typer.Option(min=1, help="Virtual institutions.")] = 100,
+    rounds: Annotated[int, typer.Option(min=1, help="Encrypted training rounds.")] = 10,
+    rows: Annotated[
+        int, typer.Option(min=50, help="Rows of each institution's synthetic table.")
+    ] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of data, model and training.")] = 0,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the result to this JSON file.")
+    ] = None,
+) -> None:
+    """Many virtual institutions, encrypted rounds: wall time and peak memory on this machine."""
+    with console.status(f"running {institutions} institutions x {rounds} encrypted rounds"):
+        result = run_scale_bench(institutions, rounds, rows_per_institution=rows, seed=seed)
+    table = Table(title="Encrypted federation at scale (simulation engine, this machine)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("institutions x rounds", f"{result.institutions} x {result.rounds}")
+    table.add_row("rows per institution", f"{result.rows_per_institution}")
+    table.add_row("wall time, whole run", f"{result.wall_s:.1f} s")
+    table.add_row("round time (median)", f"{result.round_s_median:.2f} s")
+    table.add_row("aggregator CPU per round (median)", f"{result.aggregator_cpu_s_median:.3f} s")
+    table.add_row("peak RSS, this process", f"{result.peak_rss_self_mib:,.0f} MiB")
+    table.add_row("peak RSS, largest ended child", f"{result.peak_rss_children_mib:,.0f} MiB")
+    table.add_row("peak RSS, process tree (Ray included)", f"{result.peak_tree_rss_mib:,.0f} MiB")
+    table.add_row("final AUC", f"{result.auc:.4f}")
+    console.print(table)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result.to_dict(), indent=2))
         console.print(f"wrote {json_path}")
