@@ -48,6 +48,8 @@ __all__ = ["InstitutionResult", "check_data", "run_institution"]
 
 _ROUND = re.compile(r"Receiving: train message")
 _REFUSED = "the aggregator refused this node's key"
+# A restarted aggregator starts a fresh SuperLink that no longer knows this node's id.
+_FORGOTTEN = "Invalid node ID"
 _RETRY_S = 3.0
 
 
@@ -218,6 +220,13 @@ def run_institution(
         while not (out / METRICS_FILE).is_file():
             log = _read_from(log_path, offset)
             if process.poll() is not None:
+                if _FORGOTTEN in log and (deadline is None or time.monotonic() < deadline):
+                    # The aggregator restarted (it resumes from its checkpoint): rejoin it.
+                    say("the aggregator restarted; rejoining the federation")
+                    connect_deadline = time.monotonic() + connect_timeout
+                    offset = log_path.stat().st_size
+                    process = spawn(command, env=env, log_path=log_path)
+                    continue
                 reason = _failure_reason(log, process.returncode)
                 if _REFUSED in reason and time.monotonic() < connect_deadline:
                     # The aggregator may not have registered this node yet: try again.

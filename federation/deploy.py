@@ -22,6 +22,7 @@ go to ``out_dir``; none of them holds plaintext parameters.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -190,11 +191,28 @@ class AggregatorResult:
     out_dir: Path
     log_dir: Path
     wall_s: float
+    reason: str = ""
 
     @property
     def ok(self) -> bool:
         """Whether the ServerApp finished and wrote its metrics."""
         return self.returncode == 0 and (self.out_dir / "metrics.json").is_file()
+
+
+_ERROR_LINE = re.compile(r"\b([A-Z]\w*Error): (.+)$")
+
+
+def run_failure(log_path: Path) -> str:
+    """The last ``SomeError: message`` line of a failed run's log (why the ServerApp stopped)."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        found = _ERROR_LINE.search(line.strip())
+        if found:
+            return f"{found.group(1)}: {found.group(2)}"
+    return ""
 
 
 def _write_run_config(path: Path, config: dict[str, int | float | str]) -> None:
@@ -310,10 +328,13 @@ def run_aggregator(
             time.sleep(1.0)
         returncode = run.returncode
         finished = returncode == 0 and (out / "metrics.json").is_file()
-        update(phase="finished" if finished else "failed", returncode=returncode)
+        reason = "" if finished else run_failure(work / "logs" / "run.log")
+        update(phase="finished" if finished else "failed", returncode=returncode, reason=reason)
     except BaseException:
         update(phase="failed")
         raise
     finally:
         link.stop()
-    return AggregatorResult(returncode, out, work / "logs", time.monotonic() - started)
+    return AggregatorResult(
+        returncode, out, work / "logs", time.monotonic() - started, status.get("reason", "")
+    )

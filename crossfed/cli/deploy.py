@@ -64,8 +64,10 @@ def aggregator(
     except FederationError as exc:
         raise _fail(f"{exc} (logs: {kit / 'run' / 'logs'})", 1) from exc
     if not result.ok:
+        why = f": {result.reason}" if result.reason else ""
         raise _fail(
-            f"the run failed (flwr run exit {result.returncode}); logs in {result.log_dir}", 1
+            f"the run failed{why} (flwr run exit {result.returncode}); logs in {result.log_dir}",
+            1,
         )
     console.print(
         f"[bold green]OK[/] run finished in {result.wall_s:.0f} s; encrypted model, "

@@ -37,7 +37,7 @@ import pandas as pd
 import crypto
 from clients import infer_schema, save_schema
 from federation import FederationSettings, descendants
-from simulations.engine import run_federated
+from simulations.engine import default_backend_config, run_federated
 from simulations.generators import generate
 from simulations.generators.common import InstitutionSpec, default_institutions
 
@@ -169,9 +169,13 @@ def run_scale_bench(
             seed=seed,
             out_dir=str(root / "out"),
         )
+        backend = default_backend_config()
+        # A fresh in-process Ray: without an address ray.init joins any cluster that
+        # `ray start` left on this machine, and this run would measure that cluster.
+        backend["init_args"]["address"] = "local"
         started = time.perf_counter()
         with _TreeMemory() as tree:
-            run = run_federated(settings, institutions)
+            run = run_federated(settings, institutions, backend_config=backend)
         wall = time.perf_counter() - started
     measured = run.metrics["rounds_measured"]
     return ScaleBenchResult(
