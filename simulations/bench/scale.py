@@ -132,20 +132,34 @@ def run_scale_bench(
     """
     if institutions < 1 or rounds < 1 or rows_per_institution < 50:
         raise ValueError("need institutions >= 1, rounds >= 1 and rows_per_institution >= 50")
-    specs = [InstitutionSpec(s.name, s.jurisdiction) for s in default_institutions(institutions)]
+    # Small tables at a low default rate: a few draw fewer than two defaults, which
+    # their own stratified test split refuses. Draw spares and keep the first usable.
+    spares = max(10, institutions // 5)
+    specs = [
+        InstitutionSpec(s.name, s.jurisdiction) for s in default_institutions(institutions + spares)
+    ]
     with tempfile.TemporaryDirectory(prefix="crossfed-bench-scale-") as scratch:
         root = Path(work_dir or scratch)
         root.mkdir(parents=True, exist_ok=True)
         federation = generate(
-            "sme-credit", specs, seed=seed, total_rows=institutions * rows_per_institution
+            "sme-credit", specs, seed=seed, total_rows=len(specs) * rows_per_institution
         )
+        usable = [
+            i
+            for i in federation.institutions
+            if 2
+            <= int((i.frame[federation.target] == federation.positive).sum())
+            <= len(i.frame) - 2
+        ][:institutions]
+        if len(usable) < institutions:
+            raise ValueError(f"only {len(usable)} usable tables; raise rows_per_institution")
         files = []
-        for index, institution in enumerate(federation.institutions):
+        for index, institution in enumerate(usable):
             path = root / f"institution-{index}.csv"
             institution.frame.to_csv(path, index=False)
             files.append(str(path))
         schema = infer_schema(
-            pd.concat([i.frame for i in federation.institutions], ignore_index=True),
+            pd.concat([i.frame for i in usable], ignore_index=True),
             federation.target,
             federation.positive,
             categorical=list(federation.categorical_columns),
