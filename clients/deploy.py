@@ -48,8 +48,10 @@ __all__ = ["InstitutionResult", "check_data", "run_institution"]
 
 _ROUND = re.compile(r"Receiving: train message")
 _REFUSED = "the aggregator refused this node's key"
-# A restarted aggregator starts a fresh SuperLink that no longer knows this node's id.
-_FORGOTTEN = "Invalid node ID"
+# A SuperNode that has received messages and then stops lost its aggregator: the
+# aggregator went down (its SuperNode gives up retrying) or restarted on a fresh
+# SuperLink that no longer knows this node's id ("Invalid node ID").
+_JOINED = "Receiving:"
 _RETRY_S = 3.0
 
 
@@ -217,14 +219,16 @@ def run_institution(
         deadline = None if timeout is None else now + timeout
         connect_deadline = now + connect_timeout
         seen_rounds = 0
+        joined = False
         while not (out / METRICS_FILE).is_file():
             log = _read_from(log_path, offset)
+            joined = joined or _JOINED in log
             if process.poll() is not None:
-                if _FORGOTTEN in log and (deadline is None or time.monotonic() < deadline):
+                if joined and (deadline is None or time.monotonic() < deadline):
                     # The aggregator restarted (it resumes from its checkpoint): rejoin it.
                     say("the aggregator restarted; rejoining the federation")
                     connect_deadline = time.monotonic() + connect_timeout
-                    offset = log_path.stat().st_size
+                    offset, joined = log_path.stat().st_size, False
                     process = spawn(command, env=env, log_path=log_path)
                     continue
                 reason = _failure_reason(log, process.returncode)
