@@ -23,7 +23,13 @@ import crypto
 from clients import build_client_app
 from federation import FederationSettings, build_server_app
 
-__all__ = ["ClientMod", "FederatedRun", "default_backend_config", "run_federated"]
+__all__ = [
+    "ClientMod",
+    "FederatedRun",
+    "collect_run",
+    "default_backend_config",
+    "run_federated",
+]
 
 ClientMod = Callable[[Message, Context, ClientAppCallable], Message]
 
@@ -82,6 +88,20 @@ def run_federated(
         num_supernodes=num_institutions,
         backend_config=backend_config or default_backend_config(),
     )
+    return collect_run(settings)
+
+
+def collect_run(settings: FederationSettings) -> FederatedRun:
+    """Read a finished federation's outputs from ``settings.out_dir``; decrypt its model.
+
+    In encrypted mode the global model is decrypted with the secret context
+    named in the settings: the harness plays every institution.
+
+    Raises
+    ------
+    RuntimeError
+        The aggregator wrote no ``metrics.json`` (the run failed; see its log).
+    """
     out = Path(settings.out_dir)
     metrics_path = out / "metrics.json"
     if not metrics_path.exists():

@@ -20,12 +20,10 @@ federation starts, so no federation's wall time or CPU carries that cost.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,10 +33,9 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 from flwr.supercore.run import Run
 
-import crypto
 from clients import ModelSpec, TrainConfig, build_client_app, build_model, train_local
 from federation import FederationSettings, run_federation
-from simulations.engine import FederatedRun, default_backend_config
+from simulations.engine import FederatedRun, collect_run, default_backend_config
 from simulations.errors import SimulationError
 
 __all__ = [
@@ -161,23 +158,6 @@ class DispatchingClientApp(ClientApp):
         return self._apps[tag](message, context)
 
 
-def _collect(settings: FederationSettings) -> FederatedRun:
-    """Read a finished federation's outputs; decrypt its model (as ``run_federated`` does)."""
-    out = Path(settings.out_dir)
-    metrics_path = out / "metrics.json"
-    if not metrics_path.exists():
-        raise SimulationError(f"the federation wrote no {metrics_path}: see the log above")
-    metrics = json.loads(metrics_path.read_text())
-    if settings.mode == "encrypted":
-        secret = crypto.SecretContext.load(settings.secret_context)
-        update = crypto.EncryptedUpdate.from_bytes(secret, (out / "global_model.bin").read_bytes())
-        weights, _ = crypto.decrypt_average(secret, update)
-    else:
-        with np.load(out / "global_model.npz") as archive:
-            weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]
-    return FederatedRun(settings, [np.asarray(w) for w in weights], metrics)
-
-
 def run_federations(
     runs: Sequence[tuple[str, FederationSettings]],
     num_institutions: int,
@@ -228,7 +208,7 @@ def run_federations(
                 on_start(tag)
             started = time.perf_counter()
             run_federation(TaggingGrid(grid, tag), settings)
-            outcome = FederationOutcome(_collect(settings), time.perf_counter() - started)
+            outcome = FederationOutcome(collect_run(settings), time.perf_counter() - started)
             outcomes[tag] = outcome
             if on_done is not None:
                 on_done(tag, outcome)
