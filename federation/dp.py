@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import math
 
-from dp_accounting import dp_event, rdp
-
 from federation.errors import ConfigurationError
 
 __all__ = ["effective_noise_multiplier", "epsilon_spent", "noise_multiplier_for_epsilon"]
@@ -29,6 +27,10 @@ def epsilon_spent(noise_multipliers: list[float], delta: float) -> float:
     """ε after rounds with the given (effective) noise multipliers, at ``delta``."""
     if not 0 < delta < 1:
         raise ConfigurationError(f"dp-delta must be in (0, 1), got {delta}")
+    # Imported here: dp_accounting takes seconds to import, and every institution
+    # process imports federation while only the aggregator accounts.
+    from dp_accounting import dp_event, rdp
+
     accountant = rdp.RdpAccountant()
     for multiplier in noise_multipliers:
         if multiplier <= 0:
