@@ -52,6 +52,10 @@ _REFUSED = "the aggregator refused this node's key"
 # aggregator went down (its SuperNode gives up retrying) or restarted on a fresh
 # SuperLink that no longer knows this node's id ("Invalid node ID").
 _JOINED = "Receiving:"
+# Logged once the SuperLink has accepted the node (TLS and its key both passed).
+_CONNECTED = "SuperNode ID:"
+# Slack past the connect deadline for the SuperNode to give up and say why itself.
+_CONNECT_GRACE_S = 15.0
 _RETRY_S = 3.0
 
 
@@ -113,7 +117,7 @@ def _check_secret(kit: InstitutionKit) -> None:
         )
 
 
-def _failure_reason(log: str, returncode: int | None) -> str:
+def _failure_reason(log: str, returncode: int | None, address: str) -> str:
     if "CERTIFICATE_VERIFY_FAILED" in log or "handshake" in log.lower():
         return (
             "TLS failed: the aggregator's certificate does not verify against the kit's "
@@ -122,7 +126,7 @@ def _failure_reason(log: str, returncode: int | None) -> str:
     if "Failed to activate SuperNode" in log or "code: 2004" in log:
         return f"{_REFUSED}: it is not registered in this federation"
     if "Failed to initialize the connection" in log or "failed to connect" in log:
-        return "could not reach the aggregator (is it running, is the address right?)"
+        return f"could not reach the aggregator at {address} (is it running, is the address right?)"
     errors = [line for line in log.splitlines() if "ERROR" in line]
     tail = errors[-1] if errors else log.strip().splitlines()[-1:] or [""]
     return f"the SuperNode stopped (code {returncode}): {''.join(tail).strip()[-300:]}"
@@ -219,19 +223,20 @@ def run_institution(
         deadline = None if timeout is None else now + timeout
         connect_deadline = now + connect_timeout
         seen_rounds = 0
-        joined = False
+        joined = connected = False
         while not (out / METRICS_FILE).is_file():
             log = _read_from(log_path, offset)
             joined = joined or _JOINED in log
+            connected = connected or joined or _CONNECTED in log
             if process.poll() is not None:
                 if joined and (deadline is None or time.monotonic() < deadline):
                     # The aggregator restarted (it resumes from its checkpoint): rejoin it.
                     say("the aggregator restarted; rejoining the federation")
                     connect_deadline = time.monotonic() + connect_timeout
-                    offset, joined = log_path.stat().st_size, False
+                    offset, joined, connected = log_path.stat().st_size, False, False
                     process = spawn(command, env=env, log_path=log_path)
                     continue
-                reason = _failure_reason(log, process.returncode)
+                reason = _failure_reason(log, process.returncode, kit.manifest.dial_address())
                 if _REFUSED in reason and time.monotonic() < connect_deadline:
                     # The aggregator may not have registered this node yet: try again.
                     say("not (yet) registered with the aggregator; retrying")
@@ -241,6 +246,17 @@ def run_institution(
                     continue
                 raise SuperNodeError(
                     reason, exit_code=exit_code_from_log(log_path), log_path=str(log_path)
+                )
+            if not connected and time.monotonic() > connect_deadline + _CONNECT_GRACE_S:
+                # Flower's SuperNode can keep dialling past --max-wait-time; give up here.
+                reason = _failure_reason(log, None, kit.manifest.dial_address())
+                raise SuperNodeError(
+                    reason
+                    if reason.startswith(("TLS failed", _REFUSED))
+                    else f"could not reach the aggregator at {kit.manifest.dial_address()} "
+                    f"within {connect_timeout:.0f} s (is it running, is the address right?)",
+                    exit_code=None,
+                    log_path=str(log_path),
                 )
             rounds = len(_ROUND.findall(log))
             if rounds != seen_rounds:

@@ -8,8 +8,12 @@ SuperNode was killed lives on as an orphan. :func:`stop_tree` collects the
 whole tree from ``/proc`` first, then terminates it: Linux only, which is where
 SuperLinks and SuperNodes run.
 
-Every process gets :func:`flower_env`: telemetry off and ``FLWR_HOME`` inside
-the caller's working folder, never the user's ``~/.flwr``.
+Every process gets :func:`flower_env`: telemetry and Flower's update check off
+(nothing leaves the machine but the federation's own traffic), ``FLWR_HOME``
+inside the caller's working folder, never the user's ``~/.flwr``, and this
+interpreter's ``bin`` folder first on ``PATH``: the SuperLink starts
+``flower-superexec`` and the SuperNode ``flwr-clientapp`` by bare name, so an
+un-activated virtual environment would otherwise fail at start-up.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,10 +43,15 @@ _EXIT_CODE = re.compile(r"Exit Code: (\d+)")
 
 
 def flower_env(flwr_home: Path) -> dict[str, str]:
-    """Environment for Flower's commands: telemetry off, ``FLWR_HOME`` set."""
+    """Environment for Flower's commands: telemetry and update check off, ``FLWR_HOME`` set,
+    this interpreter's ``bin`` folder first on ``PATH``."""
     env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    path = [part for part in env.get("PATH", "").split(os.pathsep) if part and part != bin_dir]
+    env["PATH"] = os.pathsep.join([bin_dir, *path])
     env["FLWR_HOME"] = str(flwr_home)
     env["FLWR_TELEMETRY_ENABLED"] = "0"
+    env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
     return env
