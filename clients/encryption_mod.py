@@ -96,7 +96,15 @@ def _decrypt_inbound(
     arrays = msg.content.array_records.get(ARRAYS_KEY)
     if arrays is not None and CIPHERTEXT_KEY in arrays:
         update = crypto.EncryptedUpdate.from_bytes(secret, read_ciphertext(arrays))
-        weights, summed_weight = crypto.decrypt_average(secret, update)
+        try:
+            weights, summed_weight = crypto.decrypt_average(secret, update)
+        except crypto.DecryptionError as exc:
+            # The fingerprint matched this institution's key, so an honest sum decrypts;
+            # one that does not (summed weight 0 or less, altered slots) was tampered with.
+            raise TamperedAggregateError(
+                "the global model does not decrypt to a valid sum (its summed weight is "
+                "0 or less, or its ciphertext was altered); refusing to apply it"
+            ) from exc
         _check_summed_weight(summed_weight, update.count, total_rows, config, settings)
         msg.content[ARRAYS_KEY] = ArrayRecord([w.astype(np.float32) for w in weights])
 

@@ -148,8 +148,8 @@ class SuperNodeError(ClientError):
 class TamperedAggregateError(ClientError):
     """A decrypted aggregate is impossible for honest replies; the round is not applied.
 
-    Raised when the summed weight inside the encrypted global model exceeds
-    what the federation's institutions can contribute (the total row count
-    from the statistics round, or one per institution under distributed DP):
-    a sign of a sum tampered with or replayed.
+    Raised when the summed weight inside the encrypted global model is 0 or
+    less, or exceeds what the federation's institutions can contribute (the
+    total row count from the statistics round, or one per institution under
+    distributed DP): a sign of a sum tampered with or replayed.
     """

@@ -125,23 +125,35 @@ class _Chain:
     lines: int = 0
     head: str | None = None
     last_round: dict[str, int] = field(default_factory=dict)
+    # Whether each run's last recorded round produced an aggregate (was applied).
+    last_applied: dict[str, bool] = field(default_factory=dict)
 
     def prev_for(self, run_id: str) -> str:
         return self.head if self.head is not None else genesis_hash(run_id)
 
     def round_problem(self, record: AuditRecord) -> str | None:
+        """Why ``record`` cannot follow this chain, or None.
+
+        Rounds increase strictly within a run, with one exception: a round that
+        was refused (no aggregate, e.g. below the quorum) may be recorded again
+        by the restarted aggregator that retries it.
+        """
         last = self.last_round.get(record.run_id)
-        if last is not None and record.round <= last:
-            return (
-                f"round {record.round} of run {record.run_id!r} does not follow "
-                f"round {last}: rounds must increase strictly within a run"
-            )
-        return None
+        if last is None or record.round > last:
+            return None
+        if record.round == last and not self.last_applied[record.run_id]:
+            return None
+        return (
+            f"round {record.round} of run {record.run_id!r} does not follow "
+            f"round {last}: rounds must increase strictly within a run (only a refused "
+            "round may be retried)"
+        )
 
     def advance(self, record: AuditRecord, line_hash: str) -> None:
         self.lines += 1
         self.head = line_hash
         self.last_round[record.run_id] = record.round
+        self.last_applied[record.run_id] = record.aggregate_sha256 is not None
 
 
 def _reject_constant(name: str) -> NoReturn:

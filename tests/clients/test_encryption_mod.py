@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
@@ -39,13 +41,21 @@ def secret(tmp_path_factory: pytest.TempPathFactory) -> tuple[crypto.SecretConte
     return context, str(path)
 
 
-def _message(secret: crypto.SecretContext, model_weights: list[int]) -> Message:
+def _updates(secret: crypto.SecretContext, weights: list[int]) -> list[crypto.EncryptedUpdate]:
     rng = np.random.default_rng(5)
-    updates = [
+    return [
         crypto.encrypt_update(secret, [rng.normal(size=(1, 4)), rng.normal(size=1)], w, round_id=1)
-        for w in model_weights
+        for w in weights
     ]
-    model = crypto.aggregate(secret, updates)
+
+
+def _message(
+    secret: crypto.SecretContext,
+    model_weights: list[int],
+    model: crypto.EncryptedUpdate | None = None,
+) -> Message:
+    if model is None:
+        model = crypto.aggregate(secret, _updates(secret, model_weights))
     stats = crypto.aggregate(
         secret,
         [crypto.encrypt_sums(secret, [np.array([float(n), 1.0, 2.0, 3.0, 4.0])]) for n in ROWS],
@@ -85,6 +95,25 @@ def test_inflated_summed_weight_is_refused(secret: tuple[crypto.SecretContext, s
     tampered = _message(context, [ROWS[0], ROWS[0], ROWS[0]])
     with pytest.raises(TamperedAggregateError, match="summed weight"):
         _run(tampered, path)
+
+
+@pytest.mark.parametrize(
+    ("minuend", "subtrahend"),
+    [(ROWS[0], ROWS[0]), (ROWS[1], ROWS[0])],
+    ids=["zero", "negative"],
+)
+def test_summed_weight_of_zero_or_less_is_refused(
+    secret: tuple[crypto.SecretContext, str], minuend: int, subtrahend: int
+) -> None:
+    context, path = secret
+    # An aggregator that subtracts one update from another (no key needed for that)
+    # hands out a model whose summed weight is 0 or negative: no honest sum does.
+    a, b = _updates(context, [minuend, subtrahend])
+    tampered = dataclasses.replace(
+        a, vectors=tuple(x - y for x, y in zip(a.vectors, b.vectors, strict=True))
+    )
+    with pytest.raises(TamperedAggregateError, match="summed weight is 0 or less"):
+        _run(_message(context, [], tampered), path)
 
 
 def test_plaintext_mode_passes_messages_through(

@@ -201,3 +201,18 @@ def test_below_the_quorum_the_round_is_refused_and_the_checkpoint_kept(
     assert [r.round for r in records] == [1, 2]
     assert records[1].aggregate_sha256 is None
     assert [d.node for d in records[1].dropped] == ["33"]
+
+    # The operator restarts the aggregator (same out dir, same run): round 2 is retried.
+    restarted = _strategy(secret, tmp_path, quorum=3)
+    asked = _asked(restarted, 2)
+    arrays, _ = restarted.aggregate_train(
+        2, [_reply(secret, asked[n], 2, seed=n)[0] for n in NODES]
+    )
+    assert arrays is not None
+    assert load_checkpoint(tmp_path / "checkpoint.bin").round == 2
+    records = verify_audit_log(tmp_path / "audit.jsonl").records
+    assert [(r.round, r.aggregate_sha256 is None) for r in records] == [
+        (1, False),
+        (2, True),
+        (2, False),
+    ]

@@ -242,6 +242,25 @@ def test_rounds_must_increase_within_a_run(tmp_path: Path, rng: random.Random) -
     assert error.line == 3 and "increase" in error.reason
 
 
+def test_only_a_refused_round_may_be_retried(tmp_path: Path, rng: random.Random) -> None:
+    # Round 2 fell below the quorum (no aggregate); the restarted aggregator retries it.
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.append(_record(rng, 1))
+    log.append(_record(rng, 2).model_copy(update={"aggregate_sha256": None}))
+    log.append(_record(rng, 2))
+    with pytest.raises(AuditLogError, match="only a refused round may be retried"):
+        log.append(_record(rng, 2))  # round 2 was applied this time: no second go
+    assert [r.round for r in verify_audit_log(path).records] == [1, 2, 2]
+
+    # A forged log repeating an applied round is caught even when well chained.
+    objects = [json.loads(line) for line in _lines(path)]
+    objects[1]["aggregate_sha256"] = objects[2]["aggregate_sha256"]
+    path.write_bytes(_rechain(objects))
+    error = _tampered_at(path)
+    assert error.line == 3 and "increase" in error.reason
+
+
 def test_continuation_after_reopening(log_path: Path, rng: random.Random) -> None:
     before = verify_audit_log(log_path)
     reopened = AuditLog(log_path)

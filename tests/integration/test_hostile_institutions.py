@@ -1,6 +1,7 @@
-"""Institutions that reply with garbage, another federation's ciphertext or a stale round.
+"""Institutions that reply with garbage, another federation's ciphertext, a stale round or
+an update from another run.
 
-Five virtual institutions hold German credit; two are honest, three tamper
+Six virtual institutions hold German credit; two are honest, four tamper
 with their encrypted training replies on the wire (an outermost client mod,
 so the tampering happens after encryption). The aggregator must drop each bad
 reply with its reason logged and audited while every round completes with
@@ -30,20 +31,21 @@ from simulations.engine import run_federated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-GARBAGE, FOREIGN, STALE = 2, 3, 4
+GARBAGE, FOREIGN, STALE, OTHER_RUN = 2, 3, 4, 5
+HOSTILE = (GARBAGE, FOREIGN, STALE, OTHER_RUN)
 
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
 
 
 def hostile_mod(secret_path: str, foreign_path: str) -> Mod:
-    """Tamper with the encrypted training replies of partitions 2, 3 and 4."""
+    """Tamper with the encrypted training replies of partitions 2, 3, 4 and 5."""
 
     def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         reply = call_next(msg, context)
         partition = int(str(context.node_config["partition-id"]))
         if msg.metadata.message_type != MessageType.TRAIN or reply.has_error():
             return reply
-        if partition not in (GARBAGE, FOREIGN, STALE):
+        if partition not in HOSTILE:
             return reply
         data = read_ciphertext(reply.content.array_records[ARRAYS_KEY])
         secret = crypto.SecretContext.load(secret_path)
@@ -56,12 +58,20 @@ def hostile_mod(secret_path: str, foreign_path: str) -> Mod:
         elif partition == FOREIGN:
             foreign = crypto.SecretContext.load(foreign_path)
             data = crypto.encrypt_update(foreign, arrays, 10, round_id=server_round).to_bytes()
-        else:
+        elif partition == STALE:
             # A genuine update of this run, replayed from the previous round.
             stale = crypto.encrypt_update(
                 secret, arrays, 10, round_id=server_round - 1, session=original.session
             )
             data = stale.to_bytes()
+        else:
+            # A genuine update under this federation's key, for this round, recorded in
+            # another run of the same federation and replayed into this one.
+            other_run = "0" * len(original.session)
+            assert other_run != original.session
+            data = crypto.encrypt_update(
+                secret, arrays, 10, round_id=server_round, session=other_run
+            ).to_bytes()
         reply.content[ARRAYS_KEY] = ciphertext_record(data)
         return reply
 
@@ -71,25 +81,26 @@ def hostile_mod(secret_path: str, foreign_path: str) -> Mod:
 def test_bad_replies_are_dropped_and_audited(
     german_federation: Callable[[int, int], Any],
 ) -> None:
-    federation = german_federation(5, 3)
+    federation = german_federation(6, 3)
     root = federation.root
     crypto.generate_secret_context("lean").save(root / "foreign.ctx")
     settings = federation.settings("out", rounds=2, min_institutions=2, seed=5)
     mod = hostile_mod(str(root / "secret.ctx"), str(root / "foreign.ctx"))
 
-    run = run_federated(settings, 5, client_mods=[mod])
+    run = run_federated(settings, 6, client_mods=[mod])
 
     report = verify_audit_log(root / "out" / "audit.jsonl")
     assert [r.round for r in report.records] == [1, 2]
     for record in report.records:
         assert len(record.replied) == 2
         reasons = [d.reason for d in record.dropped]
-        assert len(reasons) == 3
+        assert len(reasons) == 4
         assert sum("MalformedDataError" in r for r in reasons) == 1
-        assert sum("ContextMismatchError" in r and "context" in r for r in reasons) == 1
+        assert sum("ContextMismatchError" in r and "under context" in r for r in reasons) == 1
         assert sum("ContextMismatchError" in r and "round" in r for r in reasons) == 1
+        assert sum("ContextMismatchError" in r and "another run" in r for r in reasons) == 1
         # The dropped ciphertexts are fingerprinted in the audit trail too.
-        assert len(record.extra["dropped_ciphertext_sha256"]) == 3  # type: ignore[arg-type]
+        assert len(record.extra["dropped_ciphertext_sha256"]) == 4  # type: ignore[arg-type]
     # The honest replies' model was applied: finite, trained weights, evaluated.
     assert all(np.all(np.isfinite(w)) for w in run.weights)
     assert run.final_evaluation()["auc"] > 0.6
