@@ -13,7 +13,9 @@ processes over TLS, and then kills something with SIGKILL — no clean shutdown:
   uninterrupted federation from the same seeds reaches (here the simulation
   engine running the same settings, data and keys);
 * one institution in round 2 with quorum 3 of 3: the run stops with a message
-  naming the quorum, and round 1's checkpoint is left byte for byte.
+  naming the quorum, and round 1's checkpoint is left byte for byte; the
+  institution and the aggregator are then started again, and round 2 is
+  retried under the same run id and completes.
 
 Every process is torn down, children included, whatever happens.
 """
@@ -137,8 +139,8 @@ class Deployment:
         _wait_for(registered, 180, "the aggregator to register the institutions")
         self.seen.setdefault("node_ids", []).append(self.node_ids())
 
-    def start_clients(self) -> None:
-        for name in self.names:
+    def start_clients(self, *names: str) -> None:
+        for name in names or self.names:
             self._start(
                 name,
                 _crossfed(
@@ -244,15 +246,27 @@ def _kill_the_aggregator(fed: Deployment) -> None:
 
 
 def _lose_the_quorum(fed: Deployment) -> None:
-    """Quorum 3 of 3: one institution is killed as round 2 reaches it."""
+    """Quorum 3 of 3: one institution is killed as round 2 reaches it; then both restart."""
     fed.start_aggregator()
     fed.start_clients()
     checkpoint = fed.out / "checkpoint.bin"
     _wait_for(checkpoint.is_file, RUN_TIMEOUT, "round 1's checkpoint")
     fed.seen["good_checkpoint"] = checkpoint.read_bytes()
-    fed.kill_when_training(fed.names[1], 2)
+    victim = fed.names[1]
+    fed.kill_when_training(victim, 2)
     fed.wait("aggregator")
-    fed.stop()  # the others wait in vain for a final model
+    fed.seen["refused"] = {
+        "code": fed.codes["aggregator"],
+        "log": fed.log("aggregator"),
+        "checkpoint": checkpoint.read_bytes(),
+        "global_model": (fed.out / "global_model.bin").exists(),
+        "client_models": [(fed.client_out(n) / "global_model.npz").exists() for n in fed.names],
+    }
+    # The operator brings the institution back and restarts the aggregator with the
+    # same kit and --out; the other two institutions rejoin by themselves.
+    fed.start_aggregator()
+    fed.start_clients(victim)
+    fed.wait("aggregator", *fed.names)
 
 
 _SIMULATE = """
@@ -310,26 +324,36 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Deploym
         ),
         "no-quorum": _provision(root / "no-quorum", NAMES, min_institutions=3, rounds=2, cli=False),
     }
+    # The uninterrupted federation the restarted one must match runs alongside, in a
+    # process of its own (Ray does not share a process with threads that fork).
+    resumed = feds["aggregator-killed"]
+    uninterrupted: dict[str, Any] = {}
+
+    def simulate() -> None:
+        try:
+            uninterrupted["weights"] = _simulate(resumed, resumed.root / "sim")
+        except BaseException as exc:  # re-raised by the test that compares with it
+            uninterrupted["error"] = exc
+
     threads = [
         threading.Thread(target=_guarded, args=(SCRIPTS[key], fed), name=key)
         for key, fed in feds.items()
     ]
+    threads.append(threading.Thread(target=simulate, name="uninterrupted"))
+    started = time.monotonic()
     try:
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=2 * RUN_TIMEOUT)
-        # Then the uninterrupted federation the restarted one must match, in a process
-        # of its own: Ray does not share a process with threads that fork.
-        resumed = feds["aggregator-killed"]
-        if resumed.error is None:
-            _guarded(
-                lambda fed: fed.seen.update(uninterrupted=_simulate(fed, fed.root / "sim")),
-                resumed,
-            )
     finally:
         for fed in feds.values():
             fed.stop()
+    resumed.seen["uninterrupted"] = uninterrupted.get("weights")
+    if resumed.error is None and "error" in uninterrupted:
+        resumed.error = uninterrupted["error"]
+    walls = {key: round(fed.wall_s) for key, fed in feds.items()}
+    print(f"fault scenarios side by side: {time.monotonic() - started:.0f} s; each (s): {walls}")
     yield feds
 
 
@@ -392,22 +416,39 @@ def test_without_quorum_the_run_stops_and_keeps_the_last_good_checkpoint(
     runs: dict[str, Deployment],
 ) -> None:
     fed = _scenario(runs, "no-quorum")
-    assert fed.codes["aggregator"] == 1
-    assert "QuorumNotReachedError: round 2: 2 valid replies, quorum is 3" in fed.log("aggregator")
-    checkpoint = fed.out / "checkpoint.bin"
-    assert checkpoint.read_bytes() == fed.seen["good_checkpoint"]
-    assert load_checkpoint(checkpoint).round == 1
-    assert not (fed.out / "global_model.bin").exists()
+    refused = fed.seen["refused"]
+    assert refused["code"] == 1
+    assert "QuorumNotReachedError: round 2: 2 valid replies, quorum is 3" in refused["log"]
+    assert refused["checkpoint"] == fed.seen["good_checkpoint"]
+    assert not refused["global_model"]
+    assert not any(refused["client_models"])
     records = verify_audit_log(fed.out / "audit.jsonl").records
-    assert [r.round for r in records] == [1, 2]
+    assert [r.round for r in records[:2]] == [1, 2]
     assert records[1].aggregate_sha256 is None
-    assert [d.node for d in records[1].dropped] == [fed.node_ids()[fed.names[1]]]
-    for name in fed.names:
-        assert not (fed.client_out(name) / "global_model.npz").exists()
+    before, _ = fed.seen["node_ids"]
+    assert [d.node for d in records[1].dropped] == [before[fed.names[1]]]
 
 
-def test_the_three_faults_fit_the_budget(runs: dict[str, Deployment]) -> None:
-    walls = {key: round(fed.wall_s) for key, fed in runs.items()}
-    print(f"wall time per scenario (s): {walls}")
-    # Each scenario ends well inside the bound its thread is joined with.
-    assert max(walls.values()) < 2 * RUN_TIMEOUT
+def test_a_refused_round_is_retried_when_the_aggregator_restarts(
+    runs: dict[str, Deployment],
+) -> None:
+    fed = _scenario(runs, "no-quorum")
+    for name in ("aggregator", *fed.names):
+        assert fed.codes[name] == 0, fed.log(name)[-3000:]
+    metrics = json.loads((fed.out / "metrics.json").read_text())
+    assert metrics["resumed_after"] == 1
+    assert load_checkpoint(fed.out / "checkpoint.bin").round == 2
+    records = verify_audit_log(fed.out / "audit.jsonl").records
+    assert [(r.round, r.aggregate_sha256 is not None) for r in records] == [
+        (1, True),
+        (2, False),
+        (2, True),
+    ]
+    assert len({r.run_id for r in records}) == 1
+    _, after = fed.seen["node_ids"]
+    assert sorted(records[2].replied) == sorted(after.values())
+    models = [np.load(fed.client_out(name) / "global_model.npz") for name in fed.names]
+    for key in models[0].files:
+        assert np.all(np.isfinite(models[0][key]))
+        for other in models[1:]:
+            np.testing.assert_array_equal(models[0][key], other[key])
