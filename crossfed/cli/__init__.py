@@ -39,6 +39,7 @@ class _LazyCommands(TyperGroup):
             return None
         module, attribute = COMMANDS[cmd_name]
         target = getattr(importlib.import_module(module), attribute)
+        command: click.Command
         if isinstance(target, typer.Typer):
             command = typer.main.get_group(target)
         else:
