@@ -11,10 +11,13 @@ down, children included, whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +44,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DATA = Path(__file__).parents[1] / "data" / "german_credit.csv"
 NAMES = ("bank-eu", "bank-sg", "lender-br")
 RUN_TIMEOUT = 300
+BLIP_S = 8.0
 
 
 def _crossfed(*args: str) -> list[str]:
@@ -61,6 +65,83 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> int:
         return -1
 
 
+class FlakyLink:
+    """A TCP forwarder on 127.0.0.1 whose connections can be cut, as a network blip would.
+
+    TLS passes through untouched (the forwarder sees only ciphertext). While cut,
+    new connections are accepted and closed at once, so clients see resets.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._down_until = 0.0
+        self.cuts: list[int] = []  # connections dropped by each cut
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            if time.monotonic() < self._down_until:
+                conn.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                conn.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets |= {conn, upstream}
+            for src, dst in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._drop(src, dst)
+
+    def _drop(self, *sockets: socket.socket) -> None:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        with self._lock:
+            self._sockets -= set(sockets)
+
+    def cut(self, seconds: float) -> None:
+        """Drop every open connection and refuse new ones for ``seconds``."""
+        self._down_until = time.monotonic() + seconds
+        with self._lock:
+            live = list(self._sockets)
+        self._drop(*live)
+        self.cuts.append(len(live) // 2)
+
+    def close(self) -> None:
+        self._server.close()
+        self.cut(0)
+
+
+def _cut_when_training(link: FlakyLink, supernode_log: Path, seconds: float) -> None:
+    """Cut the link once the institution has received round 1's training message."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        if supernode_log.is_file() and "Receiving: train message" in supernode_log.read_text():
+            link.cut(seconds)
+            return
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     root = tmp_path_factory.mktemp("deploy")
@@ -72,7 +153,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
     frame.drop(columns=["duration_in_month"]).to_csv(root / "no-duration.csv", index=False)
     save_schema(infer_schema(frame, "creditability", "bad"), root / "schema.yaml")
 
-    port = free_port()
+    # The kit's address is a forwarder to the aggregator's real port, so the test can
+    # cut every institution's connection mid-round and let it come back.
+    listen = free_port()
+    link = FlakyLink(listen)
+    port = link.port
     kits = root / "kits"
     created = subprocess.run(
         _crossfed(
@@ -110,7 +195,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
         processes["aggregator"] = _start(
             _crossfed(
                 "aggregator", "--kit", str(kits / "aggregator"), "--out", str(root / "agg-out"),
-                "--timeout", str(RUN_TIMEOUT),
+                "--timeout", str(RUN_TIMEOUT), "--listen", f"127.0.0.1:{listen}",
             ),
             root / "aggregator.log", env,
         )  # fmt: skip
@@ -153,20 +238,28 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
             ),
             root / "wrong-ca.log", env,
         )  # fmt: skip
+        blip = threading.Thread(
+            target=_cut_when_training,
+            args=(link, root / f"out-{NAMES[0]}" / ".supernode" / "supernode.log", BLIP_S),
+            daemon=True,
+        )
+        blip.start()
         for name, process in processes.items():
             codes[name] = _wait(process, max(1.0, RUN_TIMEOUT + 60 - (time.monotonic() - started)))
     finally:
         for process in processes.values():
             stop_tree(process)
+        link.close()
     print(
         f"deployment: 1 aggregator + {len(NAMES)} institutions, 2 encrypted rounds, "
-        f"{time.monotonic() - started:.1f} s wall"
+        f"{time.monotonic() - started:.1f} s wall; connections cut mid-round: {link.cuts[:1]}"
     )
     yield {
         "root": root,
         "kits": kits,
         "codes": codes,
         "bad": bad,
+        "cuts": link.cuts[:-1],  # the last is close()'s
     }
 
 
@@ -262,3 +355,24 @@ def test_missing_column_stops_before_connecting(deployment: dict[str, object]) -
     assert bad.returncode == 2
     assert "duration_in_month" in bad.stderr and "nothing was sent" in bad.stderr
     assert not (root / "bad-out" / ".supernode").exists()
+
+
+def test_a_network_blip_mid_round_is_survived_and_counted_once(
+    deployment: dict[str, object],
+) -> None:
+    root, kits, cuts = deployment["root"], deployment["kits"], deployment["cuts"]
+    assert isinstance(root, Path) and isinstance(kits, Path) and isinstance(cuts, list)
+    assert len(cuts) == 1 and cuts[0] >= 1, cuts  # the blip dropped live connections
+    supernode_log = (root / f"out-{NAMES[0]}" / ".supernode" / "supernode.log").read_text()
+    after_cut = supernode_log.split("Receiving: train message", 1)[1]
+    assert "retrying" in after_cut and "Connection successful after" in after_cut
+    records = verify_audit_log(root / "agg-out" / "audit.jsonl").records
+    for record in records:
+        assert len(record.replied) == len(set(record.replied)) == len(NAMES)
+        assert record.dropped == []
+    # Each institution's rows counted once in the summed weight of the final model.
+    secret = crypto.SecretContext.load(kits / NAMES[0] / "secret.ctx")
+    blob = (root / "agg-out" / "global_model.bin").read_bytes()
+    _, weight = crypto.decrypt_average(secret, crypto.EncryptedUpdate.from_bytes(secret, blob))
+    rows = [json.loads((root / f"out-{n}" / "metrics.json").read_text())["n_train"] for n in NAMES]
+    assert weight == pytest.approx(sum(rows), abs=0.5)
