@@ -257,7 +257,8 @@ def verify_audit_log(
     ------
     AuditTamperedError
         At the first line that is malformed, edited, out of place, breaks the
-        chain or does not increase its run's round; or when the head differs
+        chain or does not increase its run's round (only a refused round may
+        be recorded again, by the aggregator that retries it); or when the head differs
         from ``expected_head``.
     AuditLogError
         If the file cannot be read or ``expected_head`` is not a SHA-256 hex.
