@@ -80,6 +80,7 @@ class FlakyLink:
         self._sockets: set[socket.socket] = set()
         self._down_until = 0.0
         self.cuts: list[int] = []  # connections dropped by each cut
+        self.forwarded: list[float] = []  # when each connection was let through
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -99,6 +100,7 @@ class FlakyLink:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets |= {conn, upstream}
+                self.forwarded.append(time.monotonic())
             for src, dst in ((conn, upstream), (upstream, conn)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
@@ -119,6 +121,11 @@ class FlakyLink:
         with self._lock:
             self._sockets -= set(sockets)
 
+    @property
+    def down_until(self) -> float:
+        """When the last cut ended (``time.monotonic()``)."""
+        return self._down_until
+
     def cut(self, seconds: float) -> None:
         """Drop every open connection and refuse new ones for ``seconds``."""
         self._down_until = time.monotonic() + seconds
@@ -129,7 +136,9 @@ class FlakyLink:
 
     def close(self) -> None:
         self._server.close()
-        self.cut(0)
+        with self._lock:
+            live = list(self._sockets)
+        self._drop(*live)
 
 
 def _cut_when_training(link: FlakyLink, supernode_log: Path, seconds: float) -> None:
@@ -249,17 +258,19 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
     finally:
         for process in processes.values():
             stop_tree(process)
+        cut_ended = link.down_until
         link.close()
     print(
         f"deployment: 1 aggregator + {len(NAMES)} institutions, 2 encrypted rounds, "
-        f"{time.monotonic() - started:.1f} s wall; connections cut mid-round: {link.cuts[:1]}"
+        f"{time.monotonic() - started:.1f} s wall; connections cut mid-round: {link.cuts}"
     )
     yield {
         "root": root,
         "kits": kits,
         "codes": codes,
         "bad": bad,
-        "cuts": link.cuts[:-1],  # the last is close()'s
+        "cuts": link.cuts,
+        "reconnections": sum(1 for t in link.forwarded if t >= cut_ended) if link.cuts else 0,
     }
 
 
@@ -362,10 +373,10 @@ def test_a_network_blip_mid_round_is_survived_and_counted_once(
 ) -> None:
     root, kits, cuts = deployment["root"], deployment["kits"], deployment["cuts"]
     assert isinstance(root, Path) and isinstance(kits, Path) and isinstance(cuts, list)
-    assert len(cuts) == 1 and cuts[0] >= 1, cuts  # the blip dropped live connections
-    supernode_log = (root / f"out-{NAMES[0]}" / ".supernode" / "supernode.log").read_text()
-    after_cut = supernode_log.split("Receiving: train message", 1)[1]
-    assert "retrying" in after_cut and "Connection successful after" in after_cut
+    # The blip dropped every institution's open connection, and each SuperNode
+    # opened a new one afterwards (whether gRPC had to retry depends on timing).
+    assert len(cuts) == 1 and cuts[0] >= len(NAMES), cuts
+    assert deployment["reconnections"] >= len(NAMES), deployment["reconnections"]
     records = verify_audit_log(root / "agg-out" / "audit.jsonl").records
     for record in records:
         assert len(record.replied) == len(set(record.replied)) == len(NAMES)
