@@ -222,7 +222,7 @@ def run_institution(
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         connect_deadline = now + connect_timeout
-        seen_rounds = 0
+        seen_requests = trained = 0  # train messages received, across rejoins
         joined = connected = False
         while not (out / METRICS_FILE).is_file():
             log = _read_from(log_path, offset)
@@ -232,6 +232,7 @@ def run_institution(
                 if joined and (deadline is None or time.monotonic() < deadline):
                     # The aggregator restarted (it resumes from its checkpoint): rejoin it.
                     say("the aggregator restarted; rejoining the federation")
+                    trained = seen_requests
                     connect_deadline = time.monotonic() + connect_timeout
                     offset, joined, connected = log_path.stat().st_size, False, False
                     process = spawn(command, env=env, log_path=log_path)
@@ -258,10 +259,10 @@ def run_institution(
                     exit_code=None,
                     log_path=str(log_path),
                 )
-            rounds = len(_ROUND.findall(log))
-            if rounds != seen_rounds:
-                seen_rounds = rounds
-                say(f"round {rounds}: training locally")
+            requests = trained + len(_ROUND.findall(log))
+            if requests != seen_requests:
+                seen_requests = requests
+                say(f"training locally (training request {requests} from the aggregator)")
             if deadline is not None and time.monotonic() > deadline:
                 raise SuperNodeError(
                     f"the run did not finish within {timeout:.0f} s",

@@ -46,6 +46,7 @@ __all__ = [
     "flower_executable",
     "project_root",
     "read_status",
+    "rounds_applied",
     "run_aggregator",
 ]
 
@@ -246,8 +247,34 @@ def read_status(kit_dir: Path) -> dict[str, Any]:
     out_dir = Path(str(status.get("out_dir", "")))
     audit = out_dir / "audit.jsonl"
     if audit.is_file():
-        status["rounds_done"] = sum(1 for line in audit.read_text().splitlines() if line.strip())
+        status["rounds_done"] = rounds_applied(audit)
     return status
+
+
+def rounds_applied(audit: Path) -> int:
+    """The last round the current run applied, read from its audit log as it grows.
+
+    A refused round leaves a line without an aggregate and is not counted; a line
+    still being written is skipped. Use :func:`federation.verify_audit_log` to check
+    the log, not this.
+    """
+    try:
+        text = audit.read_text(errors="replace")
+    except OSError:  # not written yet
+        return 0
+    done, run_id = 0, None
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        if record.get("run_id") != run_id:
+            done, run_id = 0, record.get("run_id")
+        if record.get("aggregate_sha256") and isinstance(record.get("round"), int):
+            done = max(done, record["round"])
+    return done
 
 
 def run_aggregator(
@@ -322,7 +349,7 @@ def run_aggregator(
                 stop_tree(run)
                 raise FederationError(f"the run did not finish within {timeout:.0f} s")
             if audit.is_file():
-                done = sum(1 for line in audit.read_text().splitlines() if line.strip())
+                done = rounds_applied(audit)
                 if done != status["rounds_done"]:
                     update(rounds_done=done)
             time.sleep(1.0)

@@ -30,6 +30,7 @@ from federation import (
     genesis_hash,
     verify_audit_log,
 )
+from federation.deploy import rounds_applied
 
 
 def _record(rng: random.Random, round_: int, run_id: str = "run-a") -> AuditRecord:
@@ -259,6 +260,26 @@ def test_only_a_refused_round_may_be_retried(tmp_path: Path, rng: random.Random)
     path.write_bytes(_rechain(objects))
     error = _tampered_at(path)
     assert error.line == 3 and "increase" in error.reason
+
+
+def test_progress_counts_applied_rounds_of_the_current_run(
+    tmp_path: Path, rng: random.Random
+) -> None:
+    # What `crossfed aggregator` and `crossfed status` show as "round N/M".
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    assert rounds_applied(path) == 0
+    log.append(_record(rng, 1))
+    log.append(_record(rng, 2).model_copy(update={"aggregate_sha256": None}))
+    assert rounds_applied(path) == 1  # round 2 was refused
+    log.append(_record(rng, 2))
+    assert rounds_applied(path) == 2  # ... and retried: three lines, two rounds
+    with path.open("ab") as handle:
+        handle.write(b'{"round": 3, "run_id": "run-a", "aggre')  # still being written
+    assert rounds_applied(path) == 2
+    path.write_bytes(b"".join(_lines(path)[:3]))
+    AuditLog(path).append(_record(rng, 1, run_id="run-b"))
+    assert rounds_applied(path) == 1  # a new run counts from its own start
 
 
 def test_continuation_after_reopening(log_path: Path, rng: random.Random) -> None:
