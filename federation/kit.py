@@ -69,6 +69,7 @@ from federation.pki import (
     write_private,
     write_public,
 )
+from federation.strategy import averaging_preset_problem
 
 __all__ = [
     "AggregatorKit",
@@ -151,6 +152,9 @@ def create_kits(
         raise ProvisioningError(
             f"unknown preset {preset!r}; choose one of {', '.join(sorted(crypto.PRESETS))}"
         )
+    problem = averaging_preset_problem(crypto.PRESETS[preset])
+    if problem is not None:
+        raise ProvisioningError(problem)
     folders = [out / AGGREGATOR_DIR, *(out / name for name in names)]
     taken = [str(f) for f in folders if f.exists()]
     if taken:

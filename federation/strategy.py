@@ -30,11 +30,16 @@ from federation.audit import AuditLog
 from federation.audit_record import AuditRecord, DroppedNode
 from federation.checkpoint import Checkpoint, save_checkpoint
 from federation.constants import ARRAYS_KEY, CIPHERTEXT_KEY
-from federation.errors import QuorumNotReachedError
+from federation.errors import ConfigurationError, QuorumNotReachedError
 from federation.measured import content_bytes
 from federation.wrapping import DelegatingStrategy
 
-__all__ = ["EncryptedAggregation", "ciphertext_record", "read_ciphertext"]
+__all__ = [
+    "EncryptedAggregation",
+    "averaging_preset_problem",
+    "ciphertext_record",
+    "read_ciphertext",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +65,23 @@ def read_ciphertext(record: ArrayRecord) -> bytes:
     if array.dtype != np.uint8 or array.ndim != 1:
         raise crypto.MalformedDataError("ciphertext array must be one-dimensional uint8")
     return array.tobytes()
+
+
+def averaging_preset_problem(preset: crypto.Preset) -> str | None:
+    """Why ``preset`` cannot carry a federation's model, or ``None`` when it can.
+
+    The packed codec clips every value to ``[-clip, clip]`` before quantising: fit
+    for bounded quantities, but a model's weights are not bounded, and clipping
+    them would change the model without a word. Federated averaging therefore
+    takes presets with the float codec only.
+    """
+    if preset.codec == "float":
+        return None
+    usable = sorted(name for name, p in crypto.PRESETS.items() if p.codec == "float")
+    return (
+        f"preset {preset.name!r} clips every value to [-{preset.clip:g}, {preset.clip:g}] and "
+        f"cannot carry a model's weights; a federation uses {' or '.join(usable)}"
+    )
 
 
 class EncryptedAggregation(DelegatingStrategy):
@@ -102,6 +124,9 @@ class EncryptedAggregation(DelegatingStrategy):
             raise crypto.SecretKeyPresentError(
                 "the aggregator takes only the public context; it was given a secret one"
             )
+        problem = averaging_preset_problem(context.preset)
+        if problem is not None:
+            raise ConfigurationError(problem)
         super().__init__(strategy)
         self.context = context
         self.min_institutions = min_institutions

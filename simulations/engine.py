@@ -7,9 +7,11 @@ virtual institution finds its data file by its partition id.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ __all__ = [
     "FederatedRun",
     "collect_run",
     "default_backend_config",
+    "ray_backend",
     "run_federated",
 ]
 
@@ -51,17 +54,59 @@ class FederatedRun:
 def default_backend_config(
     num_cpus: int | None = None, address: str | None = None
 ) -> dict[str, Any]:
-    """Ray settings: one CPU per virtual institution, small object store, no dashboard."""
+    """Ray settings: one CPU per virtual institution, small object store, no dashboard.
+
+    Without ``address`` Ray starts a fresh cluster of its own (``"local"``): it
+    never joins one that ``ray start`` left on this machine, and
+    :func:`ray_backend` keeps it on the loopback address.
+    """
     init: dict[str, Any] = {"include_dashboard": False}
     if address:
         init["address"] = address
     else:
         init.update(
+            address="local",
             num_cpus=num_cpus or os.cpu_count() or 1,
             num_gpus=0,
             object_store_memory=512 * 1024 * 1024,
         )
     return {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": init}
+
+
+#: Ray reads this when it starts: "0" gives a local cluster the loopback address.
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def ray_backend(backend_config: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+    """Flower's backend settings for one simulation; a local cluster stays on 127.0.0.1.
+
+    On Linux Ray gives a cluster it starts the machine's network address and
+    binds its servers (GCS, raylet, workers) there, reachable from the network.
+    A local simulation needs none of that: for the duration of the run this
+    switches Ray to the loopback address, as it does by default on macOS and
+    Windows, so no port is opened beyond the machine. A cluster given by
+    address is left as it is.
+    """
+    config = copy.deepcopy(backend_config or default_backend_config())
+    init = config.setdefault("init_args", {})
+    init.setdefault("address", "local")  # never join a cluster by accident
+    if init["address"] != "local":
+        yield config
+        return
+    from ray._private import ray_constants  # Ray reads the switch from here at start-up
+
+    saved_flag, saved_env = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(_RAY_CLUSTER_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[_RAY_CLUSTER_ENV] = "0"  # and its child processes, from their environment
+    try:
+        yield config
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(_RAY_CLUSTER_ENV, None)
+        else:
+            os.environ[_RAY_CLUSTER_ENV] = saved_env
 
 
 def run_federated(
@@ -82,12 +127,13 @@ def run_federated(
     if not settings.out_dir:
         raise ValueError("settings.out_dir is needed to collect the run's outputs")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    run_simulation(
-        server_app=build_server_app(settings),
-        client_app=build_client_app(settings, extra_mods=client_mods),
-        num_supernodes=num_institutions,
-        backend_config=backend_config or default_backend_config(),
-    )
+    with ray_backend(backend_config) as backend:
+        run_simulation(
+            server_app=build_server_app(settings),
+            client_app=build_client_app(settings, extra_mods=client_mods),
+            num_supernodes=num_institutions,
+            backend_config=backend,
+        )
     return collect_run(settings)
 
 

@@ -35,7 +35,7 @@ from flwr.supercore.run import Run
 
 from clients import ModelSpec, TrainConfig, build_client_app, build_model, train_local
 from federation import FederationSettings, run_federation
-from simulations.engine import FederatedRun, collect_run, default_backend_config
+from simulations.engine import FederatedRun, collect_run, ray_backend
 from simulations.errors import SimulationError
 
 __all__ = [
@@ -214,12 +214,13 @@ def run_federations(
                 on_done(tag, outcome)
 
     client_app = DispatchingClientApp({tag: build_client_app(s) for tag, s in runs})
-    run_simulation(
-        server_app=server_app,
-        client_app=client_app,
-        num_supernodes=num_institutions,
-        backend_config=backend_config or default_backend_config(),
-    )
+    with ray_backend(backend_config) as backend:
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=num_institutions,
+            backend_config=backend,
+        )
     missing = [tag for tag in tags if tag not in outcomes]
     if missing:
         raise SimulationError(f"the simulation ended before federation(s) {', '.join(missing)}")

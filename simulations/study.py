@@ -200,10 +200,6 @@ def run_study(
             runs[run.plan.name] = run
 
         backend_config = default_backend_config(address=ray_address, num_cpus=num_cpus)
-        if ray_address is None:
-            # A fresh in-process instance: without an address ray.init joins any cluster
-            # that `ray start` left on this machine, with that cluster's resources.
-            backend_config["init_args"]["address"] = "local"
         backend_config["init_args"]["log_to_driver"] = log_to_driver
         run_federated_strategies(
             federated,

@@ -47,7 +47,12 @@ def create(
         Path, typer.Option("--schema", help="Federation schema (YAML) every kit carries.")
     ],
     preset: Annotated[
-        str, typer.Option("--preset", help="CKKS preset: " + ", ".join(sorted(crypto.PRESETS)))
+        str,
+        typer.Option(
+            "--preset",
+            help="CKKS preset: "
+            + ", ".join(sorted(n for n, p in crypto.PRESETS.items() if p.codec == "float")),
+        ),
     ] = crypto.DEFAULT_PRESET,
     rounds: Annotated[int, typer.Option("--rounds", help="Training rounds.")] = 3,
     min_institutions: Annotated[

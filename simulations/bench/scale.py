@@ -183,10 +183,7 @@ def run_scale_bench(
             seed=seed,
             out_dir=str(root / "out"),
         )
-        backend = default_backend_config()
-        # A fresh in-process Ray: without an address ray.init joins any cluster that
-        # `ray start` left on this machine, and this run would measure that cluster.
-        backend["init_args"]["address"] = "local"
+        backend = default_backend_config()  # a fresh Ray of its own, never a leftover cluster
         started = time.perf_counter()
         with _TreeMemory() as tree:
             run = run_federated(settings, institutions, backend_config=backend)

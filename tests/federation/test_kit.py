@@ -190,6 +190,7 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
         ({"aggregator_address": "no-port"}, "HOST:PORT"),
         ({"aggregator_address": "h:1", "min_institutions": 3}, "min-institutions"),
         ({"aggregator_address": "h:1", "preset": "weak"}, "preset"),
+        ({"aggregator_address": "h:1", "preset": "packed"}, "cannot carry a model's weights"),
         ({"aggregator_address": "h:1", "training": {"out-dir": "/x"}}, "not allowed"),
     ]:
         with pytest.raises(ProvisioningError, match=match):

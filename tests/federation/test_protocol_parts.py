@@ -134,3 +134,18 @@ def test_aggregator_refuses_a_secret_context() -> None:
         run_id="r",
     )
     assert not strategy.context.tenseal_context.has_secret_key()
+
+
+def test_aggregator_refuses_a_preset_that_clips_the_model() -> None:
+    public = crypto.generate_secret_context("packed").public()
+    with pytest.raises(ConfigurationError, match="'packed' clips every value to \\[-1, 1\\]"):
+        EncryptedAggregation(
+            FedAvg(),
+            public,
+            min_institutions=1,
+            shapes=None,
+            max_update_bytes=1 << 20,
+            audit=None,
+            out_dir=None,
+            run_id="r",
+        )

@@ -4,11 +4,17 @@ German credit is split across three virtual institutions; both modes run from
 the same seeds. The encrypted federation must reach the plaintext one's model
 (CKKS noise only), beat the institutions' local-only models, and leave an
 audit log and checkpoint with no plaintext model in the aggregator's folder.
+While they run, every socket the Ray cluster listens on is recorded: a local
+simulation must open no port beyond 127.0.0.1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ipaddress
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +34,7 @@ from clients import (
     train_local,
     train_test_split,
 )
-from federation import load_checkpoint, verify_audit_log
+from federation import descendants, load_checkpoint, verify_audit_log
 from simulations.engine import FederatedRun, run_federated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,20 +44,76 @@ INSTITUTIONS = 3
 SEED = 7
 
 
+def _listening(pids: list[int]) -> set[tuple[str, int, str]]:
+    """``(address, port, command)`` of every TCP socket ``pids`` listen on (Linux ``/proc``)."""
+    owners: dict[str, str] = {}
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/comm").read_text().strip()
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    owners[target[8:-1]] = command
+        except OSError:  # the process ended meanwhile
+            continue
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in owners:  # 0A: LISTEN
+                continue
+            host, port = fields[1].split(":")
+            raw = bytes.fromhex(host)
+            # /proc prints each 32-bit word of the address in host (little-endian) order.
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add((str(ipaddress.ip_address(words)), int(port, 16), owners[fields[9]]))
+    return found
+
+
+@contextmanager
+def _sockets_listened_on() -> Iterator[set[tuple[str, int, str]]]:
+    """Record the listening sockets of this process and its children until the block ends."""
+    seen: set[tuple[str, int, str]] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            seen.update(_listening([os.getpid(), *descendants(os.getpid())]))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
 @pytest.fixture(scope="module")
 def federation(german_federation: Callable[[int, int], Any]) -> dict[str, object]:
     split = german_federation(INSTITUTIONS, SEED)
-    runs: dict[str, FederatedRun] = {
-        mode: run_federated(split.settings(f"out-{mode}", mode=mode, epochs=3, seed=SEED), 3)
-        for mode in ("plaintext", "encrypted")
-    }
+    with _sockets_listened_on() as listening:
+        runs: dict[str, FederatedRun] = {
+            mode: run_federated(split.settings(f"out-{mode}", mode=mode, epochs=3, seed=SEED), 3)
+            for mode in ("plaintext", "encrypted")
+        }
     return {
         "root": split.root,
         "files": split.files,
         "schema": split.schema,
         "runs": runs,
         "secret": split.secret,
+        "listening": listening,
     }
+
+
+def test_a_local_simulation_listens_on_loopback_only(federation: dict[str, object]) -> None:
+    listening = federation["listening"]
+    assert isinstance(listening, set)
+    commands = {command for _, _, command in listening}
+    # Ray's own servers were seen (the watcher works), and every one is on loopback.
+    assert {"gcs_server", "raylet"} <= commands, listening
+    assert {address for address, _, _ in listening} == {"127.0.0.1"}, listening
 
 
 def test_encrypted_reaches_the_plaintext_model(federation: dict[str, object]) -> None:

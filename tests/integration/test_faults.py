@@ -275,9 +275,7 @@ import numpy as np
 from federation import FederationSettings
 from simulations.engine import default_backend_config, run_federated
 settings = FederationSettings.from_run_config(json.loads(sys.argv[1]))
-backend = default_backend_config()
-backend['init_args']['address'] = 'local'  # never a cluster `ray start` left behind
-run = run_federated(settings, int(sys.argv[2]), backend_config=backend)
+run = run_federated(settings, int(sys.argv[2]), backend_config=default_backend_config())
 np.savez(sys.argv[3], *run.weights)
 """
 
