@@ -8,7 +8,9 @@ In encrypted mode this one
   plaintext sums, before the handlers see the message;
 * encrypts the handlers' reply: training weights with the example count
   multiplied in and carried inside the ciphertext (the count then leaves the
-  reply's metrics, so the aggregator never sees it), statistics as exact sums.
+  reply's metrics, so the aggregator never sees it), statistics as exact sums,
+  and evaluation metrics the way of training weights, weighted by the test-set
+  size (no metric or count reaches the aggregator in the clear).
 
 In plaintext mode it passes messages through untouched. The secret context is
 read from the node config's ``secret-context`` path (deployment: the kit) or
@@ -31,6 +33,7 @@ from federation import (
     CIPHERTEXT_KEY,
     CONFIG_KEY,
     DP_SHARES_KEY,
+    EVALUATION_METRICS,
     METRICS_KEY,
     NUM_EXAMPLES_KEY,
     ROUND_KEY,
@@ -71,6 +74,8 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
         if kind == MessageType.TRAIN and config is not None:
             round_id = _as_int(config.get(ROUND_KEY, 0))
             _encrypt_outbound(reply, secret, round_id, session, sums=False)
+        elif kind == MessageType.EVALUATE and config is not None:
+            _encrypt_evaluation(reply, secret, _as_int(config.get(ROUND_KEY, 0)), session)
         elif kind == MessageType.QUERY:
             _encrypt_outbound(reply, secret, 0, session, sums=True)
         return reply
@@ -151,6 +156,28 @@ def _encrypt_outbound(
     reply.content[METRICS_KEY] = MetricRecord(
         {k: v for k, v in metrics.items() if k != NUM_EXAMPLES_KEY}
     )
+
+
+def _encrypt_evaluation(
+    reply: Message, secret: crypto.SecretContext, round_id: int, session: str
+) -> None:
+    """Replace the plaintext metrics and test-set size by one encrypted, weighted vector.
+
+    In the clear they would tell the aggregator each institution's test-set size,
+    and with it the size of its data, and its own model quality.
+    """
+    metrics = reply.content.metric_records.get(METRICS_KEY)
+    if metrics is None:
+        return  # nothing reported, nothing to hide
+    missing = [name for name in EVALUATION_METRICS if name not in metrics]
+    if missing:
+        raise ValueError(f"the evaluation reply lacks {', '.join(missing)}")
+    values = np.array([float(metrics[name]) for name in EVALUATION_METRICS])  # type: ignore[arg-type]
+    update = crypto.encrypt_update(
+        secret, [values], _as_int(metrics[NUM_EXAMPLES_KEY]), round_id=round_id, session=session
+    )
+    reply.content[ARRAYS_KEY] = ciphertext_record(update.to_bytes())
+    reply.content[METRICS_KEY] = MetricRecord({})
 
 
 def _as_int(value: object) -> int:

@@ -1,6 +1,6 @@
-"""Aggregator side of crossfed: audit log and provisioning of keys and certificates.
+"""Aggregator side of crossfed: the Flower ServerApp, keyless encrypted aggregation,
+audit log, checkpoints, and provisioning of kits, keys and certificates.
 
-The Flower ServerApp and the encrypted-aggregation strategy will live here too.
 Import from this package, not from its modules: the sorted ``__all__`` below is
 the public API.
 """
@@ -19,6 +19,8 @@ from federation.constants import (
     CIPHERTEXT_KEY,
     CONFIG_KEY,
     DP_SHARES_KEY,
+    EVALUATION_FILE,
+    EVALUATION_METRICS,
     FINAL_QUERY,
     METRICS_KEY,
     MODE_KEY,
@@ -97,6 +99,8 @@ __all__ = [
     "CONFIG_KEY",
     "CPU_METRIC",
     "DP_SHARES_KEY",
+    "EVALUATION_FILE",
+    "EVALUATION_METRICS",
     "FINAL_QUERY",
     "METRICS_KEY",
     "MODES",

@@ -13,6 +13,8 @@ __all__ = [
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
     "DP_SHARES_KEY",
+    "EVALUATION_FILE",
+    "EVALUATION_METRICS",
     "FINAL_QUERY",
     "METRICS_KEY",
     "MODE_KEY",
@@ -43,6 +45,11 @@ STATS_KEY: Final = "stats"
 PHASE_KEY: Final = "phase"
 #: Phase value of the statistics round that precedes training.
 PHASE_STATS: Final = "stats"
+
+#: Evaluation metrics an institution reports, in the order they are encrypted.
+EVALUATION_METRICS: Final = ("auc", "ks", "brier", "log_loss", "approval_rate")
+#: File (in the aggregator's out-dir) with a round's encrypted evaluation sum.
+EVALUATION_FILE: Final = "evaluation-round-{round}.bin"
 
 #: Config entry with the encrypted federation-wide statistics (bytes).
 STATS_CIPHERTEXT_KEY: Final = "stats-ciphertext"

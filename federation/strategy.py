@@ -29,7 +29,7 @@ import crypto
 from federation.audit import AuditLog
 from federation.audit_record import AuditRecord, DroppedNode
 from federation.checkpoint import Checkpoint, save_checkpoint
-from federation.constants import ARRAYS_KEY, CIPHERTEXT_KEY
+from federation.constants import ARRAYS_KEY, CIPHERTEXT_KEY, EVALUATION_FILE, EVALUATION_METRICS
 from federation.errors import ConfigurationError, QuorumNotReachedError
 from federation.measured import content_bytes
 from federation.wrapping import DelegatingStrategy
@@ -138,6 +138,7 @@ class EncryptedAggregation(DelegatingStrategy):
         self._sampled: list[int] = []
         self._messages: list[Message] = []
         self._bytes_sent = 0
+        self._evaluation_messages: list[Message] = []
 
     def summary(self) -> None:
         """Log the configuration (wrapped strategy, preset, quorum)."""
@@ -218,8 +219,58 @@ class EncryptedAggregation(DelegatingStrategy):
         metrics = MetricRecord({"institutions": len(valid), "dropped": len(dropped)})
         return ciphertext_record(summed), metrics
 
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Delegate sampling and messages to the wrapped strategy; remember who was asked."""
+        messages = list(self.strategy.configure_evaluate(server_round, arrays, config, grid))
+        self._evaluation_messages = messages
+        return messages
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Sum the institutions' encrypted evaluations; keep the sum, learn nothing.
+
+        Each valid reply is one institution's metrics (:data:`EVALUATION_METRICS`)
+        encrypted with its test-set size multiplied in, exactly like a training
+        update: the sum decrypts, for key holders only, to the federation's
+        size-weighted mean metrics. It is written to ``out_dir`` as
+        ``evaluation-round-R.bin``; the plaintext result says only how many
+        institutions were counted and dropped.
+        """
+        asked = {m.metadata.message_id: m.metadata.dst_node_id for m in self._evaluation_messages}
+        shapes = ((len(EVALUATION_METRICS),),)
+        valid: dict[int, crypto.EncryptedUpdate] = {}
+        dropped = 0
+        for reply in replies:
+            node = asked.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+            if node not in asked.values():
+                continue
+            reason, update, _, _ = self._check(server_round, reply, shapes)
+            if update is None or node in valid:
+                logger.warning(
+                    "round %d: evaluation of node %d not counted: %s",
+                    server_round,
+                    node,
+                    reason or "duplicate reply",
+                )
+                dropped += update is None
+                continue
+            valid[node] = update
+        if not valid:
+            return MetricRecord({"institutions": 0, "dropped": dropped})
+        summed = crypto.aggregate(self.context, list(valid.values())).to_bytes()
+        if self.out_dir is not None:
+            path = self.out_dir / EVALUATION_FILE.format(round=server_round)
+            path.write_bytes(summed)
+        return MetricRecord({"institutions": len(valid), "dropped": dropped})
+
     def _check(
-        self, server_round: int, reply: Message
+        self,
+        server_round: int,
+        reply: Message,
+        shapes: tuple[tuple[int, ...], ...] | None = None,
     ) -> tuple[str, crypto.EncryptedUpdate | None, int, str]:
         if reply.has_error():
             return f"institution reported an error: {reply.error.reason}", None, 0, ""
@@ -238,7 +289,7 @@ class EncryptedAggregation(DelegatingStrategy):
                 data,
                 max_bytes=self.max_update_bytes,
                 expected_round=server_round,
-                expected_shapes=self.shapes,
+                expected_shapes=shapes or self.shapes,
                 expected_session=self.run_id,
             )
         except crypto.CryptoError as exc:

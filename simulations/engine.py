@@ -23,7 +23,12 @@ from flwr.simulation import run_simulation
 
 import crypto
 from clients import build_client_app
-from federation import FederationSettings, build_server_app
+from federation import (
+    EVALUATION_FILE,
+    EVALUATION_METRICS,
+    FederationSettings,
+    build_server_app,
+)
 
 __all__ = [
     "ClientMod",
@@ -137,11 +142,25 @@ def run_federated(
     return collect_run(settings)
 
 
+def _decrypt_evaluations(
+    secret: crypto.SecretContext, out: Path, evaluate: dict[str, dict[str, Any]]
+) -> None:
+    """Add each round's decrypted evaluation (the aggregator kept only its ciphertext)."""
+    for server_round, record in evaluate.items():
+        path = out / EVALUATION_FILE.format(round=server_round)
+        if not path.is_file():
+            continue  # no institution's evaluation was valid that round
+        update = crypto.EncryptedUpdate.from_bytes(secret, path.read_bytes())
+        (values,), _ = crypto.decrypt_average(secret, update)
+        record.update(zip(EVALUATION_METRICS, (float(v) for v in values), strict=True))
+
+
 def collect_run(settings: FederationSettings) -> FederatedRun:
     """Read a finished federation's outputs from ``settings.out_dir``; decrypt its model.
 
-    In encrypted mode the global model is decrypted with the secret context
-    named in the settings: the harness plays every institution.
+    In encrypted mode the global model and each round's evaluation are
+    decrypted with the secret context named in the settings: the harness plays
+    every institution.
 
     Raises
     ------
@@ -157,6 +176,7 @@ def collect_run(settings: FederationSettings) -> FederatedRun:
         secret = crypto.SecretContext.load(settings.secret_context)
         update = crypto.EncryptedUpdate.from_bytes(secret, (out / "global_model.bin").read_bytes())
         weights, _ = crypto.decrypt_average(secret, update)
+        _decrypt_evaluations(secret, out, metrics["evaluate"])
     else:
         with np.load(out / "global_model.npz") as archive:
             weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]

@@ -6,19 +6,31 @@ import dataclasses
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 
 import crypto
 from clients import TamperedAggregateError, make_encryption_mod
 from federation import (
     ARRAYS_KEY,
     CONFIG_KEY,
+    EVALUATION_METRICS,
+    METRICS_KEY,
+    NUM_EXAMPLES_KEY,
     ROUND_KEY,
     SESSION_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
     FederationSettings,
     ciphertext_record,
+    read_ciphertext,
 )
 
 ROWS = (120, 80)
@@ -132,3 +144,27 @@ def test_plaintext_mode_passes_messages_through(
 
     make_encryption_mod(lambda _: settings)(message, context, handler)
     assert seen[0].content.array_records[ARRAYS_KEY].to_numpy_ndarrays()[0].tolist() == [1, 1, 1]
+
+
+def test_an_evaluation_reaches_the_aggregator_encrypted_with_its_size_inside(
+    secret: tuple[crypto.SecretContext, str],
+) -> None:
+    context, path = secret
+    reported = {"auc": 0.71, "ks": 0.33, "brier": 0.19, "log_loss": 0.52, "approval_rate": 0.4}
+    settings = FederationSettings(mode="encrypted", secret_context=path)
+    node = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+
+    def handler(msg: Message, ctx: Context) -> Message:
+        metrics = MetricRecord({**reported, NUM_EXAMPLES_KEY: 57})
+        return Message(content=RecordDict({METRICS_KEY: metrics}), reply_to=msg)
+
+    reply = make_encryption_mod(lambda _: settings)(_message(context, [120, 80]), node, handler)
+    assert not reply.has_error()
+    assert dict(reply.content.metric_records[METRICS_KEY]) == {}  # no metric, no size
+    update = crypto.EncryptedUpdate.from_bytes(
+        context, read_ciphertext(reply.content.array_records[ARRAYS_KEY])
+    )
+    assert (update.round_id, update.shapes) == (2, ((len(EVALUATION_METRICS),),))
+    (values,), weight = crypto.decrypt_average(context, update)
+    assert round(weight) == 57
+    np.testing.assert_allclose(values, [reported[n] for n in EVALUATION_METRICS], atol=1e-5)

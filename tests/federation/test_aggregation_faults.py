@@ -216,3 +216,36 @@ def test_below_the_quorum_the_round_is_refused_and_the_checkpoint_kept(
         (2, True),
         (2, False),
     ]
+
+
+def test_evaluations_are_summed_encrypted_and_only_counts_are_seen(
+    secret: crypto.SecretContext, tmp_path: Path
+) -> None:
+    strategy = _strategy(secret, tmp_path)
+    grid = Grid()
+    messages = list(strategy.configure_evaluate(3, ArrayRecord(), ConfigRecord(), grid))  # type: ignore[arg-type]
+    grid.push(messages)
+    asked = {m.metadata.dst_node_id: m for m in messages}
+    assert sorted(asked) == sorted(NODES)
+    reported = {11: [0.7, 0.3, 0.2, 0.5, 0.4], 22: [0.8, 0.5, 0.1, 0.3, 0.6]}
+    replies = []
+    for node, values in reported.items():
+        update = crypto.encrypt_update(
+            secret, [np.array(values)], WEIGHTS[node], round_id=3, session=RUN
+        )
+        content = RecordDict({ARRAYS_KEY: ciphertext_record(update.to_bytes())})
+        replies.append(Message(content=content, reply_to=asked[node]))
+    stale = crypto.encrypt_update(secret, [np.ones(5)], 100, round_id=2, session=RUN)
+    content = RecordDict({ARRAYS_KEY: ciphertext_record(stale.to_bytes())})
+    replies.append(Message(content=content, reply_to=asked[33]))  # another round's
+
+    result = strategy.aggregate_evaluate(3, replies)
+
+    assert result is not None and dict(result) == {"institutions": 2, "dropped": 1}
+    summed = crypto.EncryptedUpdate.from_bytes(
+        secret, (tmp_path / "evaluation-round-3.bin").read_bytes()
+    )
+    (mean,), weight = crypto.decrypt_average(secret, summed)
+    assert round(weight) == 100  # 40 + 60: the sizes stay inside the ciphertext
+    expected = (40 * np.array(reported[11]) + 60 * np.array(reported[22])) / 100
+    np.testing.assert_allclose(mean, expected, atol=1e-5)

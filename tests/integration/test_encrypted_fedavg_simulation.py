@@ -11,6 +11,7 @@ simulation must open no port beyond 127.0.0.1.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -34,7 +35,13 @@ from clients import (
     train_local,
     train_test_split,
 )
-from federation import descendants, load_checkpoint, verify_audit_log
+from federation import (
+    EVALUATION_METRICS,
+    NUM_EXAMPLES_KEY,
+    descendants,
+    load_checkpoint,
+    verify_audit_log,
+)
 from simulations.engine import FederatedRun, run_federated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -66,7 +73,10 @@ def _listening(pids: list[int]) -> set[tuple[str, int, str]]:
             raw = bytes.fromhex(host)
             # /proc prints each 32-bit word of the address in host (little-endian) order.
             words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-            found.add((str(ipaddress.ip_address(words)), int(port, 16), owners[fields[9]]))
+            address = ipaddress.ip_address(words)
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+            found.add((str(address), int(port, 16), owners[fields[9]]))
     return found
 
 
@@ -170,3 +180,21 @@ def test_aggregator_outputs_hold_no_plaintext_model(federation: dict[str, object
             secret.public(),  # type: ignore[arg-type]
             crypto.EncryptedUpdate.from_bytes(secret.public(), checkpoint.model),
         )
+
+
+def test_the_aggregator_sees_no_institution_metric_or_size(federation: dict[str, object]) -> None:
+    root, runs = federation["root"], federation["runs"]
+    assert isinstance(root, Path) and isinstance(runs, dict)
+    written = json.loads((root / "out-encrypted" / "metrics.json").read_text())
+    for server_round in ("1", "2", "3"):
+        # Plaintext mode reports AUC and example counts; encrypted, only who was counted.
+        assert written["evaluate"][server_round] == {"institutions": INSTITUTIONS, "dropped": 0}
+        assert (root / "out-encrypted" / f"evaluation-round-{server_round}.bin").is_file()
+        assert NUM_EXAMPLES_KEY not in written["train"][server_round]
+    assert (
+        "auc" in json.loads((root / "out-plaintext" / "metrics.json").read_text())["evaluate"]["3"]
+    )
+    # Key holders decrypt the same size-weighted means the plaintext federation reports.
+    plain, encrypted = runs["plaintext"], runs["encrypted"]
+    for name in EVALUATION_METRICS:
+        assert abs(plain.final_evaluation()[name] - encrypted.final_evaluation()[name]) <= 1e-3
