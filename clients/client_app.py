@@ -31,6 +31,8 @@ from clients.training import TrainConfig, train_local
 from federation import (
     ARRAYS_KEY,
     CONFIG_KEY,
+    EVALUATION_KEY,
+    EVALUATION_METRICS,
     FINAL_QUERY,
     METRICS_KEY,
     NUM_EXAMPLES_KEY,
@@ -150,18 +152,29 @@ def build_client_app(
         if out_dir:
             chosen, data = current(context), dataset(context)
             run = {"mode": chosen.mode, "model": chosen.model, "rounds": chosen.rounds}
+            config = msg.content.config_records[CONFIG_KEY]
             write_final_outputs(
                 Path(str(out_dir)),
                 _global_model(msg, chosen, data.n_features),
                 data,
-                _standardizer(msg.content.config_records[CONFIG_KEY]),
+                _standardizer(config),
                 run,
+                federation=_federation_evaluation(config),
             )
             written = 1
         content = RecordDict({METRICS_KEY: MetricRecord({"outputs-written": written})})
         return Message(content=content, reply_to=msg)
 
     return client_app
+
+
+def _federation_evaluation(config: ConfigRecord) -> dict[str, float] | None:
+    """The last round's federation-wide mean metrics, when the aggregator sent them."""
+    values = config.get(EVALUATION_KEY)
+    numbers = [v for v in values if isinstance(v, int | float)] if isinstance(values, list) else []
+    if len(numbers) != len(EVALUATION_METRICS):
+        return None
+    return {name: float(v) for name, v in zip(EVALUATION_METRICS, numbers, strict=True)}
 
 
 def _round(config: ConfigRecord) -> int:

@@ -33,6 +33,8 @@ from federation import (
     CIPHERTEXT_KEY,
     CONFIG_KEY,
     DP_SHARES_KEY,
+    EVALUATION_CIPHERTEXT_KEY,
+    EVALUATION_KEY,
     EVALUATION_METRICS,
     METRICS_KEY,
     NUM_EXAMPLES_KEY,
@@ -98,6 +100,9 @@ def _decrypt_inbound(
         total_rows = float(flat[0])
         config[STATS_KEY] = [float(v) for v in flat]
         del config[STATS_CIPHERTEXT_KEY]
+    if config is not None and EVALUATION_CIPHERTEXT_KEY in config:
+        config[EVALUATION_KEY] = _decrypt_evaluation(secret, config[EVALUATION_CIPHERTEXT_KEY])
+        del config[EVALUATION_CIPHERTEXT_KEY]
     arrays = msg.content.array_records.get(ARRAYS_KEY)
     if arrays is not None and CIPHERTEXT_KEY in arrays:
         update = crypto.EncryptedUpdate.from_bytes(secret, read_ciphertext(arrays))
@@ -112,6 +117,22 @@ def _decrypt_inbound(
             ) from exc
         _check_summed_weight(summed_weight, update.count, total_rows, config, settings)
         msg.content[ARRAYS_KEY] = ArrayRecord([w.astype(np.float32) for w in weights])
+
+
+def _decrypt_evaluation(secret: crypto.SecretContext, blob: object) -> list[float]:
+    """The federation's mean metrics from their encrypted sum; refuse what is not one."""
+    if not isinstance(blob, bytes):
+        raise crypto.MalformedDataError("the encrypted evaluation must be bytes")
+    update = crypto.EncryptedUpdate.from_bytes(
+        secret, blob, expected_shapes=((len(EVALUATION_METRICS),),)
+    )
+    try:
+        (values,), _ = crypto.decrypt_average(secret, update)
+    except crypto.DecryptionError as exc:
+        raise TamperedAggregateError(
+            "the federation's evaluation does not decrypt to a valid sum; refusing it"
+        ) from exc
+    return [float(v) for v in values]
 
 
 def _check_summed_weight(

@@ -60,6 +60,8 @@ def write_final_outputs(
     data: LocalDataset,
     scaler: Standardizer,
     run: dict[str, Any],
+    *,
+    federation: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Write the model, the scorecard (logistic only) and local metrics to ``out_dir``.
 
@@ -75,6 +77,9 @@ def write_final_outputs(
         The federation-wide standardisation the model was trained with.
     run
         Facts about the run recorded in ``metrics.json`` (settings, mode).
+    federation
+        The last round's mean metrics over every institution's held-out split,
+        weighted by its size (decrypted here in encrypted mode), if sent.
 
     Returns
     -------
@@ -101,6 +106,7 @@ def write_final_outputs(
     report = {
         **run,
         "test": metrics,
+        "federation_test": federation,
         "n_train": len(data.y_train),
         "n_test": len(data.y_test),
         "n_features": data.n_features,

@@ -13,7 +13,9 @@ __all__ = [
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
     "DP_SHARES_KEY",
+    "EVALUATION_CIPHERTEXT_KEY",
     "EVALUATION_FILE",
+    "EVALUATION_KEY",
     "EVALUATION_METRICS",
     "FINAL_QUERY",
     "METRICS_KEY",
@@ -50,6 +52,10 @@ PHASE_STATS: Final = "stats"
 EVALUATION_METRICS: Final = ("auc", "ks", "brier", "log_loss", "approval_rate")
 #: File (in the aggregator's out-dir) with a round's encrypted evaluation sum.
 EVALUATION_FILE: Final = "evaluation-round-{round}.bin"
+#: Config entry of the final message: the last round's encrypted evaluation sum (bytes).
+EVALUATION_CIPHERTEXT_KEY: Final = "evaluation-ciphertext"
+#: Config entry with the last round's federation-wide mean metrics (EVALUATION_METRICS order).
+EVALUATION_KEY: Final = "evaluation"
 
 #: Config entry with the encrypted federation-wide statistics (bytes).
 STATS_CIPHERTEXT_KEY: Final = "stats-ciphertext"

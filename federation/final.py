@@ -3,9 +3,11 @@
 Training rounds end with the aggregator holding the global model — in
 encrypted mode as a ciphertext it cannot read. :func:`deliver_final_model`
 sends it, with the federation statistics, to every connected institution in
-one ``query.final`` message; each institution's ClientApp decrypts it (through
-the encryption mod), evaluates it on its own held-out split and writes the
-model, its metrics and, for logistic regression, a scorecard to its own disk.
+one ``query.final`` message, with the last round's federation-wide evaluation
+(encrypted in encrypted mode); each institution's ClientApp decrypts both
+(through the encryption mod), evaluates the model on its own held-out split and
+writes the model, its metrics beside the federation's and, for logistic
+regression, a scorecard to its own disk.
 Nothing but an acknowledgement comes back.
 
 A SuperNode never stops by itself; ``crossfed client`` watches for the files
@@ -40,6 +42,7 @@ def deliver_final_model(
     arrays: ArrayRecord | None,
     config: Mapping[str, object],
     settings: FederationSettings,
+    evaluation: Mapping[str, bytes | list[float]] | None = None,
 ) -> dict[int, str]:
     """Send the final global model to every connected institution.
 
@@ -54,6 +57,10 @@ def deliver_final_model(
         so each institution standardises its evaluation data as in training.
     settings
         The run's settings (mode, timeout).
+    evaluation
+        The last round's federation-wide evaluation: under
+        ``EVALUATION_CIPHERTEXT_KEY`` the encrypted sum (encrypted mode), under
+        ``EVALUATION_KEY`` the mean metrics (plaintext mode).
 
     Returns
     -------
@@ -65,6 +72,7 @@ def deliver_final_model(
         logger.warning("no final model to deliver")
         return {}
     entries = {k: v for k, v in config.items() if k in (STATS_KEY, STATS_CIPHERTEXT_KEY)}
+    entries.update(evaluation or {})
     nodes = sorted(grid.get_node_ids())
     messages = [
         Message(

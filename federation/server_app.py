@@ -38,6 +38,9 @@ from federation.constants import (
     ARRAYS_KEY,
     CONFIG_KEY,
     DP_SHARES_KEY,
+    EVALUATION_CIPHERTEXT_KEY,
+    EVALUATION_KEY,
+    EVALUATION_METRICS,
     MODE_KEY,
     PHASE_KEY,
     PHASE_STATS,
@@ -149,8 +152,26 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
     )
     if out_dir is not None:
         _write_outputs(out_dir, outcome, settings, run_id)
-    deliver_final_model(grid, result.arrays, config, settings)
+    deliver_final_model(grid, result.arrays, config, settings, _last_evaluation(result, inner))
     return outcome
+
+
+def _last_evaluation(
+    result: Result, inner: FedAvg | EncryptedAggregation
+) -> dict[str, bytes | list[float]]:
+    """The last round's federation-wide evaluation, for the final message.
+
+    Encrypted: the ciphertext sum only institutions can open. Plaintext: the
+    weighted means the aggregator computed.
+    """
+    if isinstance(inner, EncryptedAggregation):
+        blob = inner.last_evaluation
+        return {} if blob is None else {EVALUATION_CIPHERTEXT_KEY: blob}
+    rounds = result.evaluate_metrics_clientapp
+    last = rounds[max(rounds)] if rounds else {}
+    if not all(name in last for name in EVALUATION_METRICS):
+        return {}
+    return {EVALUATION_KEY: [float(last[name]) for name in EVALUATION_METRICS]}  # type: ignore[arg-type]
 
 
 def _public_context(settings: FederationSettings) -> crypto.PublicContext | None:

@@ -139,6 +139,8 @@ class EncryptedAggregation(DelegatingStrategy):
         self._messages: list[Message] = []
         self._bytes_sent = 0
         self._evaluation_messages: list[Message] = []
+        #: The latest round's encrypted evaluation sum (for the final message).
+        self.last_evaluation: bytes | None = None
 
     def summary(self) -> None:
         """Log the configuration (wrapped strategy, preset, quorum)."""
@@ -259,8 +261,10 @@ class EncryptedAggregation(DelegatingStrategy):
                 continue
             valid[node] = update
         if not valid:
+            self.last_evaluation = None
             return MetricRecord({"institutions": 0, "dropped": dropped})
         summed = crypto.aggregate(self.context, list(valid.values())).to_bytes()
+        self.last_evaluation = summed
         if self.out_dir is not None:
             path = self.out_dir / EVALUATION_FILE.format(round=server_round)
             path.write_bytes(summed)

@@ -108,11 +108,15 @@ def client(
     except (ClientError, ProvisioningError) as exc:
         raise _fail(f"{exc}; nothing was sent", 2) from exc
     metrics = json.loads(result.metrics.read_text())
-    table = Table(title=f"{escape(result.name)}: final global model on the local test split")
+    federation = metrics.get("federation_test") or {}
+    table = Table(title=f"{escape(result.name)}: the final global model")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("local test split", justify="right")
+    if federation:
+        table.add_column("federation (all test splits)", justify="right")
     for name, value in metrics["test"].items():
-        table.add_row(name, f"{value:.4f}")
+        shared = [f"{federation[name]:.4f}" if name in federation else "-"] if federation else []
+        table.add_row(name, f"{value:.4f}", *shared)
     console.print(table)
     if result.scorecard.is_file():
         console.print(f"scorecard: {escape(str(result.scorecard))}")

@@ -21,6 +21,8 @@ from clients import TamperedAggregateError, make_encryption_mod
 from federation import (
     ARRAYS_KEY,
     CONFIG_KEY,
+    EVALUATION_CIPHERTEXT_KEY,
+    EVALUATION_KEY,
     EVALUATION_METRICS,
     METRICS_KEY,
     NUM_EXAMPLES_KEY,
@@ -168,3 +170,27 @@ def test_an_evaluation_reaches_the_aggregator_encrypted_with_its_size_inside(
     (values,), weight = crypto.decrypt_average(context, update)
     assert round(weight) == 57
     np.testing.assert_allclose(values, [reported[n] for n in EVALUATION_METRICS], atol=1e-5)
+
+
+def test_the_final_message_opens_the_federation_evaluation_or_refuses_it(
+    secret: tuple[crypto.SecretContext, str],
+) -> None:
+    context, path = secret
+    sizes = {50: [0.7, 0.3, 0.2, 0.5, 0.4], 150: [0.8, 0.5, 0.1, 0.3, 0.6]}
+    summed = crypto.aggregate(
+        context,
+        [crypto.encrypt_update(context, [np.array(v)], n, round_id=3) for n, v in sizes.items()],
+    )
+    message = _message(context, [120, 80])
+    message.content.config_records[CONFIG_KEY][EVALUATION_CIPHERTEXT_KEY] = summed.to_bytes()
+    seen = _run(message, path).content.config_records[CONFIG_KEY]
+    assert EVALUATION_CIPHERTEXT_KEY not in seen
+    expected = (50 * np.array(sizes[50]) + 150 * np.array(sizes[150])) / 200
+    np.testing.assert_allclose(seen[EVALUATION_KEY], expected, atol=1e-5)
+
+    # A model update where the evaluation belongs is refused by its shape.
+    message = _message(context, [120, 80])
+    wrong = crypto.aggregate(context, _updates(context, [120, 80])).to_bytes()
+    message.content.config_records[CONFIG_KEY][EVALUATION_CIPHERTEXT_KEY] = wrong
+    with pytest.raises(crypto.ShapeMismatchError):
+        _run(message, path)

@@ -290,12 +290,20 @@ def test_all_parties_finish_with_the_same_model(deployment: dict[str, object]) -
     for other in models[1:]:
         for a, b in zip(first, [other[key] for key in other.files], strict=True):
             np.testing.assert_array_equal(a, b)
+    shared = []
     for name in NAMES:
         metrics = json.loads((root / f"out-{name}" / "metrics.json").read_text())
         assert 0.5 < metrics["test"]["auc"] <= 1.0
+        # The federation's size-weighted evaluation, decrypted by each institution.
+        shared.append(metrics["federation_test"])
+        assert set(shared[-1]) == set(metrics["test"]) and 0.5 < shared[-1]["auc"] <= 1.0
         card = pd.read_csv(root / f"out-{name}" / "scorecard.csv")
         assert card["feature"].iloc[-1] == "(intercept)"
         assert {"coefficient", "odds_ratio", "federation_mean"} <= set(card.columns)
+    assert shared[0] == shared[1] == shared[2]
+    # The aggregator kept only counts: no institution's metric or test-set size.
+    written = json.loads((root / "agg-out" / "metrics.json").read_text())
+    assert written["evaluate"]["2"] == {"institutions": 3, "dropped": 0}
 
 
 def test_aggregator_output_is_ciphertext_only(deployment: dict[str, object]) -> None:
