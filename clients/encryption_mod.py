@@ -174,9 +174,9 @@ def _encrypt_outbound(
             session=session,
         )
     reply.content[ARRAYS_KEY] = ciphertext_record(update.to_bytes())
-    reply.content[METRICS_KEY] = MetricRecord(
-        {k: v for k, v in metrics.items() if k != NUM_EXAMPLES_KEY}
-    )
+    # Nothing else the handler measured (the example count, the training loss) is
+    # sent: the aggregator would have no use for it but to learn about this bank.
+    reply.content[METRICS_KEY] = MetricRecord({})
 
 
 def _encrypt_evaluation(

@@ -194,3 +194,29 @@ def test_the_final_message_opens_the_federation_evaluation_or_refuses_it(
     message.content.config_records[CONFIG_KEY][EVALUATION_CIPHERTEXT_KEY] = wrong
     with pytest.raises(crypto.ShapeMismatchError):
         _run(message, path)
+
+
+def test_a_training_reply_carries_the_update_and_nothing_in_clear(
+    secret: tuple[crypto.SecretContext, str],
+) -> None:
+    context, path = secret
+    settings = FederationSettings(mode="encrypted", secret_context=path)
+    node = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    trained = [np.full((1, 4), 0.25), np.array([-0.5])]
+
+    def handler(msg: Message, ctx: Context) -> Message:
+        metrics = MetricRecord({NUM_EXAMPLES_KEY: 30, "train-loss": 0.41})
+        content = RecordDict({ARRAYS_KEY: ArrayRecord(trained), METRICS_KEY: metrics})
+        return Message(content=content, reply_to=msg)
+
+    message = _message(context, [120, 80])
+    message.metadata.__dict__["_message_type"] = MessageType.TRAIN
+    reply = make_encryption_mod(lambda _: settings)(message, node, handler)
+    assert dict(reply.content.metric_records[METRICS_KEY]) == {}  # no size, no loss
+    update = crypto.EncryptedUpdate.from_bytes(
+        context, read_ciphertext(reply.content.array_records[ARRAYS_KEY])
+    )
+    weights, weight = crypto.decrypt_average(context, update)
+    assert round(weight) == 30
+    for got, sent in zip(weights, trained, strict=True):
+        np.testing.assert_allclose(got, sent, atol=1e-5)
