@@ -110,22 +110,10 @@ def test_content_bytes_counts_arrays_and_bytes() -> None:
     assert content_bytes(content) >= 400 + 50
 
 
-def test_aggregator_refuses_a_secret_context() -> None:
-    secret = crypto.generate_secret_context("lean")
-    with pytest.raises(crypto.SecretKeyPresentError):
-        EncryptedAggregation(
-            FedAvg(),
-            secret,  # type: ignore[arg-type]
-            min_institutions=1,
-            shapes=None,
-            max_update_bytes=1 << 20,
-            audit=None,
-            out_dir=None,
-            run_id="r",
-        )
-    strategy = EncryptedAggregation(
+def _aggregation(context: crypto.PublicContext) -> EncryptedAggregation:
+    return EncryptedAggregation(
         FedAvg(),
-        secret.public(),
+        context,
         min_institutions=1,
         shapes=None,
         max_update_bytes=1 << 20,
@@ -133,19 +121,17 @@ def test_aggregator_refuses_a_secret_context() -> None:
         out_dir=None,
         run_id="r",
     )
+
+
+def test_aggregator_refuses_a_secret_context() -> None:
+    secret = crypto.generate_secret_context("lean")
+    with pytest.raises(crypto.SecretKeyPresentError):
+        _aggregation(secret)  # type: ignore[arg-type]
+    strategy = _aggregation(secret.public())
     assert not strategy.context.tenseal_context.has_secret_key()
 
 
 def test_aggregator_refuses_a_preset_that_clips_the_model() -> None:
     public = crypto.generate_secret_context("packed").public()
     with pytest.raises(ConfigurationError, match="'packed' clips every value to \\[-1, 1\\]"):
-        EncryptedAggregation(
-            FedAvg(),
-            public,
-            min_institutions=1,
-            shapes=None,
-            max_update_bytes=1 << 20,
-            audit=None,
-            out_dir=None,
-            run_id="r",
-        )
+        _aggregation(public)
