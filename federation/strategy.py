@@ -250,23 +250,26 @@ class EncryptedAggregation(DelegatingStrategy):
             if node not in asked.values():
                 continue
             reason, update, _, _ = self._check(server_round, reply, shapes)
-            if update is None or node in valid:
+            if update is None:
                 logger.warning(
-                    "round %d: evaluation of node %d not counted: %s",
-                    server_round,
-                    node,
-                    reason or "duplicate reply",
+                    "round %d: evaluation of node %d dropped: %s", server_round, node, reason
                 )
-                dropped += update is None
-                continue
-            valid[node] = update
+                dropped += 1
+            elif node not in valid:  # a duplicate is counted once
+                valid[node] = update
+        path = (
+            None
+            if self.out_dir is None
+            else self.out_dir / EVALUATION_FILE.format(round=server_round)
+        )
         if not valid:
             self.last_evaluation = None
+            if path is not None:
+                path.unlink(missing_ok=True)  # never leave an earlier run's sum in its place
             return MetricRecord({"institutions": 0, "dropped": dropped})
         summed = crypto.aggregate(self.context, list(valid.values())).to_bytes()
         self.last_evaluation = summed
-        if self.out_dir is not None:
-            path = self.out_dir / EVALUATION_FILE.format(round=server_round)
+        if path is not None:
             path.write_bytes(summed)
         return MetricRecord({"institutions": len(valid), "dropped": dropped})
 

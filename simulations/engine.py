@@ -147,9 +147,9 @@ def _decrypt_evaluations(
 ) -> None:
     """Add each round's decrypted evaluation (the aggregator kept only its ciphertext)."""
     for server_round, record in evaluate.items():
-        path = out / EVALUATION_FILE.format(round=server_round)
-        if not path.is_file():
+        if not record.get("institutions"):
             continue  # no institution's evaluation was valid that round
+        path = out / EVALUATION_FILE.format(round=server_round)
         update = crypto.EncryptedUpdate.from_bytes(secret, path.read_bytes())
         (values,), _ = crypto.decrypt_average(secret, update)
         record.update(zip(EVALUATION_METRICS, (float(v) for v in values), strict=True))

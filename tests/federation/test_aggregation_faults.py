@@ -249,3 +249,10 @@ def test_evaluations_are_summed_encrypted_and_only_counts_are_seen(
     assert round(weight) == 100  # 40 + 60: the sizes stay inside the ciphertext
     expected = (40 * np.array(reported[11]) + 60 * np.array(reported[22])) / 100
     np.testing.assert_allclose(mean, expected, atol=1e-5)
+
+    # A round in which no evaluation is valid leaves no sum, not even an earlier one.
+    garbage = RecordDict({ARRAYS_KEY: ciphertext_record(b"not a ciphertext")})
+    result = strategy.aggregate_evaluate(3, [Message(content=garbage, reply_to=asked[11])])
+    assert result is not None and dict(result) == {"institutions": 0, "dropped": 1}
+    assert not (tmp_path / "evaluation-round-3.bin").exists()
+    assert strategy.last_evaluation is None
