@@ -52,6 +52,8 @@ _REFUSED = "the aggregator refused this node's key"
 # aggregator went down (its SuperNode gives up retrying) or restarted on a fresh
 # SuperLink that no longer knows this node's id ("Invalid node ID").
 _JOINED = "Receiving:"
+# What the SuperLink answers a node it no longer knows (it restarted on a fresh state).
+_FORGOTTEN = "Invalid node ID"
 # Logged once the SuperLink has accepted the node (TLS and its key both passed).
 _CONNECTED = "SuperNode ID:"
 # Slack past the connect deadline for the SuperNode to give up and say why itself.
@@ -228,6 +230,10 @@ def run_institution(
             log = _read_from(log_path, offset)
             joined = joined or _JOINED in log
             connected = connected or joined or _CONNECTED in log
+            if joined and _FORGOTTEN in log and process.poll() is None:
+                # Flower 1.39's SuperNode should exit here, but can hang on its way out
+                # ("Heartbeat sender is not running"): end it and rejoin in its place.
+                stop_tree(process)
             if process.poll() is not None:
                 if joined and (deadline is None or time.monotonic() < deadline):
                     # The aggregator restarted (it resumes from its checkpoint): rejoin it.
