@@ -230,12 +230,13 @@ def run_institution(
             log = _read_from(log_path, offset)
             joined = joined or _JOINED in log
             connected = connected or joined or _CONNECTED in log
-            if joined and _FORGOTTEN in log and process.poll() is None:
+            forgotten = connected and _FORGOTTEN in log
+            if forgotten and process.poll() is None:
                 # Flower 1.39's SuperNode should exit here, but can hang on its way out
                 # ("Heartbeat sender is not running"): end it and rejoin in its place.
                 stop_tree(process)
             if process.poll() is not None:
-                if joined and (deadline is None or time.monotonic() < deadline):
+                if (joined or forgotten) and (deadline is None or time.monotonic() < deadline):
                     # The aggregator restarted (it resumes from its checkpoint): rejoin it.
                     say("the aggregator restarted; rejoining the federation")
                     trained = seen_requests

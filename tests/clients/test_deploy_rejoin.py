@@ -2,8 +2,9 @@
 
 Flower 1.39's SuperNode should exit once a restarted SuperLink answers "Invalid
 node ID", but can hang on its way out ("Heartbeat sender is not running"). Here a
-stand-in SuperNode does exactly that on its first start and behaves on its
-second: the institution must end the hung one, start another and finish.
+stand-in SuperNode does exactly that on its first start (after a training
+message, or before any) and behaves on its second: the institution must end
+the hung one, start another and finish.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ starts = Path(__file__).with_name("starts")
 count = int(starts.read_text()) + 1 if starts.exists() else 1
 starts.write_text(str(count))
 print(f"SuperNode ID: {{count}}", flush=True)
-print("Receiving: train message", flush=True)
+if count > 1 or {received}:
+    print("Receiving: train message", flush=True)
 if count == 1:  # the SuperLink restarted and forgot this node; the process hangs
     print("grpc: status = StatusCode.UNAUTHENTICATED, details = Invalid node ID", flush=True)
     print("RuntimeError: Heartbeat sender is not running.", flush=True)
@@ -40,8 +42,9 @@ time.sleep(600)  # a SuperNode never stops by itself
 """
 
 
+@pytest.mark.parametrize("received", [True, False], ids=["mid-run", "before-round-1"])
 def test_a_hung_supernode_is_replaced_when_the_aggregator_forgot_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, received: bool
 ) -> None:
     frame = pd.read_csv(DATA).head(200)
     frame.to_csv(tmp_path / "bank.csv", index=False)
@@ -55,7 +58,7 @@ def test_a_hung_supernode_is_replaced_when_the_aggregator_forgot_it(
     )
     fake = tmp_path / "bin" / "flower-supernode"
     fake.parent.mkdir()
-    fake.write_text(_SUPERNODE.format(python=sys.executable))
+    fake.write_text(_SUPERNODE.format(python=sys.executable, received=received))
     fake.chmod(0o755)
     monkeypatch.setattr("clients.deploy.flower_executable", lambda name: str(fake))
     said: list[str] = []
