@@ -87,7 +87,8 @@ def ray_backend(backend_config: dict[str, Any] | None) -> Iterator[dict[str, Any
     """Flower's backend settings for one simulation; a local cluster stays on 127.0.0.1.
 
     On Linux Ray gives a cluster it starts the machine's network address and
-    binds its servers (GCS, raylet, workers) there, reachable from the network.
+    binds its servers (GCS, raylet, workers) there or on every interface,
+    reachable from the network (Ray 2.55, measured by the loopback test).
     A local simulation needs none of that: for the duration of the run this
     switches Ray to the loopback address, as it does by default on macOS and
     Windows, so no port is opened beyond the machine. A cluster given by
