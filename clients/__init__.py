@@ -8,58 +8,130 @@ locally (:func:`build_model`, :func:`train_local`) and measures it the way
 credit-risk teams do (:func:`evaluate`). The Flower ClientApp and the
 encryption of updates are built on top of this API; nothing here imports
 Flower or TenSEAL.
+
+Names are imported when first used (PEP 562), so that importing one module,
+``clients.schema`` say, loads that module alone: a bank's reviewer can check
+that the framework-free core loads no Flower, TenSEAL or aggregator code, and
+the command line starts quickly.
 """
 
-from clients.client_app import build_client_app, node_data_path
-from clients.data import (
-    TrainTestSplit,
-    encode,
-    feature_names,
-    load_table,
-    train_test_split,
-    validate,
-)
-from clients.deploy import InstitutionResult, check_data, run_institution
-from clients.encryption_mod import make_encryption_mod
-from clients.errors import (
-    ClientError,
-    ConfigError,
-    DataLoadError,
-    DataValidationError,
-    InvalidWeightsError,
-    MetricsError,
-    SchemaError,
-    SuperNodeError,
-    TamperedAggregateError,
-    TrainingDivergedError,
-    UndefinedMetricError,
-)
-from clients.institution import LocalDataset, load_local_dataset
-from clients.metrics import RiskMetrics, approval_rate_at_bad_rate, evaluate, ks_statistic
-from clients.models import (
-    MLP,
-    LogisticRegression,
-    ModelSpec,
-    build_model,
-    get_weights,
-    predict_proba,
-    scorecard,
-    set_weights,
-)
-from clients.outputs import write_final_outputs
-from clients.schema import (
-    OTHER_CATEGORY,
-    CategoricalColumn,
-    FederationSchema,
-    NumericColumn,
-    TargetSpec,
-    infer_schema,
-    load_schema,
-    save_schema,
-    schema_from_dict,
-)
-from clients.standardize import Moments, Standardizer, local_moments, sum_moments
-from clients.training import TrainConfig, TrainResult, binary_cross_entropy, train_local
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clients.client_app import build_client_app, node_data_path
+    from clients.data import (
+        TrainTestSplit,
+        encode,
+        feature_names,
+        load_table,
+        train_test_split,
+        validate,
+    )
+    from clients.deploy import InstitutionResult, check_data, run_institution
+    from clients.encryption_mod import make_encryption_mod
+    from clients.errors import (
+        ClientError,
+        ConfigError,
+        DataLoadError,
+        DataValidationError,
+        InvalidWeightsError,
+        MetricsError,
+        SchemaError,
+        SuperNodeError,
+        TamperedAggregateError,
+        TrainingDivergedError,
+        UndefinedMetricError,
+    )
+    from clients.institution import LocalDataset, load_local_dataset
+    from clients.kit import InstitutionKit
+    from clients.metrics import RiskMetrics, approval_rate_at_bad_rate, evaluate, ks_statistic
+    from clients.models import (
+        MLP,
+        LogisticRegression,
+        ModelSpec,
+        build_model,
+        get_weights,
+        predict_proba,
+        scorecard,
+        set_weights,
+    )
+    from clients.outputs import write_final_outputs
+    from clients.schema import (
+        OTHER_CATEGORY,
+        CategoricalColumn,
+        FederationSchema,
+        NumericColumn,
+        TargetSpec,
+        infer_schema,
+        load_schema,
+        save_schema,
+        schema_from_dict,
+    )
+    from clients.standardize import Moments, Standardizer, local_moments, sum_moments
+    from clients.training import TrainConfig, TrainResult, binary_cross_entropy, train_local
+
+#: Where each exported name is defined.
+_EXPORTS = {
+    "CategoricalColumn": "clients.schema",
+    "ClientError": "clients.errors",
+    "ConfigError": "clients.errors",
+    "DataLoadError": "clients.errors",
+    "DataValidationError": "clients.errors",
+    "FederationSchema": "clients.schema",
+    "InstitutionKit": "clients.kit",
+    "InstitutionResult": "clients.deploy",
+    "InvalidWeightsError": "clients.errors",
+    "LocalDataset": "clients.institution",
+    "LogisticRegression": "clients.models",
+    "MLP": "clients.models",
+    "MetricsError": "clients.errors",
+    "ModelSpec": "clients.models",
+    "Moments": "clients.standardize",
+    "NumericColumn": "clients.schema",
+    "OTHER_CATEGORY": "clients.schema",
+    "RiskMetrics": "clients.metrics",
+    "SchemaError": "clients.errors",
+    "Standardizer": "clients.standardize",
+    "SuperNodeError": "clients.errors",
+    "TamperedAggregateError": "clients.errors",
+    "TargetSpec": "clients.schema",
+    "TrainConfig": "clients.training",
+    "TrainResult": "clients.training",
+    "TrainTestSplit": "clients.data",
+    "TrainingDivergedError": "clients.errors",
+    "UndefinedMetricError": "clients.errors",
+    "approval_rate_at_bad_rate": "clients.metrics",
+    "binary_cross_entropy": "clients.training",
+    "build_client_app": "clients.client_app",
+    "build_model": "clients.models",
+    "check_data": "clients.deploy",
+    "encode": "clients.data",
+    "evaluate": "clients.metrics",
+    "feature_names": "clients.data",
+    "get_weights": "clients.models",
+    "infer_schema": "clients.schema",
+    "ks_statistic": "clients.metrics",
+    "load_local_dataset": "clients.institution",
+    "load_schema": "clients.schema",
+    "load_table": "clients.data",
+    "local_moments": "clients.standardize",
+    "make_encryption_mod": "clients.encryption_mod",
+    "node_data_path": "clients.client_app",
+    "predict_proba": "clients.models",
+    "run_institution": "clients.deploy",
+    "save_schema": "clients.schema",
+    "schema_from_dict": "clients.schema",
+    "scorecard": "clients.models",
+    "set_weights": "clients.models",
+    "sum_moments": "clients.standardize",
+    "train_local": "clients.training",
+    "train_test_split": "clients.data",
+    "validate": "clients.data",
+    "write_final_outputs": "clients.outputs",
+}
 
 __all__ = [
     "MLP",
@@ -70,6 +142,7 @@ __all__ = [
     "DataLoadError",
     "DataValidationError",
     "FederationSchema",
+    "InstitutionKit",
     "InstitutionResult",
     "InvalidWeightsError",
     "LocalDataset",
@@ -118,3 +191,16 @@ __all__ = [
     "validate",
     "write_final_outputs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clients' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

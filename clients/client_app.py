@@ -28,7 +28,7 @@ from clients.outputs import write_final_outputs
 from clients.standardize import Moments, Standardizer, local_moments
 from clients.timing_mod import timing_mod
 from clients.training import TrainConfig, train_local
-from federation import (
+from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
     EVALUATION_KEY,

@@ -2,7 +2,7 @@
 
 :func:`run_institution` is what ``crossfed client`` runs at a bank:
 
-1. loads the institution's kit (:class:`~federation.kit.InstitutionKit`) and
+1. loads the institution's kit (:class:`~clients.kit.InstitutionKit`) and
    checks that its secret context is the federation's;
 2. validates the data file against the federation schema *before any
    connection*: a missing column or a value outside the schema stops here with
@@ -30,10 +30,10 @@ from pathlib import Path
 import crypto
 from clients.data import load_table, validate
 from clients.errors import SuperNodeError
+from clients.kit import InstitutionKit
 from clients.outputs import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
 from clients.schema import load_schema
-from federation import (
-    InstitutionKit,
+from crossfed.protocol import (
     ProvisioningError,
     exit_code_from_log,
     flower_env,
@@ -177,7 +177,7 @@ def run_institution(
 
     Raises
     ------
-    federation.ProvisioningError
+    crossfed.protocol.ProvisioningError
         The kit is incomplete or not this federation's.
     clients.DataValidationError, clients.DataLoadError, clients.SchemaError
         The data does not fit the schema (nothing was sent).

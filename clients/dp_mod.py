@@ -25,7 +25,7 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MessageType, MetricRecord
 from flwr.clientapp.typing import ClientAppCallable
 
-from federation import (
+from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
     DP_SHARES_KEY,

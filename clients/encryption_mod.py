@@ -28,7 +28,7 @@ from flwr.clientapp.typing import ClientAppCallable
 
 import crypto
 from clients.errors import TamperedAggregateError
-from federation import (
+from crossfed.protocol import (
     ARRAYS_KEY,
     CIPHERTEXT_KEY,
     CONFIG_KEY,

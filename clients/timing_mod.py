@@ -11,7 +11,7 @@ import time
 from flwr.app import Context, Message, MetricRecord
 from flwr.clientapp.typing import ClientAppCallable
 
-from federation import CPU_METRIC, METRICS_KEY
+from crossfed.protocol import CPU_METRIC, METRICS_KEY
 
 __all__ = ["timing_mod"]
 

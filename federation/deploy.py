@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,16 +32,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from federation.errors import FederationError, ProvisioningError
+from crossfed.protocol import (
+    ProvisioningError,
+    flower_env,
+    flower_executable,
+    free_port,
+    parse_address,
+    spawn,
+    stop_tree,
+    toml_string,
+)
+from federation.errors import FederationError
 from federation.kit import AggregatorKit
-from federation.kit_manifest import parse_address
-from federation.processes import flower_env, free_port, spawn, stop_tree, toml_string
 
 __all__ = [
     "CONNECTION",
     "AggregatorResult",
     "SuperLink",
-    "flower_executable",
     "project_root",
     "read_status",
     "rounds_applied",
@@ -54,17 +59,6 @@ __all__ = [
 CONNECTION = "crossfed"
 RUN_DIR = "run"
 STATUS_FILE = "status.json"
-
-
-def flower_executable(name: str) -> str:
-    """Path of a Flower command, preferring the one beside this Python interpreter."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        raise FederationError(f"{name} is not installed (pip install flwr)")
-    return found
 
 
 def project_root() -> Path:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from federation.errors import ConfigurationError
+from crossfed.protocol import ConfigurationError
 
 __all__ = ["effective_noise_multiplier", "epsilon_spent", "noise_multiplier_for_epsilon"]
 

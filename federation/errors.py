@@ -4,8 +4,11 @@ Every error the package raises on purpose derives from :class:`FederationError`,
 so a caller (the command line, the ServerApp) can catch one type at the
 boundary. The subclasses are named for outcomes a federation operator can act
 on: the audit log cannot be read or extended (:class:`AuditLogError`), it has
-been altered (:class:`AuditTamperedError`), or keys and certificates could not
-be made, written or loaded (:class:`ProvisioningError`). Errors from
+been altered (:class:`AuditTamperedError`), a checkpoint is unusable
+(:class:`CheckpointError`) or a round lacks its quorum
+(:class:`QuorumNotReachedError`). Kit and setting problems are the protocol
+layer's (:class:`crossfed.protocol.ProvisioningError`,
+:class:`crossfed.protocol.ConfigurationError`). Errors from
 third-party libraries are translated at the boundary with ``raise … from exc``
 so the original cause stays attached.
 """
@@ -15,8 +18,9 @@ from __future__ import annotations
 __all__ = [
     "AuditLogError",
     "AuditTamperedError",
+    "CheckpointError",
     "FederationError",
-    "ProvisioningError",
+    "QuorumNotReachedError",
 ]
 
 
@@ -61,17 +65,9 @@ class AuditTamperedError(AuditLogError):
         return f"audit log line {self.line}: {self.reason}"
 
 
-class ProvisioningError(FederationError):
-    """A key, certificate or key file could not be created, written or loaded."""
-
-
 class CheckpointError(FederationError):
     """A checkpoint file is missing, corrupt, or belongs to another federation."""
 
 
 class QuorumNotReachedError(FederationError):
     """Fewer valid replies than the federation's quorum: the round is not applied."""
-
-
-class ConfigurationError(FederationError):
-    """The federation's run configuration is invalid (named key, allowed values)."""

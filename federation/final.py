@@ -22,15 +22,15 @@ from collections.abc import Mapping
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from federation.constants import (
+from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
     FINAL_QUERY,
     MODE_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
+    FederationSettings,
 )
-from federation.settings import FederationSettings
 
 __all__ = ["deliver_final_model"]
 

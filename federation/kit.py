@@ -29,20 +29,14 @@ context.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 import crypto
-from federation.errors import ProvisioningError
-from federation.kit_manifest import (
+from crossfed.protocol import (
     AGGREGATOR_DIR,
     CA_CERT,
     MANIFEST,
@@ -56,28 +50,25 @@ from federation.kit_manifest import (
     SERVER_KEY,
     FederationManifest,
     KitInstitution,
+    ProvisioningError,
+    load_manifest,
+    load_node_public_key,
+    node_key_fingerprint,
     parse_address,
+    require_kit_file,
 )
 from federation.pki import (
     certificate_to_pem,
     create_ca,
     create_node_keypair,
     create_server_certificate,
-    load_node_private_key,
-    load_node_public_key,
     private_key_to_pem,
     write_private,
     write_public,
 )
 from federation.strategy import averaging_preset_problem
 
-__all__ = [
-    "AggregatorKit",
-    "InstitutionKit",
-    "create_kits",
-    "node_key_fingerprint",
-    "parse_institution",
-]
+__all__ = ["AggregatorKit", "create_kits", "parse_institution"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -92,16 +83,6 @@ def parse_institution(spec: str) -> tuple[str, str | None]:
             f"start with a letter or digit, and not be {AGGREGATOR_DIR!r}"
         )
     return name, jurisdiction or None
-
-
-def node_key_fingerprint(public_openssh: bytes) -> str:
-    """``SHA256:…`` fingerprint of an OpenSSH public key, as ``ssh-keygen -l`` prints it."""
-    try:
-        blob = base64.b64decode(public_openssh.split()[1], validate=True)
-    except (IndexError, ValueError) as exc:
-        raise ProvisioningError("not an OpenSSH public key line") from exc
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    return f"SHA256:{digest}"
 
 
 def create_kits(
@@ -216,22 +197,6 @@ def _common_name(federation: str) -> str:
     return name if len(name) <= 64 else name[:64]
 
 
-def _require(path: Path) -> Path:
-    if not path.is_file():
-        raise ProvisioningError(f"the kit lacks {path.name} ({path})")
-    return path
-
-
-def _manifest(folder: Path) -> FederationManifest:
-    if not folder.is_dir():
-        raise ProvisioningError(f"{folder} is not a kit folder")
-    try:
-        data: Any = yaml.safe_load(_require(folder / MANIFEST).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ProvisioningError(f"cannot read {folder / MANIFEST}: {exc}") from exc
-    return FederationManifest.from_dict(data)
-
-
 @dataclass(frozen=True)
 class AggregatorKit:
     """The aggregator's kit folder, checked on load (:meth:`load`)."""
@@ -250,9 +215,9 @@ class AggregatorKit:
             A file is missing or inconsistent, or a secret context sits in the folder.
         """
         folder = path.resolve()
-        manifest = _manifest(folder)
+        manifest = load_manifest(folder)
         for name in (CA_CERT, SERVER_CERT, SERVER_KEY, PUBLIC_CONTEXT, SCHEMA):
-            _require(folder / name)
+            require_kit_file(folder / name)
         if (folder / SECRET_CONTEXT).exists():
             raise ProvisioningError(
                 f"{folder} holds {SECRET_CONTEXT}: the aggregator must never hold the secret key"
@@ -265,7 +230,7 @@ class AggregatorKit:
             raise ProvisioningError("public.ctx does not match the manifest's context fingerprint")
         keys: dict[str, Path] = {}
         for institution in manifest.institutions:
-            key_path = _require(folder / NODES_DIR / f"{institution.name}.pub")
+            key_path = require_kit_file(folder / NODES_DIR / f"{institution.name}.pub")
             load_node_public_key(key_path)
             if node_key_fingerprint(key_path.read_bytes()) != institution.node_key_sha256:
                 raise ProvisioningError(
@@ -293,59 +258,6 @@ class AggregatorKit:
     def public_context(self) -> Path:
         """The public CKKS context."""
         return self.path / PUBLIC_CONTEXT
-
-    @property
-    def schema(self) -> Path:
-        """The federation schema."""
-        return self.path / SCHEMA
-
-
-@dataclass(frozen=True)
-class InstitutionKit:
-    """One institution's kit folder, checked on load (:meth:`load`)."""
-
-    path: Path
-    name: str
-    manifest: FederationManifest
-
-    @classmethod
-    def load(cls, path: Path) -> InstitutionKit:
-        """Load and check: files present, node key listed in the manifest, context matches.
-
-        Raises
-        ------
-        ProvisioningError
-            A file is missing or its content does not belong to this federation.
-        """
-        folder = path.resolve()
-        manifest = _manifest(folder)
-        for name in (CA_CERT, NODE_KEY, NODE_PUB, SECRET_CONTEXT, SCHEMA):
-            _require(folder / name)
-        private = load_node_private_key(folder / NODE_KEY)
-        if private.public_key() != load_node_public_key(folder / NODE_PUB):
-            raise ProvisioningError(f"{folder / NODE_KEY} is not the key of {folder / NODE_PUB}")
-        fingerprint = node_key_fingerprint((folder / NODE_PUB).read_bytes())
-        listed = {i.node_key_sha256: i.name for i in manifest.institutions}
-        if fingerprint not in listed:
-            raise ProvisioningError(
-                f"{folder / NODE_PUB} is not one of the federation's institution keys"
-            )
-        return cls(folder, listed[fingerprint], manifest)
-
-    @property
-    def ca_cert(self) -> Path:
-        """The CA certificate the SuperLink's certificate must chain to."""
-        return self.path / CA_CERT
-
-    @property
-    def node_key(self) -> Path:
-        """The SuperNode's private authentication key (OpenSSH)."""
-        return self.path / NODE_KEY
-
-    @property
-    def secret_context(self) -> Path:
-        """The federation's secret CKKS context."""
-        return self.path / SECRET_CONTEXT
 
     @property
     def schema(self) -> Path:

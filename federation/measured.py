@@ -19,13 +19,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from crossfed.protocol import CPU_METRIC
 from federation.dp import effective_noise_multiplier, epsilon_spent
 from federation.wrapping import DelegatingStrategy
 
-__all__ = ["CPU_METRIC", "MeasuredStrategy", "RoundMeasurement", "content_bytes"]
-
-#: Reply metric with the institution's CPU seconds for the message.
-CPU_METRIC = "cpu-s"
+__all__ = ["MeasuredStrategy", "RoundMeasurement", "content_bytes"]
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from federation.errors import ProvisioningError
+from crossfed.protocol import (
+    ProvisioningError,
+    read_kit_file,
+    require_p384_private,
+)
 
 __all__ = [
     "CertificateAuthority",
@@ -52,8 +56,6 @@ __all__ = [
     "create_server_certificate",
     "load_certificate",
     "load_certificate_authority",
-    "load_node_private_key",
-    "load_node_public_key",
     "load_private_key",
     "private_key_to_pem",
     "write_private",
@@ -341,23 +343,10 @@ def write_public(path: str | os.PathLike[str], data: bytes, *, overwrite: bool =
     return _write_atomic(path, data, 0o644, overwrite)
 
 
-def _read(path: str | os.PathLike[str]) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ProvisioningError(f"cannot read {path}: {exc}") from exc
-
-
-def _require_p384_private(key: object, path: str | os.PathLike[str]) -> ec.EllipticCurvePrivateKey:
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != _CURVE.name:
-        raise ProvisioningError(f"{path} does not hold a P-384 (secp384r1) private key")
-    return key
-
-
 def load_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
     """Load a PEM certificate."""
     try:
-        return x509.load_pem_x509_certificate(_read(path))
+        return x509.load_pem_x509_certificate(read_kit_file(path))
     except ValueError as exc:
         raise ProvisioningError(f"{path} is not a PEM certificate") from exc
 
@@ -365,10 +354,10 @@ def load_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
 def load_private_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePrivateKey:
     """Load an unencrypted PEM P-384 private key (the CA's or the server's)."""
     try:
-        key = serialization.load_pem_private_key(_read(path), password=None)
+        key = serialization.load_pem_private_key(read_kit_file(path), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ProvisioningError(f"{path} is not an unencrypted PEM private key") from exc
-    return _require_p384_private(key, path)
+    return require_p384_private(key, path)
 
 
 def load_certificate_authority(
@@ -380,23 +369,3 @@ def load_certificate_authority(
     if cert.public_key() != key.public_key():
         raise ProvisioningError(f"{key_path} is not the key of the certificate {cert_path}")
     return CertificateAuthority(cert=cert, key=key)
-
-
-def load_node_private_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePrivateKey:
-    """Load a SuperNode private key in OpenSSH format, as Flower requires."""
-    try:
-        key = serialization.load_ssh_private_key(_read(path), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise ProvisioningError(f"{path} is not an unencrypted OpenSSH private key") from exc
-    return _require_p384_private(key, path)
-
-
-def load_node_public_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePublicKey:
-    """Load a SuperNode public key in OpenSSH format (``ecdsa-sha2-nistp384 …``)."""
-    try:
-        key = serialization.load_ssh_public_key(_read(path))
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise ProvisioningError(f"{path} is not an OpenSSH public key") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != _CURVE.name:
-        raise ProvisioningError(f"{path} does not hold a P-384 (secp384r1) public key")
-    return key

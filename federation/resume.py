@@ -18,8 +18,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from crossfed.protocol import ciphertext_record
 from federation.checkpoint import Checkpoint, load_checkpoint
-from federation.strategy import ciphertext_record
 from federation.wrapping import DelegatingStrategy
 
 __all__ = ["OffsetRounds", "ResumePoint", "resume_point"]

@@ -33,8 +33,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, Result
 
 import crypto
-from federation.audit import AuditLog
-from federation.constants import (
+from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
     DP_SHARES_KEY,
@@ -47,13 +46,16 @@ from federation.constants import (
     SESSION_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
+    ConfigurationError,
+    FederationSettings,
+    read_ciphertext,
 )
-from federation.errors import ConfigurationError, QuorumNotReachedError
+from federation.audit import AuditLog
+from federation.errors import QuorumNotReachedError
 from federation.final import deliver_final_model
 from federation.measured import MeasuredStrategy, RoundMeasurement
 from federation.resume import OffsetRounds, resume_point
-from federation.settings import FederationSettings
-from federation.strategy import EncryptedAggregation, read_ciphertext
+from federation.strategy import EncryptedAggregation
 
 __all__ = ["RunOutcome", "app", "build_server_app", "run_federation"]
 

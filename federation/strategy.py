@@ -20,51 +20,29 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 import crypto
+from crossfed.protocol import (
+    ARRAYS_KEY,
+    EVALUATION_FILE,
+    EVALUATION_METRICS,
+    ConfigurationError,
+    ciphertext_record,
+    read_ciphertext,
+)
 from federation.audit import AuditLog
 from federation.audit_record import AuditRecord, DroppedNode
 from federation.checkpoint import Checkpoint, save_checkpoint
-from federation.constants import ARRAYS_KEY, CIPHERTEXT_KEY, EVALUATION_FILE, EVALUATION_METRICS
-from federation.errors import ConfigurationError, QuorumNotReachedError
+from federation.errors import QuorumNotReachedError
 from federation.measured import content_bytes
 from federation.wrapping import DelegatingStrategy
 
-__all__ = [
-    "EncryptedAggregation",
-    "averaging_preset_problem",
-    "ciphertext_record",
-    "read_ciphertext",
-]
+__all__ = ["EncryptedAggregation", "averaging_preset_problem"]
 
 logger = logging.getLogger(__name__)
-
-
-def ciphertext_record(data: bytes) -> ArrayRecord:
-    """Wrap serialised ciphertext bytes as an ArrayRecord (one uint8 array)."""
-    return ArrayRecord({CIPHERTEXT_KEY: Array(np.frombuffer(data, dtype=np.uint8))})
-
-
-def read_ciphertext(record: ArrayRecord) -> bytes:
-    """The ciphertext bytes of an ArrayRecord made by :func:`ciphertext_record`.
-
-    Raises
-    ------
-    crypto.MalformedDataError
-        The record does not hold exactly one uint8 ciphertext array.
-    """
-    if list(record.keys()) != [CIPHERTEXT_KEY]:
-        raise crypto.MalformedDataError(
-            f"expected one {CIPHERTEXT_KEY!r} array, found {sorted(record.keys())}"
-        )
-    array = record[CIPHERTEXT_KEY].numpy()
-    if array.dtype != np.uint8 or array.ndim != 1:
-        raise crypto.MalformedDataError("ciphertext array must be one-dimensional uint8")
-    return array.tobytes()
 
 
 def averaging_preset_problem(preset: crypto.Preset) -> str | None:

@@ -23,12 +23,12 @@ from flwr.simulation import run_simulation
 
 import crypto
 from clients import build_client_app
-from federation import (
+from crossfed.protocol import (
     EVALUATION_FILE,
     EVALUATION_METRICS,
     FederationSettings,
-    build_server_app,
 )
+from federation import build_server_app
 
 __all__ = [
     "ClientMod",

@@ -34,7 +34,8 @@ from flwr.simulation import run_simulation
 from flwr.supercore.run import Run
 
 from clients import ModelSpec, TrainConfig, build_client_app, build_model, train_local
-from federation import FederationSettings, run_federation
+from crossfed.protocol import FederationSettings
+from federation import run_federation
 from simulations.engine import FederatedRun, collect_run, ray_backend
 from simulations.errors import SimulationError
 

@@ -33,7 +33,8 @@ import numpy as np
 from torch import nn
 
 from clients import ModelSpec, Standardizer, TrainConfig, build_model, set_weights, train_local
-from federation import FederationSettings, noise_multiplier_for_epsilon
+from crossfed.protocol import FederationSettings
+from federation import noise_multiplier_for_epsilon
 from simulations.compliance import Strategy
 from simulations.engine import FederatedRun
 from simulations.evaluation import (

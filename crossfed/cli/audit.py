@@ -10,7 +10,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from federation import AuditLogError, AuditTamperedError, verify_audit_log
+from federation import (
+    AuditLogError,
+    AuditTamperedError,
+    verify_audit_log,
+)
 
 __all__ = ["app"]
 

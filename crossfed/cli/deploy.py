@@ -16,10 +16,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from clients import ClientError, DataValidationError, SuperNodeError, run_institution
+from crossfed.protocol import ProtocolError, ProvisioningError
 from federation import (
     AggregatorKit,
     FederationError,
-    ProvisioningError,
     SuperLink,
     read_status,
     run_aggregator,
@@ -61,7 +61,7 @@ def aggregator(
         result = run_aggregator(kit, out, listen=listen, timeout=timeout, progress=show)
     except ProvisioningError as exc:
         raise _fail(str(exc), 2) from exc
-    except FederationError as exc:
+    except (FederationError, ProtocolError) as exc:
         raise _fail(f"{exc} (logs: {kit / 'run' / 'logs'})", 1) from exc
     if not result.ok:
         why = f": {result.reason}" if result.reason else ""
@@ -136,7 +136,7 @@ def status(
     if state.get("phase") == "running":
         try:
             node_states = SuperLink(loaded, loaded.path / "run").node_states()
-        except FederationError as exc:
+        except (FederationError, ProtocolError) as exc:
             err_console.print(f"[yellow]cannot ask the SuperLink:[/] {escape(str(exc))}")
     console.print(
         f"federation {escape(str(state['federation']))}: [cyan]{state['phase']}[/], "

@@ -12,7 +12,8 @@ from rich.table import Table
 
 import crypto
 from clients import ClientError, load_schema
-from federation import ProvisioningError, create_kits, parse_institution
+from crossfed.protocol import ProvisioningError
+from federation import create_kits, parse_institution
 
 __all__ = ["app"]
 

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clients import ClientError
+from crossfed.protocol import ProtocolError
 from federation import FederationError
 from simulations import (
     GENERATORS,
@@ -221,7 +222,7 @@ def simulate(
                 cpu_hour_usd, gb_sent_usd, rationale="given with --cpu-hour-usd, --gb-sent-usd"
             )
         )
-    except (SimulationError, FederationError) as exc:
+    except (SimulationError, FederationError, ProtocolError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     flwr_logger = logging.getLogger("flwr")
     flwr_level = flwr_logger.level
@@ -254,7 +255,7 @@ def simulate(
                 log_to_driver=verbose,
             )
             paths = write_report(study, out)
-    except (SimulationError, ClientError, FederationError) as exc:
+    except (SimulationError, ClientError, FederationError, ProtocolError) as exc:
         err_console.print(f"[bold red]ERROR[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(code=2) from exc
     finally:

@@ -23,7 +23,7 @@ import pandas as pd
 
 import crypto
 from clients import infer_schema, save_schema
-from federation import FederationSettings
+from crossfed.protocol import FederationSettings
 from simulations.engine import run_federated
 from simulations.generators import generate
 

@@ -36,7 +36,7 @@ import pandas as pd
 
 import crypto
 from clients import infer_schema, save_schema
-from federation import FederationSettings, descendants
+from crossfed.protocol import FederationSettings, descendants
 from simulations.engine import default_backend_config, run_federated
 from simulations.generators import generate
 from simulations.generators.common import InstitutionSpec, default_institutions

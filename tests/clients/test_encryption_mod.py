@@ -18,7 +18,7 @@ from flwr.app import (
 
 import crypto
 from clients import TamperedAggregateError, make_encryption_mod
-from federation import (
+from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
     EVALUATION_CIPHERTEXT_KEY,

@@ -21,14 +21,16 @@ from flwr.app import ArrayRecord, ConfigRecord, Error, Message, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
 import crypto
-from federation import (
+from crossfed.protocol import (
     ARRAYS_KEY,
+    ciphertext_record,
+    read_ciphertext,
+)
+from federation import (
     AuditLog,
     EncryptedAggregation,
     QuorumNotReachedError,
-    ciphertext_record,
     load_checkpoint,
-    read_ciphertext,
     verify_audit_log,
 )
 

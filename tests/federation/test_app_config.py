@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-from federation import FederationSettings
+from crossfed.protocol import FederationSettings
 
 PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
 

@@ -10,16 +10,18 @@ import pytest
 from cryptography import x509
 
 import crypto
-from federation import (
-    AggregatorKit,
+from clients import InstitutionKit
+from crossfed.protocol import (
     FederationManifest,
-    InstitutionKit,
     ProvisioningError,
-    create_kits,
-    load_certificate,
     load_node_private_key,
     load_node_public_key,
     node_key_fingerprint,
+)
+from federation import (
+    AggregatorKit,
+    create_kits,
+    load_certificate,
     parse_institution,
 )
 

@@ -15,9 +15,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from crossfed.protocol import (
+    ProvisioningError,
+    load_node_private_key,
+    load_node_public_key,
+)
 from federation import (
     CertificateAuthority,
-    ProvisioningError,
     SecretBytes,
     certificate_to_pem,
     create_ca,
@@ -25,8 +29,6 @@ from federation import (
     create_server_certificate,
     load_certificate,
     load_certificate_authority,
-    load_node_private_key,
-    load_node_public_key,
     load_private_key,
     private_key_to_pem,
     write_private,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from federation.processes import descendants, flower_env, spawn, stop_tree
+from crossfed.protocol import descendants, flower_env, spawn, stop_tree
 
 
 def test_flower_helpers_resolve_without_an_activated_environment(

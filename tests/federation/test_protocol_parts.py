@@ -12,19 +12,21 @@ from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
 import crypto
+from crossfed.protocol import (
+    ConfigurationError,
+    FederationSettings,
+    ciphertext_record,
+    read_ciphertext,
+)
 from federation import (
     Checkpoint,
     CheckpointError,
-    ConfigurationError,
     EncryptedAggregation,
-    FederationSettings,
-    ciphertext_record,
     content_bytes,
     effective_noise_multiplier,
     epsilon_spent,
     load_checkpoint,
     noise_multiplier_for_epsilon,
-    read_ciphertext,
     save_checkpoint,
 )
 

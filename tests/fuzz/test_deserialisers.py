@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crypto
+from crossfed.protocol import read_ciphertext
 from federation import (
     AuditLog,
     AuditLogError,
@@ -42,7 +43,6 @@ from federation import (
     DroppedNode,
     VerifyReport,
     load_checkpoint,
-    read_ciphertext,
     save_checkpoint,
     verify_audit_log,
 )

@@ -12,7 +12,7 @@ import pytest
 
 import crypto
 from clients import FederationSchema, infer_schema, save_schema
-from federation import FederationSettings
+from crossfed.protocol import FederationSettings
 
 GERMAN_CREDIT = Path(__file__).parents[1] / "data" / "german_credit.csv"
 

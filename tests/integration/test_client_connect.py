@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from clients import SuperNodeError, infer_schema, run_institution, save_schema
+from crossfed.protocol import free_port
 from federation import create_kits
-from federation.processes import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -28,14 +28,16 @@ import pytest
 
 import crypto
 from clients import infer_schema, save_schema
-from federation import (
-    certificate_to_pem,
-    create_ca,
-    create_node_keypair,
+from crossfed.protocol import (
     flower_env,
     flower_executable,
     free_port,
     stop_tree,
+)
+from federation import (
+    certificate_to_pem,
+    create_ca,
+    create_node_keypair,
     verify_audit_log,
 )
 

@@ -35,13 +35,12 @@ from clients import (
     train_local,
     train_test_split,
 )
-from federation import (
+from crossfed.protocol import (
     EVALUATION_METRICS,
     NUM_EXAMPLES_KEY,
     descendants,
-    load_checkpoint,
-    verify_audit_log,
 )
+from federation import load_checkpoint, verify_audit_log
 from simulations.engine import FederatedRun, run_federated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -41,15 +41,17 @@ import pytest
 
 import crypto
 from clients import infer_schema, save_schema
-from federation import (
-    AggregatorKit,
+from crossfed.protocol import (
     FederationSettings,
-    create_kits,
     descendants,
     flower_env,
     free_port,
-    load_checkpoint,
     stop_tree,
+)
+from federation import (
+    AggregatorKit,
+    create_kits,
+    load_checkpoint,
     verify_audit_log,
 )
 
@@ -272,7 +274,7 @@ def _lose_the_quorum(fed: Deployment) -> None:
 _SIMULATE = """
 import json, sys
 import numpy as np
-from federation import FederationSettings
+from crossfed.protocol import FederationSettings
 from simulations.engine import default_backend_config, run_federated
 settings = FederationSettings.from_run_config(json.loads(sys.argv[1]))
 run = run_federated(settings, int(sys.argv[2]), backend_config=default_backend_config())

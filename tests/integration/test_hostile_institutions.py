@@ -19,14 +19,14 @@ from flwr.app import Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
 import crypto
-from federation import (
+from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
     ROUND_KEY,
     ciphertext_record,
     read_ciphertext,
-    verify_audit_log,
 )
+from federation import verify_audit_log
 from simulations.engine import run_federated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -16,11 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from federation import (
-    ConfigurationError,
-    load_checkpoint,
-    verify_audit_log,
-)
+from crossfed.protocol import ConfigurationError
+from federation import load_checkpoint, verify_audit_log
 from simulations.engine import run_federated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

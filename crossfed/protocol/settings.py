@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from federation.errors import ConfigurationError
+from crossfed.protocol.errors import ConfigurationError
 
 __all__ = ["MODES", "FederationSettings"]
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 import crypto
-from federation.errors import ProvisioningError
+from crossfed.protocol.errors import ProvisioningError
 
 __all__ = [
     "AGGREGATOR_DIR",
@@ -34,7 +35,9 @@ __all__ = [
     "SERVER_KEY",
     "FederationManifest",
     "KitInstitution",
+    "load_manifest",
     "parse_address",
+    "require_kit_file",
 ]
 
 MANIFEST_VERSION = 1
@@ -232,3 +235,27 @@ class FederationManifest:
             raise ProvisioningError(f"federation.yaml lacks {exc.args[0]!r}") from exc
         except (TypeError, ValueError) as exc:
             raise ProvisioningError(f"federation.yaml has a bad value: {exc}") from exc
+
+
+def require_kit_file(path: Path) -> Path:
+    """``path`` if it is a file, else a :class:`ProvisioningError` naming what the kit lacks."""
+    if not path.is_file():
+        raise ProvisioningError(f"the kit lacks {path.name} ({path})")
+    return path
+
+
+def load_manifest(folder: Path) -> FederationManifest:
+    """Read and check a kit folder's ``federation.yaml``.
+
+    Raises
+    ------
+    ProvisioningError
+        The folder is not a kit, or its manifest is missing or invalid.
+    """
+    if not folder.is_dir():
+        raise ProvisioningError(f"{folder} is not a kit folder")
+    try:
+        data: Any = yaml.safe_load(require_kit_file(folder / MANIFEST).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ProvisioningError(f"cannot read {folder / MANIFEST}: {exc}") from exc
+    return FederationManifest.from_dict(data)

@@ -1,4 +1,4 @@
-"""Protocol vocabulary shared by the ServerApp and the institutions' ClientApp.
+"""Record keys of the messages exchanged by the ServerApp and the institutions' ClientApp.
 
 Keys of the records carried in Flower messages; one place, so that the two
 sides cannot drift apart.
@@ -12,6 +12,7 @@ __all__ = [
     "ARRAYS_KEY",
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
+    "CPU_METRIC",
     "DP_SHARES_KEY",
     "EVALUATION_CIPHERTEXT_KEY",
     "EVALUATION_FILE",
@@ -70,3 +71,6 @@ FINAL_QUERY: Final = "query.final"
 
 #: Config entry with the run's identifier; updates are bound to it (replay protection).
 SESSION_KEY: Final = "session"
+
+#: Reply metric with the institution's CPU seconds for the message.
+CPU_METRIC: Final = "cpu-s"

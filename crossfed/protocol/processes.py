@@ -5,8 +5,7 @@ Flower's daemons spawn children of their own: the SuperLink a
 SuperNode one ``flwr-clientapp`` process per message. Killing a daemon's
 process group therefore misses some of them, and a ``flwr-clientapp`` whose
 SuperNode was killed lives on as an orphan. :func:`stop_tree` collects the
-whole tree from ``/proc`` first, then terminates it: Linux only, which is where
-SuperLinks and SuperNodes run.
+whole tree first (with psutil), then terminates it.
 
 Every process gets :func:`flower_env`: telemetry and Flower's update check off
 (nothing leaves the machine but the federation's own traffic), ``FLWR_HOME``
@@ -21,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,10 +29,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import psutil
+
+from crossfed.protocol.errors import ConfigurationError
+
 __all__ = [
     "descendants",
     "exit_code_from_log",
     "flower_env",
+    "flower_executable",
     "free_port",
     "spawn",
     "stop_tree",
@@ -55,6 +60,23 @@ def flower_env(flwr_home: Path) -> dict[str, str]:
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def flower_executable(name: str) -> str:
+    """Path of a Flower command, preferring the one beside this Python interpreter.
+
+    Raises
+    ------
+    ConfigurationError
+        Flower's command is not installed.
+    """
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise ConfigurationError(f"{name} is not installed (pip install flwr)")
+    return found
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -93,48 +115,19 @@ def spawn(
         )
 
 
-def _parents() -> dict[int, int]:
-    """Map of pid to parent pid for every process visible in ``/proc``."""
-    table: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: split after the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1:
-            table[int(entry.name)] = int(fields[1])
-    return table
-
-
 def descendants(pid: int) -> list[int]:
-    """All processes below ``pid`` (children, grandchildren, …), found in ``/proc``."""
-    children: dict[int, list[int]] = {}
-    for child, parent in _parents().items():
-        children.setdefault(parent, []).append(child)
-    found: list[int] = []
-    queue = [pid]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found
+    """All processes below ``pid`` (children, grandchildren, …); empty once it is gone."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text()
-        return state[state.rfind(")") + 2 :].split()[0] != "Z"
-    return False
 
 
 def stop_tree(process: subprocess.Popen[bytes] | None, grace_s: float = 5.0) -> None:

@@ -1,0 +1,151 @@
+"""The protocol layer: what the institution side and the aggregator side agree on.
+
+``clients/`` (institutions) and ``federation/`` (the aggregator) are peers: neither
+imports the other. Both import this small layer: the record keys of the messages
+(:mod:`~crossfed.protocol.records`), a run's typed settings
+(:class:`FederationSettings`), the ciphertext-to-record adaptor, the kit manifest
+(``federation.yaml``) and the SuperNode key helpers, the fixed error codes an
+institution may return, and the supervision of Flower's processes. It imports
+neither side, nor torch, nor the simulation harness.
+
+Import from this package, not from its modules: the sorted ``__all__`` below is
+the public API.
+"""
+
+from crossfed.protocol.codes import (
+    REASON_PREFIX,
+    ErrorCode,
+    reason_of,
+)
+from crossfed.protocol.errors import (
+    ConfigurationError,
+    ProtocolError,
+    ProvisioningError,
+)
+from crossfed.protocol.manifest import (
+    AGGREGATOR_DIR,
+    CA_CERT,
+    MANIFEST,
+    MANIFEST_VERSION,
+    NODE_KEY,
+    NODE_PUB,
+    NODES_DIR,
+    PUBLIC_CONTEXT,
+    SCHEMA,
+    SECRET_CONTEXT,
+    SERVER_CERT,
+    SERVER_KEY,
+    FederationManifest,
+    KitInstitution,
+    load_manifest,
+    parse_address,
+    require_kit_file,
+)
+from crossfed.protocol.node_keys import (
+    load_node_private_key,
+    load_node_public_key,
+    node_key_fingerprint,
+    read_kit_file,
+    require_p384_private,
+)
+from crossfed.protocol.processes import (
+    descendants,
+    exit_code_from_log,
+    flower_env,
+    flower_executable,
+    free_port,
+    spawn,
+    stop_tree,
+    toml_string,
+)
+from crossfed.protocol.records import (
+    ARRAYS_KEY,
+    CIPHERTEXT_KEY,
+    CONFIG_KEY,
+    CPU_METRIC,
+    DP_SHARES_KEY,
+    EVALUATION_CIPHERTEXT_KEY,
+    EVALUATION_FILE,
+    EVALUATION_KEY,
+    EVALUATION_METRICS,
+    FINAL_QUERY,
+    METRICS_KEY,
+    MODE_KEY,
+    NUM_EXAMPLES_KEY,
+    PHASE_KEY,
+    PHASE_STATS,
+    ROUND_KEY,
+    SESSION_KEY,
+    STATS_CIPHERTEXT_KEY,
+    STATS_KEY,
+)
+from crossfed.protocol.settings import (
+    MODES,
+    FederationSettings,
+)
+from crossfed.protocol.wire import (
+    ciphertext_record,
+    read_ciphertext,
+)
+
+__all__ = [
+    "AGGREGATOR_DIR",
+    "ARRAYS_KEY",
+    "CA_CERT",
+    "CIPHERTEXT_KEY",
+    "CONFIG_KEY",
+    "CPU_METRIC",
+    "DP_SHARES_KEY",
+    "EVALUATION_CIPHERTEXT_KEY",
+    "EVALUATION_FILE",
+    "EVALUATION_KEY",
+    "EVALUATION_METRICS",
+    "FINAL_QUERY",
+    "MANIFEST",
+    "MANIFEST_VERSION",
+    "METRICS_KEY",
+    "MODES",
+    "MODE_KEY",
+    "NODES_DIR",
+    "NODE_KEY",
+    "NODE_PUB",
+    "NUM_EXAMPLES_KEY",
+    "PHASE_KEY",
+    "PHASE_STATS",
+    "PUBLIC_CONTEXT",
+    "REASON_PREFIX",
+    "ROUND_KEY",
+    "SCHEMA",
+    "SECRET_CONTEXT",
+    "SERVER_CERT",
+    "SERVER_KEY",
+    "SESSION_KEY",
+    "STATS_CIPHERTEXT_KEY",
+    "STATS_KEY",
+    "ConfigurationError",
+    "ErrorCode",
+    "FederationManifest",
+    "FederationSettings",
+    "KitInstitution",
+    "ProtocolError",
+    "ProvisioningError",
+    "ciphertext_record",
+    "descendants",
+    "exit_code_from_log",
+    "flower_env",
+    "flower_executable",
+    "free_port",
+    "load_manifest",
+    "load_node_private_key",
+    "load_node_public_key",
+    "node_key_fingerprint",
+    "parse_address",
+    "read_ciphertext",
+    "read_kit_file",
+    "reason_of",
+    "require_kit_file",
+    "require_p384_private",
+    "spawn",
+    "stop_tree",
+    "toml_string",
+]
