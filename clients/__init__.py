@@ -65,10 +65,15 @@ if TYPE_CHECKING:
         FederationSchema,
         NumericColumn,
         TargetSpec,
-        infer_schema,
         load_schema,
         save_schema,
         schema_from_dict,
+    )
+    from clients.schema_infer import (
+        ExcludedColumn,
+        SchemaProposal,
+        infer_schema,
+        propose_schema,
     )
     from clients.standardize import Moments, Standardizer, local_moments, sum_moments
     from clients.training import TrainConfig, TrainResult, binary_cross_entropy, train_local
@@ -112,7 +117,10 @@ _EXPORTS = {
     "evaluate": "clients.metrics",
     "feature_names": "clients.data",
     "get_weights": "clients.models",
-    "infer_schema": "clients.schema",
+    "infer_schema": "clients.schema_infer",
+    "propose_schema": "clients.schema_infer",
+    "ExcludedColumn": "clients.schema_infer",
+    "SchemaProposal": "clients.schema_infer",
     "ks_statistic": "clients.metrics",
     "load_local_dataset": "clients.institution",
     "load_schema": "clients.schema",
@@ -141,6 +149,7 @@ __all__ = [
     "ConfigError",
     "DataLoadError",
     "DataValidationError",
+    "ExcludedColumn",
     "FederationSchema",
     "InstitutionKit",
     "InstitutionResult",
@@ -153,6 +162,7 @@ __all__ = [
     "NumericColumn",
     "RiskMetrics",
     "SchemaError",
+    "SchemaProposal",
     "Standardizer",
     "SuperNodeError",
     "TamperedAggregateError",
@@ -180,6 +190,7 @@ __all__ = [
     "make_encryption_mod",
     "node_data_path",
     "predict_proba",
+    "propose_schema",
     "run_institution",
     "save_schema",
     "schema_from_dict",

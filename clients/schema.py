@@ -18,7 +18,7 @@ The schema is a pydantic model, stored as YAML. :func:`load_schema`,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +36,9 @@ __all__ = [
     "FederationSchema",
     "NumericColumn",
     "TargetSpec",
+    "UnseenPolicy",
+    "canonical_label",
     "canonical_labels",
-    "infer_schema",
     "load_schema",
     "save_schema",
     "schema_from_dict",
@@ -287,11 +288,11 @@ def canonical_labels(values: pd.Series) -> np.ndarray:
     per distinct value, so this stays fast on large tables.
     """
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    mapped = np.array([None, *(_canonical(v) for v in uniques)], dtype=object)
+    mapped = np.array([None, *(canonical_label(v) for v in uniques)], dtype=object)
     return mapped[codes + 1]
 
 
-def _canonical(value: object) -> str | None:
+def canonical_label(value: object) -> str | None:
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, bool | np.bool_):
@@ -306,101 +307,3 @@ def _canonical(value: object) -> str | None:
             return str(int(number))
         return repr(number)
     return str(value)
-
-
-def _is_numeric(series: pd.Series) -> bool:
-    return bool(
-        pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
-    )
-
-
-def infer_schema(
-    frame: pd.DataFrame,
-    target: str,
-    positive: str | int,
-    *,
-    categorical: Iterable[str] = (),
-    exclude: Iterable[str] = (),
-    impute: Literal["refuse", "median", "zero"] = "refuse",
-    unseen: UnseenPolicy = "error",
-) -> FederationSchema:
-    """Propose a schema from a reference table (``crossfed schema infer``).
-
-    Numeric dtypes (not booleans) become numeric columns; every other column
-    becomes categorical with its observed values, sorted. The result is a
-    draft for the federation to review and fix, not something each
-    institution should infer on its own data.
-
-    Parameters
-    ----------
-    frame
-        A reference table, e.g. a public sample or one institution's data.
-    target
-        Name of the target column.
-    positive
-        The bad label; every other observed label becomes a negative label.
-    categorical
-        Columns to treat as categorical even if numeric (coded values).
-    exclude
-        Columns to leave out (identifiers, dates, free text).
-    impute
-        Policy for every numeric column. ``"median"`` records this table's
-        median in the schema, fixed from then on.
-    unseen
-        Policy for every categorical column.
-
-    Raises
-    ------
-    SchemaError
-        If the target is absent, ``positive`` is not among its values, or
-        the inferred schema is invalid (no features, an all-missing column).
-    """
-    if target not in frame.columns:
-        raise SchemaError(f"target column {target!r} is not in the table", field="target.column")
-    labels = canonical_labels(frame[target])
-    observed = sorted({label for label in labels if label is not None})
-    positive_label = _canonical(positive)
-    if positive_label not in observed:
-        raise SchemaError(
-            f"positive label {positive_label!r} does not occur in column {target!r} "
-            f"(found {observed})",
-            field="target.positive",
-        )
-    forced = set(categorical)
-    skipped = set(exclude) | {target}
-    numeric_columns: list[dict[str, Any]] = []
-    categorical_columns: list[dict[str, Any]] = []
-    for name in frame.columns:
-        if name in skipped:
-            continue
-        series = frame[name]
-        if _is_numeric(series) and name not in forced:
-            numeric_columns.append(_infer_numeric(str(name), series, impute))
-        else:
-            values = canonical_labels(series)
-            categories = sorted({v for v in values if v is not None})
-            categorical_columns.append(
-                {"name": str(name), "categories": categories, "unseen": unseen}
-            )
-    return schema_from_dict(
-        {
-            "target": {
-                "column": target,
-                "positive": positive_label,
-                "negatives": [label for label in observed if label != positive_label],
-            },
-            "numeric": numeric_columns,
-            "categorical": categorical_columns,
-        }
-    )
-
-
-def _infer_numeric(name: str, series: pd.Series, impute: str) -> dict[str, Any]:
-    if impute != "median":
-        return {"name": name, "impute": impute}
-    median = float(pd.to_numeric(series, errors="coerce").median())
-    if not math.isfinite(median):
-        raise SchemaError(
-            f"column {name!r} has no values to take a median from", field=f"numeric.{name}"
-        )
-    return {"name": name, "impute": "median", "value": median}

@@ -9,6 +9,7 @@ from federation.audit import (
     AUDIT_FORMAT_VERSION,
     AuditLog,
     VerifyReport,
+    audit_head,
     genesis_hash,
     verify_audit_log,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "ServerCredentials",
     "SuperLink",
     "VerifyReport",
+    "audit_head",
     "build_server_app",
     "certificate_to_pem",
     "content_bytes",

@@ -49,6 +49,7 @@ __all__ = [
     "AUDIT_FORMAT_VERSION",
     "AuditLog",
     "VerifyReport",
+    "audit_head",
     "genesis_hash",
     "verify_audit_log",
 ]
@@ -57,6 +58,8 @@ AUDIT_FORMAT_VERSION = 1
 """Version of the line format; a line carrying another version does not verify."""
 
 _CHAIN_FIELDS = ("hash", "prev_hash", "seq", "v")
+_FILE_MODE = 0o600
+"""The log names institutions and holds the reasons their replies were dropped: owner only."""
 
 
 def _canonical(obj: dict[str, Any]) -> bytes:
@@ -278,6 +281,43 @@ def verify_audit_log(
     return VerifyReport(path=log_path, lines=chain.lines, head=chain.head, records=tuple(records))
 
 
+def audit_head(path: str | os.PathLike[str], run_id: str = "") -> str:
+    """Return the head hash of an audit log: what its next line will link to.
+
+    The aggregator sends it to the institutions every round; each keeps the
+    heads it was sent, and a later log that does not extend them (lines cut
+    from the end, a history rewritten with fresh hashes) fails
+    :func:`verify_audit_log` with ``expected_head``. The log is verified
+    whole first, so a damaged log never yields a head.
+
+    Parameters
+    ----------
+    path
+        The JSON-lines file written by :class:`AuditLog`. A missing file is
+        an empty log: the aggregator creates it with the first round's line.
+    run_id
+        The run whose genesis hash an empty log has (the first line's
+        ``prev_hash`` is :func:`genesis_hash` of its run id).
+
+    Returns
+    -------
+    str
+        The last line's ``hash``, or ``genesis_hash(run_id)`` for an empty log.
+
+    Raises
+    ------
+    AuditTamperedError
+        If the log does not verify.
+    AuditLogError
+        If the file exists but cannot be read.
+    """
+    log_path = Path(path)
+    if not log_path.exists():
+        return genesis_hash(run_id)
+    chain, _ = _scan(log_path)
+    return chain.prev_for(run_id)
+
+
 class AuditLog:
     """Append-only, hash-chained audit log in one JSON-lines file.
 
@@ -285,7 +325,10 @@ class AuditLog:
     so this is cheap) and continues its chain from the last line; a tampered
     or damaged log is never extended. Each :meth:`append` writes one line with
     ``O_APPEND`` under an exclusive ``flock`` and ``fsync``s it before
-    returning, so a round the aggregator reports as done is on disk.
+    returning, so a round the aggregator reports as done is on disk. The file
+    is created owner-only (0600, whatever the umask), and a log found with
+    wider permissions is narrowed to 0600 before it is extended: it names the
+    institutions and the reasons their replies were dropped.
 
     One writer per file: if the file grew since this object last wrote, the
     append is refused rather than forking the chain. POSIX only (``fcntl``).
@@ -362,11 +405,13 @@ class AuditLog:
     def _write(self, line: bytes) -> None:
         created = not self._path.exists()
         try:
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
         except OSError as exc:
             raise AuditLogError(f"cannot open audit log {self._path}: {exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_mode & 0o777 != _FILE_MODE:
+                os.fchmod(fd, _FILE_MODE)  # a log from an older version, or copied in
             size = os.fstat(fd).st_size
             if size != self._size:
                 raise AuditLogError(

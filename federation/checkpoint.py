@@ -28,6 +28,8 @@ CHECKPOINT_VERSION = 1
 _MAGIC = b"XFCK"
 _PREFIX = struct.Struct(">4sI")
 _MAX_HEADER = 1 << 16
+_MAX_ROUND = 2**63 - 1  # Flower's messages carry the round as a signed 64-bit integer
+_HEADER_FIELDS = ("version", "round", "run_id", "fingerprint", "audit_head")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,12 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Read a checkpoint, refusing a corrupt one or one from another federation.
 
+    Every way the bytes can be wrong (truncated, not UTF-8, not JSON, JSON
+    nested too deep or with numbers too long to convert, fields missing or
+    of the wrong type) is a :class:`CheckpointError`: a restarted aggregator
+    reads a file that anyone with write access to its folder may have
+    replaced.
+
     Raises
     ------
     CheckpointError
@@ -98,6 +106,16 @@ def load_checkpoint(
         data = target.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {target}: {exc.strerror}") from exc
+    checkpoint = _parse(target, data)
+    if expected_fingerprint is not None and checkpoint.fingerprint != expected_fingerprint:
+        raise CheckpointError(
+            f"{target}: checkpoint belongs to another federation (context fingerprint differs)"
+        )
+    return checkpoint
+
+
+def _parse(target: Path, data: bytes) -> Checkpoint:
+    """Decode a checkpoint's bytes; any failure is a :class:`CheckpointError`."""
     if len(data) < _PREFIX.size:
         raise CheckpointError(f"{target}: truncated checkpoint")
     magic, head_len = _PREFIX.unpack_from(data, 0)
@@ -107,24 +125,49 @@ def load_checkpoint(
         raise CheckpointError(f"{target}: corrupt checkpoint header length")
     try:
         header = json.loads(data[_PREFIX.size : _PREFIX.size + head_len].decode("utf-8"))
-        version = header["version"]
-        checkpoint = Checkpoint(
-            round=header["round"],
-            run_id=header["run_id"],
-            fingerprint=header["fingerprint"],
-            audit_head=header["audit_head"],
-            model=data[_PREFIX.size + head_len :],
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{target}: corrupt checkpoint header ({exc!r})") from exc
-    if version != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{target}: checkpoint version {version!r} is not supported")
-    if type(checkpoint.round) is not int or checkpoint.round < 0:
-        raise CheckpointError(f"{target}: invalid round {checkpoint.round!r}")
-    if not all(isinstance(v, str) for v in (checkpoint.run_id, checkpoint.fingerprint)):
-        raise CheckpointError(f"{target}: invalid run id or fingerprint")
-    if expected_fingerprint is not None and checkpoint.fingerprint != expected_fingerprint:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, too many digits
         raise CheckpointError(
-            f"{target}: checkpoint belongs to another federation (context fingerprint differs)"
-        )
-    return checkpoint
+            f"{target}: corrupt checkpoint header ({type(exc).__name__})"
+        ) from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{target}: corrupt checkpoint header (not a JSON object)")
+    missing = [name for name in _HEADER_FIELDS if name not in header]
+    if missing:
+        raise CheckpointError(f"{target}: checkpoint header lacks {', '.join(missing)}")
+    version = header["version"]
+    if type(version) is not int or version != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{target}: checkpoint version {_shown(version)} is not supported")
+    round_ = header["round"]
+    if type(round_) is not int or not 0 <= round_ <= _MAX_ROUND:
+        raise CheckpointError(f"{target}: invalid round {_shown(round_)}")
+    texts = [header[name] for name in ("run_id", "fingerprint", "audit_head")]
+    if not all(isinstance(text, str) and _encodable(text) for text in texts):
+        raise CheckpointError(f"{target}: invalid run id, fingerprint or audit head")
+    run_id, fingerprint, audit_head = texts
+    return Checkpoint(
+        round=round_,
+        run_id=run_id,
+        fingerprint=fingerprint,
+        audit_head=audit_head,
+        model=data[_PREFIX.size + head_len :],
+    )
+
+
+def _shown(value: object) -> str:
+    """A header value for an error message: a short integer, else only its JSON type.
+
+    Never the value's ``repr``: a hostile header's value may be nested deep
+    enough, or be an integer long enough, for ``repr`` itself to raise.
+    """
+    if type(value) is int and -(10**12) < value < 10**12:
+        return str(value)
+    return f"of type {type(value).__name__}"
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: JSON escapes can smuggle in lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

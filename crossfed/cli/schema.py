@@ -1,5 +1,9 @@
 """``crossfed schema infer``: propose a federation schema from a table, for review and reuse.
 
+The schema goes into every kit, the aggregator's too, so identifier-like
+columns (names, IBANs, customer numbers, free text) are never written into it;
+the command names each column it left out and why.
+
 Exit codes: 0 written; 2 the table or the options were refused, with the reason.
 """
 
@@ -12,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from clients import ClientError, infer_schema, load_table, save_schema
+from clients import ClientError, load_table, propose_schema, save_schema
 
 __all__ = ["app"]
 
@@ -54,7 +58,7 @@ def infer_command(
     impute_policy: Literal["refuse", "median", "zero"] = impute  # type: ignore[assignment]
     unseen_policy: Literal["error", "other"] = unseen  # type: ignore[assignment]
     try:
-        schema = infer_schema(
+        proposal = propose_schema(
             load_table(data),
             target,
             positive,
@@ -63,6 +67,7 @@ def infer_command(
             impute=impute_policy,
             unseen=unseen_policy,
         )
+        schema = proposal.schema
         out.parent.mkdir(parents=True, exist_ok=True)
         save_schema(schema, out)
     except ClientError as exc:
@@ -70,5 +75,12 @@ def infer_command(
         raise typer.Exit(code=2) from exc
     console.print(
         f"wrote {out}: target {schema.target.column!r} (bad = {schema.target.positive!r}), "
-        f"{len(schema.numeric)} numeric and {len(schema.categorical)} categorical columns"
+        f"{len(schema.numeric)} numeric and {len(schema.categorical)} categorical columns",
+        soft_wrap=True,
     )
+    if proposal.excluded:
+        console.print(
+            f"left out {len(proposal.excluded)} column(s), none of their values is in the schema:"
+        )
+        for column in proposal.excluded:
+            console.print(f"  {escape(column.name)}: {escape(column.reason)}", soft_wrap=True)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from clients import (
     OTHER_CATEGORY,
+    ExcludedColumn,
     FederationSchema,
     SchemaError,
     infer_schema,
     load_schema,
+    propose_schema,
     save_schema,
     schema_from_dict,
 )
@@ -50,6 +53,91 @@ def test_infer_forced_categorical_and_exclude(german: pd.DataFrame) -> None:
     assert "telephone" not in schema.columns
     job = next(c for c in schema.categorical if c.name == "job")
     assert len(job.categories) == german["job"].nunique()
+
+
+def test_german_credit_loses_no_column_to_the_identifier_rules(
+    german: pd.DataFrame, german_schema: FederationSchema
+) -> None:
+    proposal = propose_schema(german, "creditability", "bad")
+    assert proposal.excluded == ()
+    assert proposal.schema == german_schema
+    assert len(german_schema.numeric) == 7 and len(german_schema.categorical) == 13
+    forced = propose_schema(
+        german, "creditability", "bad", categorical=["job", "age_in_years"], exclude=["telephone"]
+    )
+    assert forced.excluded == (ExcludedColumn("telephone", "left out on request"),)
+    assert "age_in_years" in [c.name for c in forced.schema.categorical]
+
+
+@pytest.mark.parametrize("rows", [40, 100, 300])
+def test_a_small_sample_keeps_its_amounts(german: pd.DataFrame, rows: int) -> None:
+    # A sample this small has a different credit_amount in every row: still no row id.
+    sample = german.drop_duplicates("credit_amount").sample(rows, random_state=rows)
+    assert sample["credit_amount"].is_unique
+    proposal = propose_schema(sample, "creditability", "bad", impute="median")
+    assert "credit_amount" in [c.name for c in proposal.schema.numeric]
+    assert "credit_amount" not in [c.name for c in proposal.excluded]
+
+
+def _table(column: list[object], rows: int | None = None) -> pd.DataFrame:
+    rows = rows or len(column)
+    return pd.DataFrame(
+        {
+            "x": column,
+            "amount": np.linspace(10.5, 99.5, rows),
+            "y": ["bad" if k % 3 == 0 else "good" for k in range(rows)],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "reason"),
+    [
+        ([f"person {k}" for k in range(60)], "unique per row"),
+        ([f"p{k % 40}" for k in range(60)], "nearly unique per row (40 distinct values in 60"),
+        ([f"c{k % 250}" for k in range(1000)], "250 distinct values"),
+        (["short"] * 59 + ["a" * 101], "free text (values up to 101"),
+        (["one", "two"] * 29 + ["three\nlines", "one"], "free text"),
+        (["n/a"] * 50 + [f"note {k}" for k in range(10)], "mostly one-off values (10 of its 11"),
+        ([None] * 55 + [f"name {k}" for k in range(5)], "unique per row (5 rows)"),
+        (list(range(7, 67)), "in sequence: a row identifier"),
+        ([10**7 + 7919 * k for k in range(60)], "long whole number"),
+        ([float(k) for k in range(60)], "in sequence: a row identifier"),
+    ],
+)
+def test_identifier_like_columns_are_left_out_with_a_reason(
+    column: list[object], reason: str
+) -> None:
+    proposal = propose_schema(_table(column), "y", "bad", impute="median")
+    assert [c.name for c in proposal.excluded] == ["x"]
+    assert reason in proposal.excluded[0].reason
+    assert proposal.schema.feature_columns == ("amount",)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        ["a", "b", "c", "d"] * 15,  # a code list
+        ["yes", "no"] + ["yes"] * 58,  # a rare value, but only two values
+        [k % 7 for k in range(60)],  # a small coded number
+        [0.5 + k for k in range(60)],  # unique per row, but not whole numbers
+        [250 + 311 * k for k in range(60)],  # unique whole amounts, spread thin and short
+        [True, False] * 30,
+    ],
+)
+def test_ordinary_columns_stay(column: list[object]) -> None:
+    proposal = propose_schema(_table(column), "y", "bad")
+    assert proposal.excluded == ()
+    assert "x" in proposal.schema.feature_columns
+
+
+def test_a_table_of_identifiers_only_is_refused_by_name() -> None:
+    frame = pd.DataFrame(
+        {"name": [f"person {k}" for k in range(30)], "y": ["bad", "good", "good"] * 10}
+    )
+    with pytest.raises(SchemaError, match="'name': unique per row") as caught:
+        propose_schema(frame, "y", "bad")
+    assert "person 1" not in str(caught.value)
 
 
 def test_infer_refuses_unknown_positive_label(german: pd.DataFrame) -> None:

@@ -30,6 +30,7 @@ from federation import (
     genesis_hash,
     verify_audit_log,
 )
+from federation.audit import audit_head
 from federation.deploy import rounds_applied
 
 
@@ -453,3 +454,64 @@ def test_append_syncs_to_disk(
     assert len(synced) == 2
     log.append(_record(rng, 2))
     assert len(synced) == 3
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+def test_log_is_created_owner_only_whatever_the_umask(
+    tmp_path: Path, rng: random.Random, umask: int
+) -> None:
+    # The log names institutions and holds why their replies were dropped: 0600, not 0644.
+    path = tmp_path / "audit.jsonl"
+    previous = os.umask(umask)
+    try:
+        log = AuditLog(path)
+        log.append(_record(rng, 1))
+        assert path.stat().st_mode & 0o777 == 0o600
+        log.append(_record(rng, 2))
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert verify_audit_log(path).lines == 2
+
+
+def test_a_world_readable_log_is_narrowed_before_it_grows(
+    log_path: Path, rng: random.Random
+) -> None:
+    log_path.chmod(0o644)  # as written by an older version, or copied in
+    AuditLog(log_path).append(_record(rng, 6))
+    assert log_path.stat().st_mode & 0o777 == 0o600
+    assert verify_audit_log(log_path).lines == 6
+
+
+def test_audit_head_is_what_the_next_line_links_to(tmp_path: Path, rng: random.Random) -> None:
+    path = tmp_path / "audit.jsonl"
+    assert audit_head(path) == genesis_hash("")  # no log yet
+    assert audit_head(path, run_id="run-a") == genesis_hash("run-a")
+    path.write_bytes(b"")
+    assert audit_head(path, run_id="run-a") == genesis_hash("run-a")
+    log = AuditLog(path)
+    heads = [log.append(_record(rng, r)) for r in (1, 2, 3)]
+    assert audit_head(path) == audit_head(path, run_id="other") == heads[-1] == log.head
+    assert json.loads(_lines(path)[-1])["hash"] == heads[-1]
+    log.append(_record(rng, 4))
+    assert json.loads(_lines(path)[-1])["prev_hash"] == heads[-1]
+    assert "audit_head" in federation.audit.__all__
+
+
+def test_audit_head_of_a_shortened_log_fails_against_a_head_sent_earlier(
+    log_path: Path,
+) -> None:
+    sent = audit_head(log_path)  # what the institutions were given last round
+    log_path.write_bytes(b"".join(_lines(log_path)[:-1]))
+    assert audit_head(log_path) != sent
+    assert _tampered_at(log_path, expected_head=sent).line == 4
+
+
+def test_audit_head_refuses_a_damaged_log(log_path: Path) -> None:
+    lines = _lines(log_path)
+    lines[2] = lines[2].replace(b'"round":3', b'"round":7')
+    log_path.write_bytes(b"".join(lines))
+    with pytest.raises(AuditTamperedError):
+        audit_head(log_path)
+    with pytest.raises(AuditLogError):
+        audit_head(log_path.parent)  # a directory, not a log
