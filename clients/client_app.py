@@ -1,11 +1,23 @@
-"""The institutions' Flower ClientApp: plaintext FedAvg handlers plus an encryption mod.
+"""The institutions' Flower ClientApp: plaintext FedAvg handlers wrapped by mods.
 
 The handlers below know nothing about encryption: they receive plaintext
 model weights and statistics and reply with plaintext weights and an example
-count, exactly as Flower's FedAvg expects. In encrypted mode
-:func:`~clients.encryption_mod.make_encryption_mod` wraps them: it decrypts what
-arrives and encrypts what leaves, so plaintext FedAvg and encrypted FedAvg run
-the same app.
+count, exactly as Flower's FedAvg expects. Mods, outermost first, add the rest:
+
+1. :func:`~clients.error_mod.error_mod`: any failure below becomes a fixed
+   error code on the wire, its details go to the local log;
+2. an admission mod (:func:`~clients.run_state.admit`): the message's kind,
+   session and round against the run's memory;
+3. :func:`~clients.encryption_mod.make_encryption_mod` (encrypted mode, the
+   kit's): refuses what arrives in clear, verifies and decrypts aggregates,
+   encrypts replies;
+4. :func:`~clients.dp_mod.make_dp_mod`: distributed DP's clip and noise share;
+5. :func:`~clients.bounds.make_bounds_mod`: this institution's own update
+   clipped and weight capped, and every arriving model held to the kit's
+   movement bound.
+
+So plaintext FedAvg and encrypted FedAvg run the same handlers, and nothing a
+message says about the mode, the DP share count or the settings is used.
 """
 
 from __future__ import annotations
@@ -19,14 +31,16 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 from torch import nn
 
+from clients.bounds import make_bounds_mod
 from clients.dp_mod import make_dp_mod
 from clients.encryption_mod import make_encryption_mod
+from clients.error_mod import GuardedClientApp, error_mod
 from clients.institution import LocalDataset, load_local_dataset
 from clients.metrics import evaluate as risk_metrics
 from clients.models import ModelSpec, build_model, get_weights, predict_proba, set_weights
 from clients.outputs import write_final_outputs
+from clients.run_state import admit
 from clients.standardize import Moments, Standardizer, local_moments
-from clients.timing_mod import timing_mod
 from clients.training import TrainConfig, train_local
 from crossfed.protocol import (
     ARRAYS_KEY,
@@ -59,10 +73,12 @@ def build_client_app(
 ) -> ClientApp:
     """A ClientApp using ``settings`` (None: read from each message's run config).
 
-    Mods, outermost first: any ``extra_mods`` (they see exactly what goes on
-    the wire, e.g. tests that tamper with encrypted replies), CPU timing,
-    encryption (decrypts what arrives, encrypts what leaves), distributed DP
-    (on plaintext).
+    A deployment's runner passes the kit's settings; the simulation harness
+    passes its own. With None (Flower loading the app from a bundle) the run
+    configuration is used, which a deployment never does. Mods, outermost
+    first: any ``extra_mods`` (they see exactly what goes on the wire, e.g.
+    tests that tamper with encrypted replies), then those the module docstring
+    lists.
     """
 
     def current(context: Context) -> FederationSettings:
@@ -80,12 +96,18 @@ def build_client_app(
     def start_weights(msg: Message, context: Context) -> list[np.ndarray]:
         return get_weights(_global_model(msg, current(context), dataset(context).n_features))
 
-    client_app = ClientApp(
+    def admission_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        admit(msg, context, current(context))
+        return call_next(msg, context)
+
+    client_app = GuardedClientApp(
         mods=[
             *extra_mods,
-            timing_mod,
+            error_mod,
+            admission_mod,
             make_encryption_mod(current),
             make_dp_mod(current, start_weights),
+            make_bounds_mod(current, start_weights),
         ]
     )
 
@@ -162,6 +184,7 @@ def build_client_app(
                 federation=_federation_evaluation(config),
             )
             written = 1
+        # Plaintext mode only: the encryption mod replaces the reply by an empty one.
         content = RecordDict({METRICS_KEY: MetricRecord({"outputs-written": written})})
         return Message(content=content, reply_to=msg)
 

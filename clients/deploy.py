@@ -8,11 +8,17 @@
    connection*: a missing column or a value outside the schema stops here with
    the column named, and nothing is sent;
 3. starts ``flower-supernode`` over TLS (the kit's CA certificate as root),
-   authenticated with the kit's node key; the node config gives the ClientApp
-   the data file, the secret context, the schema and the output folder;
-4. waits until the final global model has been written to the output folder
+   authenticated with the kit's node key, with ``--isolation process``: it runs
+   no app itself and never installs the app bundle the aggregator ships;
+4. starts the institution's runner beside it (:mod:`clients.app_runner`), which
+   takes the SuperNode's tasks and runs the ClientApp of the crossfed installed
+   here, with the kit's settings and this machine's paths; a bundle that is not
+   the kit's pin, or a run configuration that disagrees with the kit, is
+   refused with a fixed error code (details in ``.supernode/institution.log``);
+   only the runner, which holds a fresh per-run secret, may take tasks;
+5. waits until the final global model has been written to the output folder
    (``metrics.json`` appears last), then stops the SuperNode — SuperNodes never
-   exit by themselves — and every ``flwr-clientapp`` it started.
+   exit by themselves — and the runner. A runner that dies ends the run.
 
 The data file and the secret context never leave this machine: the ClientApp
 sends only encrypted updates, encrypted statistics and evaluation metrics.
@@ -20,8 +26,11 @@ sends only encrypted updates, encrypted statistics and evaluation metrics.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +50,6 @@ from crossfed.protocol import (
     free_port,
     spawn,
     stop_tree,
-    toml_string,
 )
 
 __all__ = ["InstitutionResult", "check_data", "run_institution"]
@@ -59,6 +67,11 @@ _CONNECTED = "SuperNode ID:"
 # Slack past the connect deadline for the SuperNode to give up and say why itself.
 _CONNECT_GRACE_S = 15.0
 _RETRY_S = 3.0
+#: The runner's module (``python -m``), the bank's local log and the runner's own output.
+RUNNER_MODULE = "clients.app_runner"
+LOCAL_LOG = "institution.log"
+_RUNNER_LOG = "runner.log"
+_SECRET = "superexec.secret"
 
 
 def _read_from(path: Path, offset: int) -> str:
@@ -134,6 +147,22 @@ def _failure_reason(log: str, returncode: int | None, address: str) -> str:
     return f"the SuperNode stopped (code {returncode}): {''.join(tail).strip()[-300:]}"
 
 
+def _private(path: Path) -> Path:
+    """``path`` as an empty file of mode 0600 (logs that may name local details)."""
+    path.unlink(missing_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
+
+
+def _runner_failure(log_path: Path, returncode: int | None) -> str:
+    lines = _read_from(log_path, 0).strip().splitlines()
+    tail = lines[-1].strip()[-300:] if lines else ""
+    return (
+        f"the institution's ClientApp runner stopped (code {returncode}): {tail}; "
+        "no further message was answered"
+    )
+
+
 def _await_final_reply(
     log_path: Path, process: subprocess.Popen[bytes], grace: float = 30.0
 ) -> None:
@@ -187,38 +216,51 @@ def run_institution(
     started = time.monotonic()
     say = progress or (lambda _line: None)
     kit = InstitutionKit.load(kit_dir)
+    if not kit.manifest.app_pin:
+        raise ProvisioningError(
+            f"{kit.path} pins no app bundle: recreate the kits with `crossfed kit create`"
+        )
     _check_secret(kit)
     rows = check_data(kit, data_path)
     say(f"{data_path}: {rows} rows match the federation schema")
 
     out = out_dir.resolve()
     work = out / ".supernode"
-    work.mkdir(parents=True, exist_ok=True)
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    work.chmod(0o700)
     for name in (METRICS_FILE, MODEL_FILE, SCORECARD_FILE):
         (out / name).unlink(missing_ok=True)
-    node_config = work / "node-config.toml"
-    entries = {
-        "data-path": str(data_path.resolve()),
-        "secret-context": str(kit.secret_context),
-        "schema": str(kit.schema),
-        "out-dir": str(out),
-    }
-    node_config.write_text("".join(f"{k} = {toml_string(v)}\n" for k, v in entries.items()))
-    log_path = work / "supernode.log"
-    log_path.unlink(missing_ok=True)
+    log_path = _private(work / "supernode.log")
+    runner_log = _private(work / _RUNNER_LOG)
+    secret_file = _private(work / _SECRET)
+    secret_file.write_bytes(secrets.token_hex(32).encode())
+    runtime_api = f"127.0.0.1:{free_port()}"
     command = [
         flower_executable("flower-supernode"),
         "--root-certificates", str(kit.ca_cert),
         "--superlink", kit.manifest.dial_address(),
         "--auth-supernode-private-key", str(kit.node_key),
-        "--node-config", str(node_config),
+        "--isolation", "process",
+        "--superexec-auth-secret-file", str(secret_file),
         "--host", "127.0.0.1",
-        "--port", str(free_port()),
+        "--port", runtime_api.rpartition(":")[2],
         "--max-wait-time", str(connect_timeout),
     ]  # fmt: skip
+    runner_command = [
+        sys.executable, "-m", RUNNER_MODULE,
+        "--kit", str(kit.path),
+        "--data", str(data_path.resolve()),
+        "--out", str(out),
+        "--runtime-api-address", runtime_api,
+        "--superexec-auth-secret-file", str(secret_file),
+        "--log-file", str(work / LOCAL_LOG),
+        "--parent-pid", str(os.getpid()),
+    ]  # fmt: skip
     process: subprocess.Popen[bytes] | None = None
+    runner: subprocess.Popen[bytes] | None = None
     env = flower_env(work / "flwr-home")
     try:
+        runner = spawn(runner_command, env=env, log_path=runner_log)
         process, offset = spawn(command, env=env, log_path=log_path), 0
         say(f"SuperNode started; dialling {kit.manifest.dial_address()} over TLS")
         now = time.monotonic()
@@ -227,6 +269,12 @@ def run_institution(
         seen_requests = trained = 0  # train messages received, across rejoins
         joined = connected = False
         while not (out / METRICS_FILE).is_file():
+            if runner.poll() is not None:
+                raise SuperNodeError(
+                    _runner_failure(runner_log, runner.returncode),
+                    exit_code=None,
+                    log_path=str(runner_log),
+                )
             log = _read_from(log_path, offset)
             joined = joined or _JOINED in log
             connected = connected or joined or _CONNECTED in log
@@ -281,4 +329,5 @@ def run_institution(
         say(f"final model written to {out}")
     finally:
         stop_tree(process)
+        stop_tree(runner)
     return InstitutionResult(kit.name, out, rows, time.monotonic() - started)

@@ -4,7 +4,9 @@ Sits inside the encryption mod, so it sees plaintext: the global model the
 round started from and the weights the handler trained. The update (trained
 minus start) is clipped to L2 norm ``C`` (all layers together) and Gaussian
 noise of standard deviation ``z * C / sqrt(k)`` is added, ``k`` being the
-number of institutions in the federation; the k noise shares sum to ``z * C``
+number of institutions in the federation as the institution's own kit says
+(never as a message says: an aggregator that claimed a million institutions
+would cut every share's noise a thousandfold); the k noise shares sum to ``z * C``
 in the aggregate, so no single party, the aggregator included, ever sees an
 update with less noise than the share, and the average carries the noise of
 the central Gaussian mechanism (see :mod:`federation.dp`, which accounts ε).
@@ -25,10 +27,9 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MessageType, MetricRecord
 from flwr.clientapp.typing import ClientAppCallable
 
+from clients.errors import ConfigError
 from crossfed.protocol import (
     ARRAYS_KEY,
-    CONFIG_KEY,
-    DP_SHARES_KEY,
     METRICS_KEY,
     NUM_EXAMPLES_KEY,
     FederationSettings,
@@ -72,22 +73,26 @@ def make_dp_mod(
     start_weights:
         The plaintext model a training message starts from.
 
-    The number of institutions sharing the noise comes from the training
-    message's ``dp-shares`` config entry, set by the aggregator.
+    The number of institutions sharing the noise is ``settings.institutions``
+    (the kit's count); a DP run whose settings do not name it is refused.
+    Whatever the message says about it (``dp-shares``) is ignored.
     """
 
     def dp_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         settings = settings_of(context)
         if not settings.dp_enabled or msg.metadata.message_type != MessageType.TRAIN:
             return call_next(msg, context)
+        shares = settings.institutions
+        if shares < 1:
+            raise ConfigError(
+                "distributed DP needs the federation's institution count (institutions) "
+                "from the kit to size each noise share; it is 0"
+            )
         start = start_weights(msg, context)
         reply = call_next(msg, context)
         if reply.has_error():
             return reply
         trained = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
-        shares = msg.content.config_records[CONFIG_KEY].get(DP_SHARES_KEY)
-        if not isinstance(shares, int) or shares < 1:
-            raise ValueError(f"training message lacks a valid {DP_SHARES_KEY!r} entry: {shares!r}")
         noise_std = settings.dp_noise_multiplier * settings.dp_clip / math.sqrt(shares)
         private = clip_and_noise(
             start,

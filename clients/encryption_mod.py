@@ -1,45 +1,58 @@
 """The client mod that encrypts an institution's replies and decrypts what it receives.
 
 Flower mods wrap a ClientApp: ``mod(message, context, call_next) -> reply``.
-In encrypted mode this one
+In encrypted mode — the kit's mode, never the message's — this one
 
-* decrypts the encrypted global model (an aggregate of the previous round's
-  updates) into plaintext weights, and the encrypted federation statistics into
-  plaintext sums, before the handlers see the message;
-* encrypts the handlers' reply: training weights with the example count
-  multiplied in and carried inside the ciphertext (the count then leaves the
-  reply's metrics, so the aggregator never sees it), statistics as exact sums,
-  and evaluation metrics the way of training weights, weighted by the test-set
-  size (no metric or count reaches the aggregator in the clear).
+* refuses any model, statistics or evaluation that arrives in the clear (the
+  aggregator would choose the model the bank trains from and deploys), and any
+  ciphertext made for another run or round than the message's place in the run
+  (:mod:`clients.run_state`);
+* verifies each aggregate's check value before using anything decrypted: it
+  must be exactly the sum of at least ``max(2, min_institutions)`` distinct
+  contributors' updates of this run and round (:func:`crypto.decrypt_average`),
+  and its summed weight what those contributors may carry under the kit's
+  ``max-weight`` (:func:`~clients.bounds.check_summed_weight`);
+* then hands the handlers plaintext weights and statistics;
+* encrypts the handlers' reply, bound to the pinned session, the message's
+  round and this institution's name: training weights with the (capped)
+  example count multiplied in, statistics as exact sums, evaluation metrics
+  weighted by the test-set size. The reply then holds that ciphertext and
+  nothing else: no metric, count, loss or timing leaves in the clear.
 
-In plaintext mode it passes messages through untouched. The secret context is
-read from the node config's ``secret-context`` path (deployment: the kit) or
-the run settings (simulation), and is never logged or sent anywhere.
+An aggregate need not list this institution among its contributors: an honest
+aggregator leaves out a reply that missed the round's deadline, and requiring
+the institution's own name would then shut it out of every later round of the
+run. How partial a sum may be is bounded by the quorum instead
+(:func:`min_contributors`); which subset the aggregator sums is its choice, as
+dropping replies always is.
+
+In plaintext mode (the comparison mode of simulations) it passes messages
+through. The secret context is read from the node config's ``secret-context``
+path (deployment: the kit) or the run settings (simulation), and is never
+logged or sent anywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
 import crypto
-from clients.errors import TamperedAggregateError
+from clients.bounds import check_summed_weight
+from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
+from clients.run_state import Inbound, classify, pinned_session
 from crossfed.protocol import (
     ARRAYS_KEY,
-    CIPHERTEXT_KEY,
     CONFIG_KEY,
-    DP_SHARES_KEY,
     EVALUATION_CIPHERTEXT_KEY,
     EVALUATION_KEY,
     EVALUATION_METRICS,
     METRICS_KEY,
     NUM_EXAMPLES_KEY,
-    ROUND_KEY,
-    SESSION_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
     FederationSettings,
@@ -47,162 +60,229 @@ from crossfed.protocol import (
     read_ciphertext,
 )
 
-__all__ = ["make_encryption_mod"]
+__all__ = ["contributor_name", "make_encryption_mod", "min_contributors"]
 
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
 
 
 @lru_cache(maxsize=4)
 def _secret_context(path: str) -> crypto.SecretContext:
-    return crypto.SecretContext.load(path)
+    try:
+        return crypto.SecretContext.load(path)
+    except (OSError, crypto.CryptoError) as exc:
+        raise KeyMaterialError(f"cannot load the secret context {path}: {exc}") from exc
+
+
+def contributor_name(context: Context) -> str:
+    """This institution's name in the check values: node config ``institution``.
+
+    A deployment's runner sets it from the kit; in simulation each virtual
+    institution is ``partition-<id>``.
+
+    Raises
+    ------
+    ConfigError
+        The node config names neither.
+    """
+    name = context.node_config.get("institution")
+    if isinstance(name, str) and name:
+        return name
+    partition = context.node_config.get("partition-id")
+    if isinstance(partition, int) and not isinstance(partition, bool):
+        return f"partition-{partition}"
+    raise ConfigError("the node config names no institution (key 'institution')")
+
+
+def min_contributors(settings: FederationSettings) -> int:
+    """Fewest contributors an aggregate may have: the kit's quorum, never below 2."""
+    return max(2, settings.min_institutions)
 
 
 def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) -> Mod:
-    """Build the mod; ``settings_of`` gives the run's settings for a message's context."""
+    """Build the mod; ``settings_of`` gives the run's settings (the kit's) for a context."""
 
     def encryption_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         settings = settings_of(context)
         if settings.mode != "encrypted":
             return call_next(msg, context)
+        inbound = classify(msg, settings)
+        session = pinned_session(context, settings)
         path = str(context.node_config.get("secret-context") or settings.secret_context)
         secret = _secret_context(path)
-        _decrypt_inbound(msg, secret, settings)
+        _decrypt_inbound(msg, secret, settings, inbound, session)
         reply = call_next(msg, context)
         if reply.has_error():
             return reply
-        kind = msg.metadata.message_type
-        config = msg.content.config_records.get(CONFIG_KEY)
-        session = str(config.get(SESSION_KEY, "")) if config is not None else ""
-        if kind == MessageType.TRAIN and config is not None:
-            round_id = _as_int(config.get(ROUND_KEY, 0))
-            _encrypt_outbound(reply, secret, round_id, session, sums=False)
-        elif kind == MessageType.EVALUATE and config is not None:
-            _encrypt_evaluation(reply, secret, _as_int(config.get(ROUND_KEY, 0)), session)
-        elif kind == MessageType.QUERY:
-            _encrypt_outbound(reply, secret, 0, session, sums=True)
-        return reply
+        name = contributor_name(context)
+        if inbound.kind == "train":
+            sealed = _encrypt_weights(reply, secret, inbound.round, session, name)
+        elif inbound.kind == "evaluate":
+            sealed = _encrypt_evaluation(reply, secret, inbound.round, session, name)
+        elif inbound.kind == "stats":
+            sealed = _encrypt_statistics(reply, secret, session, name)
+        else:
+            sealed = RecordDict({METRICS_KEY: MetricRecord({})})  # the final acknowledgement
+        return Message(content=sealed, reply_to=msg)
 
     return encryption_mod
 
 
 def _decrypt_inbound(
-    msg: Message, secret: crypto.SecretContext, settings: FederationSettings
+    msg: Message,
+    secret: crypto.SecretContext,
+    settings: FederationSettings,
+    inbound: Inbound,
+    session: str,
 ) -> None:
-    config = msg.content.config_records.get(CONFIG_KEY)
-    total_rows: float | None = None
-    if config is not None and STATS_CIPHERTEXT_KEY in config:
-        blob = config[STATS_CIPHERTEXT_KEY]
-        if not isinstance(blob, bytes):
-            raise crypto.MalformedDataError("encrypted statistics must be bytes")
-        stats = crypto.EncryptedUpdate.from_bytes(secret, blob)
-        sums, _ = crypto.decrypt_sums(secret, stats)
-        flat = np.concatenate([s.ravel() for s in sums])
-        total_rows = float(flat[0])
-        config[STATS_KEY] = [float(v) for v in flat]
+    """Check every record that arrived, decrypt the aggregates, refuse anything in clear."""
+    content = msg.content
+    extra = sorted(key for key in content.array_records if key != ARRAYS_KEY)
+    if extra:
+        raise InboundMessageError(f"array records the protocol does not have: {extra}")
+    config = content.config_records.get(CONFIG_KEY)
+    if config is not None:
+        for key in (STATS_KEY, EVALUATION_KEY):
+            if key in config:
+                raise InboundMessageError(f"{key!r} arrived in the clear in an encrypted run")
+    if inbound.kind != "stats":
+        blob = _bytes_entry(config, STATS_CIPHERTEXT_KEY, required=True)
+        config = _require(config)
+        config[STATS_KEY] = _decrypt_statistics(secret, blob or b"", settings, session)
         del config[STATS_CIPHERTEXT_KEY]
-    if config is not None and EVALUATION_CIPHERTEXT_KEY in config:
-        config[EVALUATION_KEY] = _decrypt_evaluation(secret, config[EVALUATION_CIPHERTEXT_KEY])
+    evaluation = _bytes_entry(config, EVALUATION_CIPHERTEXT_KEY, required=False)
+    if evaluation is not None:
+        if inbound.kind != "final":
+            raise InboundMessageError("an evaluation sum outside the final message")
+        config = _require(config)
+        config[EVALUATION_KEY] = _decrypt_evaluation(secret, evaluation, settings, session)
         del config[EVALUATION_CIPHERTEXT_KEY]
-    arrays = msg.content.array_records.get(ARRAYS_KEY)
-    if arrays is not None and CIPHERTEXT_KEY in arrays:
-        update = crypto.EncryptedUpdate.from_bytes(secret, read_ciphertext(arrays))
-        try:
-            weights, summed_weight = crypto.decrypt_average(secret, update)
-        except crypto.DecryptionError as exc:
-            # The fingerprint matched this institution's key, so an honest sum decrypts;
-            # one that does not (summed weight 0 or less, altered slots) was tampered with.
-            raise TamperedAggregateError(
-                "the global model does not decrypt to a valid sum (its summed weight is "
-                "0 or less, or its ciphertext was altered); refusing to apply it"
-            ) from exc
-        _check_summed_weight(summed_weight, update.count, total_rows, config, settings)
-        msg.content[ARRAYS_KEY] = ArrayRecord([w.astype(np.float32) for w in weights])
-
-
-def _decrypt_evaluation(secret: crypto.SecretContext, blob: object) -> list[float]:
-    """The federation's mean metrics from their encrypted sum; refuse what is not one."""
-    if not isinstance(blob, bytes):
-        raise crypto.MalformedDataError("the encrypted evaluation must be bytes")
-    update = crypto.EncryptedUpdate.from_bytes(
-        secret, blob, expected_shapes=((len(EVALUATION_METRICS),),)
-    )
+    arrays = content.array_records.get(ARRAYS_KEY)
+    has_model = arrays is not None and len(arrays) > 0
+    if inbound.model_round is None:
+        if has_model:
+            raise InboundMessageError(f"a model in a {inbound.kind} message that must carry none")
+        return
+    if arrays is None or not has_model:
+        raise InboundMessageError(f"a {inbound.kind} message without its global model")
     try:
-        (values,), _ = crypto.decrypt_average(secret, update)
-    except crypto.DecryptionError as exc:
-        raise TamperedAggregateError(
-            "the federation's evaluation does not decrypt to a valid sum; refusing it"
+        data = read_ciphertext(arrays)
+    except crypto.MalformedDataError as exc:
+        raise InboundMessageError(
+            f"the global model of a {inbound.kind} message is not a ciphertext "
+            "(a model in the clear is refused in an encrypted run)"
         ) from exc
+    update = crypto.EncryptedUpdate.from_bytes(
+        secret,
+        data,
+        expected_round=inbound.model_round,
+        expected_session=session,
+        expected_shapes=settings.shapes(),
+    )
+    weights, summed = crypto.decrypt_average(
+        secret, update, min_contributors=min_contributors(settings)
+    )
+    cap = 1 if settings.dp_enabled else settings.max_weight
+    check_summed_weight(summed, len(update.contributor_names), cap)
+    content[ARRAYS_KEY] = ArrayRecord([w.astype(np.float32) for w in weights])
+
+
+def _require(config: ConfigRecord | None) -> ConfigRecord:
+    if config is None:
+        raise InboundMessageError("a message without its config record")
+    return config
+
+
+def _bytes_entry(config: ConfigRecord | None, key: str, *, required: bool) -> bytes | None:
+    value = config.get(key) if config is not None else None
+    if value is None and not required:
+        return None
+    if not isinstance(value, bytes):
+        raise InboundMessageError(f"{key!r} is missing or not bytes")
+    return value
+
+
+def _decrypt_statistics(
+    secret: crypto.SecretContext, blob: bytes, settings: FederationSettings, session: str
+) -> list[float]:
+    """The federation's summed moments, if they are this run's verified statistics sum."""
+    stats = crypto.EncryptedUpdate.from_bytes(
+        secret, blob, expected_round=0, expected_session=session
+    )
+    if len(stats.shapes) != 1 or len(stats.shapes[0]) != 1:
+        raise InboundMessageError("the statistics sum is not one vector")
+    sums, _ = crypto.decrypt_sums(secret, stats, min_contributors=min_contributors(settings))
+    return [float(v) for v in sums[0]]
+
+
+def _decrypt_evaluation(
+    secret: crypto.SecretContext, blob: bytes, settings: FederationSettings, session: str
+) -> list[float]:
+    """The federation's mean metrics of the last round, if they are that round's verified sum."""
+    update = crypto.EncryptedUpdate.from_bytes(
+        secret,
+        blob,
+        expected_round=settings.rounds,
+        expected_session=session,
+        expected_shapes=((len(EVALUATION_METRICS),),),
+    )
+    (values,), summed = crypto.decrypt_average(
+        secret, update, min_contributors=min_contributors(settings)
+    )
+    check_summed_weight(summed, len(update.contributor_names), settings.max_weight)
     return [float(v) for v in values]
 
 
-def _check_summed_weight(
-    summed: float,
-    count: int,
-    total_rows: float | None,
-    config: ConfigRecord | None,
-    settings: FederationSettings,
-) -> None:
-    """Refuse a global model whose summed weight honest institutions cannot produce."""
-    if settings.dp_enabled:
-        shares = config.get(DP_SHARES_KEY) if config is not None else None
-        bound = float(shares) if isinstance(shares, int) else float(count)
-    elif total_rows is not None:
-        bound = total_rows
-    else:
-        return
-    if not 0.5 <= summed <= bound + 0.5:
-        raise TamperedAggregateError(
-            f"the global model's summed weight {summed:.1f} is outside [1, {bound:.0f}] "
-            "that the federation's institutions can contribute; refusing to apply it"
-        )
+def _sealed(update: crypto.EncryptedUpdate) -> RecordDict:
+    """A reply's whole content: the ciphertext and an empty metric record."""
+    return RecordDict(
+        {ARRAYS_KEY: ciphertext_record(update.to_bytes()), METRICS_KEY: MetricRecord({})}
+    )
 
 
-def _encrypt_outbound(
-    reply: Message, secret: crypto.SecretContext, round_id: int, session: str, *, sums: bool
-) -> None:
-    record = reply.content.array_records[ARRAYS_KEY]
-    metrics = reply.content.metric_records[METRICS_KEY]
-    arrays = record.to_numpy_ndarrays()
-    if sums:
-        update = crypto.encrypt_sums(secret, arrays, round_id=round_id, session=session)
-    else:
-        update = crypto.encrypt_update(
-            secret,
-            arrays,
-            _as_int(metrics[NUM_EXAMPLES_KEY]),
-            round_id=round_id,
-            session=session,
+def _encrypt_weights(
+    reply: Message, secret: crypto.SecretContext, round_id: int, session: str, name: str
+) -> RecordDict:
+    arrays = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
+    weight = _count(reply.content.metric_records[METRICS_KEY])
+    return _sealed(
+        crypto.encrypt_update(
+            secret, arrays, weight, contributor=name, round_id=round_id, session=session
         )
-    reply.content[ARRAYS_KEY] = ciphertext_record(update.to_bytes())
-    # Nothing else the handler measured (the example count, the training loss) is
-    # sent: the aggregator would have no use for it but to learn about this bank.
-    reply.content[METRICS_KEY] = MetricRecord({})
+    )
+
+
+def _encrypt_statistics(
+    reply: Message, secret: crypto.SecretContext, session: str, name: str
+) -> RecordDict:
+    arrays: Sequence[np.ndarray] = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
+    return _sealed(
+        crypto.encrypt_sums(secret, arrays, contributor=name, round_id=0, session=session)
+    )
 
 
 def _encrypt_evaluation(
-    reply: Message, secret: crypto.SecretContext, round_id: int, session: str
-) -> None:
-    """Replace the plaintext metrics and test-set size by one encrypted, weighted vector.
+    reply: Message, secret: crypto.SecretContext, round_id: int, session: str, name: str
+) -> RecordDict:
+    """One encrypted vector of the metrics, weighted by the (capped) test-set size.
 
     In the clear they would tell the aggregator each institution's test-set size,
     and with it the size of its data, and its own model quality.
     """
-    metrics = reply.content.metric_records.get(METRICS_KEY)
-    if metrics is None:
-        return  # nothing reported, nothing to hide
+    metrics = reply.content.metric_records[METRICS_KEY]
     missing = [name for name in EVALUATION_METRICS if name not in metrics]
     if missing:
         raise ValueError(f"the evaluation reply lacks {', '.join(missing)}")
-    values = np.array([float(metrics[name]) for name in EVALUATION_METRICS])  # type: ignore[arg-type]
-    update = crypto.encrypt_update(
-        secret, [values], _as_int(metrics[NUM_EXAMPLES_KEY]), round_id=round_id, session=session
+    values = np.array([float(metrics[key]) for key in EVALUATION_METRICS])  # type: ignore[arg-type]
+    return _sealed(
+        crypto.encrypt_update(
+            secret, [values], _count(metrics), contributor=name, round_id=round_id, session=session
+        )
     )
-    reply.content[ARRAYS_KEY] = ciphertext_record(update.to_bytes())
-    reply.content[METRICS_KEY] = MetricRecord({})
 
 
-def _as_int(value: object) -> int:
-    """A config or metric value that must be a whole number."""
+def _count(metrics: MetricRecord) -> int:
+    """The handler's example count: a whole number."""
+    value = metrics.get(NUM_EXAMPLES_KEY)
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise crypto.InvalidWeightError(f"expected a whole number, got {value!r}")
+        raise ValueError(f"the handler reported example count {value!r}, not a whole number")
     return int(value)

@@ -16,7 +16,9 @@ __all__ = [
     "ConfigError",
     "DataLoadError",
     "DataValidationError",
+    "InboundMessageError",
     "InvalidWeightsError",
+    "KeyMaterialError",
     "MetricsError",
     "SchemaError",
     "SuperNodeError",
@@ -145,11 +147,31 @@ class SuperNodeError(ClientError):
         self.log_path = log_path
 
 
-class TamperedAggregateError(ClientError):
-    """A decrypted aggregate is impossible for honest replies; the round is not applied.
+class InboundMessageError(ClientError):
+    """A message from the aggregator failed an inbound check; nothing of it was used.
 
-    Raised when the summed weight inside the encrypted global model is 0 or
-    less, or exceeds what the federation's institutions can contribute (the
-    total row count from the statistics round, or one per institution under
-    distributed DP): a sign of a sum tampered with or replayed.
+    Raised before anything is decrypted or trained: a plaintext model or
+    statistics where the run is encrypted, another run's session, a training
+    round that does not advance or lies beyond the kit's rounds, a ciphertext
+    made for another round or run, a query of an unknown kind. The message
+    names the check for the bank's local log; the aggregator is told only a
+    fixed code.
+    """
+
+
+class KeyMaterialError(ClientError):
+    """The institution's secret context cannot be loaded or used (path, format, kind)."""
+
+
+class TamperedAggregateError(ClientError):
+    """A decrypted aggregate is impossible for honest institutions; it is not applied.
+
+    Raised when a global model, the federation's statistics or its evaluation
+    fails a check that every sum of honest replies passes: the summed weight
+    outside what the contributors may carry (at least one, at most the kit's
+    ``max-weight`` each), or a global model that moved further from the model
+    this institution started the round from than the kit's
+    ``max-update-norm`` allows. Only a malicious institution's update can
+    cause it once the aggregate's check value verified. Its message states
+    which check failed, never a decrypted value.
     """

@@ -25,6 +25,7 @@ from crossfed.protocol import (
     SECRET_CONTEXT,
     FederationManifest,
     ProvisioningError,
+    check_schema_pin,
     load_manifest,
     load_node_private_key,
     load_node_public_key,
@@ -56,6 +57,7 @@ class InstitutionKit:
         manifest = load_manifest(folder)
         for name in (CA_CERT, NODE_KEY, NODE_PUB, SECRET_CONTEXT, SCHEMA):
             require_kit_file(folder / name)
+        check_schema_pin(folder / SCHEMA, manifest)
         private = load_node_private_key(folder / NODE_KEY)
         if private.public_key() != load_node_public_key(folder / NODE_PUB):
             raise ProvisioningError(f"{folder / NODE_KEY} is not the key of {folder / NODE_PUB}")

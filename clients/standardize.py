@@ -156,19 +156,21 @@ class Standardizer:
         n = float(np.asarray(count, dtype=np.float64).ravel()[0])
         total = np.asarray(sums, dtype=np.float64).ravel()
         total_sq = np.asarray(sums_sq, dtype=np.float64).ravel()
+        # The moments may be a decrypted federation-wide sum: no message below
+        # carries a value of them (an error's text can end up in a shared log).
         if not np.isfinite(n) or n <= 0:
             raise DataValidationError(
-                f"the row count must be positive, got {n}", column=None, count=0
+                "the summed row count is not a positive number", column=None, count=0
             )
         if total.shape != total_sq.shape:
             raise DataValidationError(
                 f"sums have {total.size} features but sums of squares {total_sq.size}",
                 column=None,
-                count=round(n),
+                count=0,
             )
         if not (np.isfinite(total).all() and np.isfinite(total_sq).all()):
             raise DataValidationError(
-                "moments contain NaN or infinite values", column=None, count=round(n)
+                "moments contain NaN or infinite values", column=None, count=0
             )
         mean = total / n
         variance = np.clip(total_sq / n - np.square(mean), 0.0, None)

@@ -2,7 +2,9 @@
 
 Institutions share a :class:`SecretContext`; the aggregator holds only its
 :class:`PublicContext`. An institution calls :func:`encrypt_update`, the
-aggregator :func:`aggregate`, the institutions :func:`decrypt_average`. Presets
+aggregator :func:`aggregate`, the institutions :func:`decrypt_average`, which
+refuses with :class:`IntegrityError` anything but this round's exact sum of the
+declared contributors (secret-keyed check slots, :mod:`crypto.check`). Presets
 (:data:`PRESETS`) make every parameter choice; raw CKKS parameters live in
 :mod:`crypto.hazmat`. This package imports no Flower, torch or gRPC.
 """
@@ -11,6 +13,7 @@ from crypto.errors import (
     ContextMismatchError,
     CryptoError,
     DecryptionError,
+    IntegrityError,
     InvalidWeightError,
     MalformedDataError,
     NonFiniteInputError,
@@ -38,6 +41,7 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "EncryptedUpdate",
+    "IntegrityError",
     "InvalidWeightError",
     "MalformedDataError",
     "NonFiniteInputError",

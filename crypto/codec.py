@@ -32,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 
+from crypto.check import Segment
 from crypto.errors import DecryptionError, InvalidWeightError, OverflowRiskError
 
 __all__ = ["FloatCodec", "PackedCodec", "SumCodec"]
@@ -66,6 +67,19 @@ class FloatCodec:
     def slot_count(self, n_values: int) -> int:
         """Slots needed for ``n_values`` parameters (one extra for the weight)."""
         return n_values + 1
+
+    @property
+    def slot_bound(self) -> float:
+        """Largest magnitude one update puts in a slot."""
+        return self.max_magnitude
+
+    def mac_segments(self, n_values: int) -> tuple[Segment, ...]:
+        """The check's entries (:mod:`crypto.check`): every slot, noisy, up to ``max_magnitude``."""
+        return (Segment(n_values + 1, self.max_magnitude, noisy=True),)
+
+    def mac_values(self, slots: np.ndarray, n_values: int) -> np.ndarray:
+        """The check's entries from encoded or decrypted slots: the slots themselves."""
+        return np.asarray(slots[: n_values + 1], dtype=np.float64)
 
     @property
     def max_magnitude(self) -> float:
@@ -175,6 +189,42 @@ class PackedCodec:
         """Slots needed for ``n_values`` parameters (one extra for the weight)."""
         return -(-n_values // self.lanes) + 1
 
+    @property
+    def max_weight(self) -> float:
+        """Largest weight one update may carry: ``max_institutions`` of them fit the slot."""
+        return 2.0**self.capacity_bits / self.max_institutions
+
+    @property
+    def slot_bound(self) -> float:
+        """Largest magnitude one update puts in a slot (all lanes full, or the weight)."""
+        return max(2.0 ** (self.lanes * self.lane_bits - 1), self.max_weight)
+
+    def mac_segments(self, n_values: int) -> tuple[Segment, ...]:
+        """The check's entries: every lane (exact integers), then the weight (exact)."""
+        per_lane = -(-n_values // self.lanes)
+        return (
+            Segment(per_lane * self.lanes, 2.0 ** (self.lane_bits - 1), noisy=False),
+            Segment(1, self.max_weight, noisy=False),
+        )
+
+    def mac_values(self, slots: np.ndarray, n_values: int) -> np.ndarray:
+        """The check's entries: the lanes and the weight, as :meth:`decode` rounds them."""
+        per_lane = -(-n_values // self.lanes)
+        lanes = self._unpack(slots[:per_lane])
+        weight = _rint_int(slots[per_lane : per_lane + 1])
+        return np.concatenate([lanes.reshape(-1), weight]).astype(np.float64)
+
+    def _unpack(self, slots: np.ndarray) -> np.ndarray:
+        """Balanced digits of the rounded slot integers: ``(lanes, per_lane)`` lane values."""
+        packed = _rint_int(slots)
+        base, half = 1 << self.lane_bits, 1 << (self.lane_bits - 1)
+        lanes = np.empty((self.lanes, packed.size), dtype=np.int64)
+        for lane in range(self.lanes):
+            digit = ((packed + half) & (base - 1)) - half
+            lanes[lane] = digit
+            packed = (packed - digit) >> self.lane_bits
+        return lanes
+
     def encode(
         self, flat: np.ndarray, weight: int, total_weight: int | None, rng: np.random.Generator
     ) -> np.ndarray:
@@ -187,6 +237,11 @@ class PackedCodec:
         if weight > total_weight:
             raise InvalidWeightError(
                 f"weight {weight} exceeds the federation's total weight {total_weight}"
+            )
+        if weight > self.max_weight:
+            raise OverflowRiskError(
+                f"weight {weight} exceeds the {self.max_weight:.3g} that "
+                f"{self.max_institutions} institutions can sum without overflow"
             )
         fraction = weight / total_weight
         scaled = np.clip(flat, -self.clip, self.clip) * (fraction * self.levels / self.clip)
@@ -212,16 +267,10 @@ class PackedCodec:
             raise DecryptionError("decryption failed")
         if weight > self.weight_headroom * total_weight:
             raise OverflowRiskError(
-                f"summed weight {weight:.0f} exceeds {self.weight_headroom} x the declared "
-                f"total {total_weight}: lanes may have overflowed, the sum is refused"
+                f"the summed weight exceeds {self.weight_headroom} x the declared total "
+                f"{total_weight}: lanes may have overflowed, the sum is refused"
             )
-        packed = np.rint(slots[:per_lane]).astype(np.int64)
-        base, half = 1 << self.lane_bits, 1 << (self.lane_bits - 1)
-        lanes = np.empty((self.lanes, per_lane), dtype=np.int64)
-        for lane in range(self.lanes):
-            digit = ((packed + half) & (base - 1)) - half
-            lanes[lane] = digit
-            packed = (packed - digit) >> self.lane_bits
+        lanes = self._unpack(slots[:per_lane])
         sums = lanes.reshape(-1)[:n_values].astype(np.float64)
         average = sums * (self.clip * total_weight / (self.levels * weight))
         return average, weight
@@ -275,6 +324,21 @@ class SumCodec:
         """Slots needed for ``n_values`` sums (two limbs each)."""
         return 2 * n_values
 
+    @property
+    def slot_bound(self) -> float:
+        """Largest magnitude one update puts in a slot (a limb)."""
+        return 2.0**self.limb_bits
+
+    def mac_segments(self, n_values: int) -> tuple[Segment, ...]:
+        """The check's entries: high limbs (exact integers), then low limbs (noisy)."""
+        unit = 2.0**self.limb_bits
+        return (Segment(n_values, unit, noisy=False), Segment(n_values, unit, noisy=True))
+
+    def mac_values(self, slots: np.ndarray, n_values: int) -> np.ndarray:
+        """The check's entries: rounded high limbs and raw low limbs, as :meth:`decode` uses."""
+        high = _rint_int(slots[:n_values]).astype(np.float64)
+        return np.concatenate([high, np.asarray(slots[n_values : 2 * n_values], np.float64)])
+
     def encode(
         self, flat: np.ndarray, weight: int, total_weight: int | None, rng: np.random.Generator
     ) -> np.ndarray:
@@ -305,3 +369,10 @@ class SumCodec:
     ) -> float:
         """Bound on the absolute error of each decoded sum of ``count`` updates."""
         return count * 2.0 ** (NOISE_BITS - self.scale_bits)
+
+
+def _rint_int(values: np.ndarray) -> np.ndarray:
+    """Round to int64, clipping first so that no decrypted value can overflow the cast."""
+    return np.rint(np.clip(np.asarray(values, dtype=np.float64), -(2.0**62), 2.0**62)).astype(
+        np.int64
+    )

@@ -13,7 +13,8 @@ __all__ = [
 ]
 
 #: Version of every serialised object; bumped on any incompatible change.
-FORMAT_VERSION: Final = 1
+#: 2: secret contexts hold the aggregate check key, updates carry contributors and check slots.
+FORMAT_VERSION: Final = 2
 
 #: First bytes of a serialised encrypted update or aggregate.
 UPDATE_MAGIC: Final = b"XFDU"

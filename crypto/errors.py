@@ -4,7 +4,8 @@ Every failure the layer can detect has its own class, named for the outcome, so
 callers can act on it (drop a reply, refuse a file, stop a run). All derive from
 :class:`CryptoError`. Third-party errors (TenSEAL, SEAL, ``struct``, ``json``) are
 translated at the boundary with ``raise ... from exc``. Decryption failures are
-one opaque error, :class:`DecryptionError`, on purpose.
+one opaque error, :class:`DecryptionError`, on purpose; so is an aggregate that
+fails its check value, :class:`IntegrityError`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ __all__ = [
     "ContextMismatchError",
     "CryptoError",
     "DecryptionError",
+    "IntegrityError",
     "InvalidWeightError",
     "MalformedDataError",
     "NonFiniteInputError",
@@ -66,3 +68,13 @@ class OverflowRiskError(CryptoError):
 
 class DecryptionError(CryptoError):
     """Decryption failed. Deliberately says nothing more."""
+
+
+class IntegrityError(CryptoError):
+    """An aggregate is not exactly this round's sum of its declared, distinct contributors.
+
+    Raised before any decrypted value is returned. Its text is one of two fixed
+    sentences (contributor list refused; check value refused) and never holds a
+    decrypted value, a difference or a count, so an institution that reports it
+    tells the aggregator nothing it did not already know.
+    """

@@ -7,6 +7,17 @@ summing updates learns neither any single update nor any single weight:
 decrypting the sum gives ``sum(w_i * x_i)`` and ``sum(w_i)``, and their ratio is
 the weighted average FedAvg needs (McMahan et al., "Communication-Efficient
 Learning of Deep Networks from Decentralized Data", AISTATS 2017).
+
+Every fresh update names its contributor (the institution's stable name) with a
+fresh random nonce and carries, after its payload, the secret-keyed check slots
+of :mod:`crypto.check`. :func:`aggregate` concatenates the contributor lists;
+:func:`decrypt_average` and :func:`decrypt_sums` verify, before returning
+anything, that the aggregate is exactly the sum of its declared, distinct
+contributors' updates for this run, round, encoding and shapes, and raise
+:class:`~crypto.errors.IntegrityError` otherwise.
+
+Parsing bounds what TenSEAL will allocate and refuses trivial ciphertexts
+(:mod:`crypto.blobs`).
 """
 
 from __future__ import annotations
@@ -20,17 +31,29 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
+from crypto.blobs import load_vector
+from crypto.check import CHECK_LANES, NONCE_BYTES
 from crypto.codec import FloatCodec, PackedCodec, SumCodec
 from crypto.constants import UPDATE_MAGIC
 from crypto.errors import (
     ContextMismatchError,
     DecryptionError,
+    IntegrityError,
     InvalidWeightError,
     MalformedDataError,
     NonFiniteInputError,
     OverflowRiskError,
     SecretKeyRequiredError,
     ShapeMismatchError,
+)
+from crypto.integrity import (
+    MAX_CONTRIBUTOR_NAME,
+    Contributors,
+    check_contributors,
+    parse_contributors,
+    round_check,
+    valid_name,
+    verify,
 )
 from crypto.keys import PublicContext, SecretContext
 from crypto.presets import Preset
@@ -81,6 +104,9 @@ class EncryptedUpdate:
         The run it belongs to (an identifier the aggregator hands out); with
         the round id it makes an update replayed from another run or round
         recognisable. Empty when not bound to a run.
+    contributors:
+        ``(name, nonce)`` of every institution summed into it: its stable name
+        and the 32-hex-digit nonce of that update. ``count`` equals its length.
     """
 
     fingerprint: str
@@ -90,14 +116,24 @@ class EncryptedUpdate:
     encoding: str
     vectors: tuple[ts.CKKSVector, ...]
     session: str = ""
+    contributors: Contributors = ()
 
     @property
     def n_values(self) -> int:
         """Number of parameters encoded."""
         return sum(math.prod(shape) for shape in self.shapes)
 
+    @property
+    def contributor_names(self) -> tuple[str, ...]:
+        """Names of the institutions summed into it, in order (as declared by its header).
+
+        Trust them only after :func:`decrypt_average` or :func:`decrypt_sums` has
+        verified the aggregate; an institution checks that its own name is here.
+        """
+        return tuple(name for name, _ in self.contributors)
+
     def to_bytes(self) -> bytes:
-        """Serialise: format version, fingerprint, round, shapes, count, ciphertexts."""
+        """Serialise: format version, fingerprint, round, shapes, contributors, ciphertexts."""
         header = {
             "kind": "update",
             "encoding": self.encoding,
@@ -106,6 +142,7 @@ class EncryptedUpdate:
             "session": self.session,
             "shapes": [list(shape) for shape in self.shapes],
             "count": self.count,
+            "contributors": [[name, nonce] for name, nonce in self.contributors],
         }
         return pack_envelope(UPDATE_MAGIC, header, [v.serialize() for v in self.vectors])
 
@@ -137,7 +174,9 @@ class EncryptedUpdate:
         Raises
         ------
         MalformedDataError
-            Truncated, oversized, corrupt or inconsistent bytes.
+            Truncated, oversized, corrupt or inconsistent bytes; a contributor
+            list that is not ``count`` well-formed ``[name, nonce]`` pairs; a
+            ciphertext far shorter than its preset's raw size or trivial.
         ContextMismatchError
             Made under another key or preset, or for another round.
         ShapeMismatchError
@@ -160,6 +199,7 @@ class EncryptedUpdate:
             session = header["session"]
             count = header["count"]
             shapes = tuple(tuple(_dim(d) for d in shape) for shape in header["shapes"])
+            contributors = parse_contributors(header["contributors"])
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedDataError(f"update header is incomplete or invalid: {exc!r}") from exc
         if kind != "update" or encoding not in (AVERAGE, SUM):
@@ -170,6 +210,10 @@ class EncryptedUpdate:
             raise MalformedDataError("update header has wrong field types")
         if not 1 <= count <= preset.max_institutions or round_id < 0:
             raise MalformedDataError(f"update header has out-of-range count {count} or round")
+        if len(contributors) != count:
+            raise MalformedDataError(
+                f"update header declares {count} updates but lists {len(contributors)} contributors"
+            )
         if fingerprint != context.fingerprint:
             raise ContextMismatchError(
                 f"update made under context {fingerprint[:16]}…, this federation's is "
@@ -193,16 +237,18 @@ class EncryptedUpdate:
         if n_values > MAX_PARAMETERS:
             raise MalformedDataError(f"update declares {n_values} parameters, over the bound")
         codec = _codec(preset, encoding)
-        expected = _vector_sizes(codec.slot_count(n_values), preset.params.slots)
+        expected = _vector_sizes(codec.slot_count(n_values) + CHECK_LANES, preset.params.slots)
         if len(blobs) != len(expected):
             raise MalformedDataError(
                 f"update carries {len(blobs)} ciphertexts, its shapes need {len(expected)}"
             )
         vectors = tuple(
-            _load_vector(context, blob, size, index)
+            load_vector(context, blob, size, index)
             for index, (blob, size) in enumerate(zip(blobs, expected, strict=True))
         )
-        return cls(fingerprint, round_id, update_shapes, count, encoding, vectors, session)
+        return cls(
+            fingerprint, round_id, update_shapes, count, encoding, vectors, session, contributors
+        )
 
 
 def encrypt_update(
@@ -210,6 +256,7 @@ def encrypt_update(
     arrays: Sequence[np.ndarray],
     weight: int,
     *,
+    contributor: str,
     round_id: int = 0,
     total_weight: int | None = None,
     rng: np.random.Generator | None = None,
@@ -225,6 +272,10 @@ def encrypt_update(
         The update: arrays of any shapes, finite values.
     weight:
         Example count, a positive integer.
+    contributor:
+        The institution's stable name (from its kit), 1 to
+        :data:`MAX_CONTRIBUTOR_NAME` characters. Required: the check value is
+        bound to it, and institutions refuse an aggregate naming one twice.
     round_id:
         Federation round the update belongs to.
     total_weight:
@@ -245,16 +296,21 @@ def encrypt_update(
         ``weight`` is not a positive integer.
     OverflowRiskError
         Values too large for the preset's headroom.
+    TypeError, ValueError
+        ``contributor`` is missing, not a string, empty or too long.
     """
     if isinstance(weight, bool) or not isinstance(weight, int | np.integer) or weight <= 0:
         raise InvalidWeightError(f"weight must be a positive integer example count, got {weight!r}")
-    return _encrypt(context, arrays, AVERAGE, int(weight), round_id, total_weight, rng, session)
+    return _encrypt(
+        context, arrays, AVERAGE, int(weight), round_id, total_weight, rng, session, contributor
+    )
 
 
 def encrypt_sums(
     context: SecretContext,
     arrays: Sequence[np.ndarray],
     *,
+    contributor: str,
     round_id: int = 0,
     session: str = "",
 ) -> EncryptedUpdate:
@@ -263,14 +319,15 @@ def encrypt_sums(
     For federation-wide statistics (example counts, feature sums and sums of
     squares): values up to about ``2^50`` in magnitude, summed with an absolute
     error near the preset's noise (see :class:`~crypto.codec.SumCodec`).
-    Decrypt the aggregate with :func:`decrypt_sums`.
+    Decrypt the aggregate with :func:`decrypt_sums`. ``contributor`` as for
+    :func:`encrypt_update`.
 
     Raises
     ------
-    SecretKeyRequiredError, NonFiniteInputError, OverflowRiskError
+    SecretKeyRequiredError, NonFiniteInputError, OverflowRiskError, TypeError, ValueError
         As :func:`encrypt_update`.
     """
-    return _encrypt(context, arrays, SUM, 1, round_id, None, None, session)
+    return _encrypt(context, arrays, SUM, 1, round_id, None, None, session, contributor)
 
 
 def _encrypt(
@@ -282,11 +339,18 @@ def _encrypt(
     total_weight: int | None,
     rng: np.random.Generator | None,
     session: str,
+    contributor: str,
 ) -> EncryptedUpdate:
     if not isinstance(context, SecretContext):
         raise SecretKeyRequiredError("encryption needs the institutions' secret context")
+    if not isinstance(contributor, str):
+        raise TypeError(f"contributor must be the institution's name, got {type(contributor)}")
+    if not valid_name(contributor):
+        raise ValueError(f"a contributor name has 1 to {MAX_CONTRIBUTOR_NAME} characters")
     if round_id < 0:
         raise ContextMismatchError(f"round id must be non-negative, got {round_id}")
+    if len(session) > 256:
+        raise ContextMismatchError("a session identifier has at most 256 characters")
     if not arrays:
         raise ShapeMismatchError("an update needs at least one array")
     shapes = tuple(tuple(int(d) for d in np.shape(a)) for a in arrays)
@@ -296,21 +360,37 @@ def _encrypt(
         raise NonFiniteInputError(f"update holds {bad} NaN or infinite values; refusing to encrypt")
     preset = context.preset
     generator = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
-    slots = _codec(preset, encoding).encode(flat, weight, total_weight, generator)
+    codec = _codec(preset, encoding)
+    payload = codec.encode(flat, weight, total_weight, generator)
+    nonce = secrets.token_bytes(NONCE_BYTES).hex()
+    check = round_check(
+        context, codec, encoding=encoding, shapes=shapes, session=session, round_id=round_id
+    )
+    tags = check.tags(codec.mac_values(payload, flat.size), contributor, nonce)
+    slots = np.concatenate([payload, tags])
     step = preset.params.slots
     vectors = tuple(
         ts.ckks_vector(context.tenseal_context, slots[start : start + step])
         for start in range(0, slots.size, step)
     )
-    if len(session) > 256:
-        raise ContextMismatchError("a session identifier has at most 256 characters")
-    return EncryptedUpdate(context.fingerprint, round_id, shapes, 1, encoding, vectors, session)
+    return EncryptedUpdate(
+        context.fingerprint,
+        round_id,
+        shapes,
+        1,
+        encoding,
+        vectors,
+        session,
+        ((contributor, nonce),),
+    )
 
 
 def aggregate(
     context: PublicContext | SecretContext, updates: Sequence[EncryptedUpdate]
 ) -> EncryptedUpdate:
     """Sum updates homomorphically; needs no key.
+
+    The result lists every input's contributors, in order.
 
     Raises
     ------
@@ -320,6 +400,10 @@ def aggregate(
         Updates with different shapes.
     OverflowRiskError
         More institutions than the preset's ``max_institutions``.
+    MalformedDataError
+        An update whose count differs from its contributor list.
+    IntegrityError
+        A contributor name or nonce appears twice: institutions would refuse the sum.
     """
     if not updates:
         raise ShapeMismatchError("nothing to aggregate: no updates")
@@ -337,11 +421,22 @@ def aggregate(
             raise ShapeMismatchError("averages and sums cannot be added together")
         if update.shapes != first.shapes or len(update.vectors) != len(first.vectors):
             raise ShapeMismatchError("updates with different shapes cannot be summed")
+        if update.count != len(update.contributors):
+            raise MalformedDataError("an update's count differs from its contributor list")
     count = sum(update.count for update in updates)
     if count > context.preset.max_institutions:
         raise OverflowRiskError(
             f"{count} updates exceed the {context.preset.max_institutions} institutions the "
             f"preset {context.preset.name!r} can sum without overflow"
+        )
+    contributors = tuple(pair for update in updates for pair in update.contributors)
+    names = [name for name, _ in contributors]
+    nonces = [nonce for _, nonce in contributors]
+    if len(set(names)) != len(names) or len(set(nonces)) != len(nonces):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise IntegrityError(
+            f"contributors appear more than once ({', '.join(repeated) or 'a repeated nonce'}):"
+            " institutions refuse such a sum"
         )
     # Out-of-place additions: TenSEAL's copy() insists on a secret key.
     sums = list(first.vectors)
@@ -358,6 +453,7 @@ def aggregate(
         first.encoding,
         tuple(sums),
         first.session,
+        contributors,
     )
 
 
@@ -366,8 +462,28 @@ def decrypt_average(
     encrypted_sum: EncryptedUpdate,
     *,
     total_weight: int | None = None,
+    min_contributors: int = 1,
 ) -> tuple[list[np.ndarray], float]:
-    """Decrypt a sum and return ``(weighted average arrays, summed weight)``.
+    """Verify and decrypt a sum: ``(weighted average arrays, summed weight)``.
+
+    Nothing is returned, and no error depends on a decrypted value, until the
+    sum's check slots show that it is exactly the sum of its declared
+    contributors' updates for its run, round, encoding and shapes. The caller
+    checks the run and round (``EncryptedUpdate.from_bytes(expected_round=...,
+    expected_session=...)``) and that its own name is in
+    :attr:`EncryptedUpdate.contributor_names`.
+
+    Parameters
+    ----------
+    context:
+        The federation's secret context.
+    encrypted_sum:
+        The aggregate.
+    total_weight:
+        Federation-wide example count (packed codec).
+    min_contributors:
+        Fewest distinct contributors the caller accepts (the federation's
+        sample size less its declared dropouts).
 
     Raises
     ------
@@ -375,44 +491,62 @@ def decrypt_average(
         ``context`` is public.
     ContextMismatchError
         The sum was made under another context.
+    IntegrityError
+        Contributors repeated, malformed or fewer than ``min_contributors``, or
+        the check value does not match: a forged, scaled, mixed, stale, partial
+        or relabelled sum.
     DecryptionError
         Decryption failed or gave an impossible summed weight.
     """
     if encrypted_sum.encoding != AVERAGE:
         raise ShapeMismatchError("this holds sums: decrypt it with decrypt_sums")
-    return _decrypt(context, encrypted_sum, total_weight)
+    return _decrypt(context, encrypted_sum, total_weight, min_contributors)
 
 
 def decrypt_sums(
-    context: SecretContext, encrypted_sum: EncryptedUpdate
+    context: SecretContext, encrypted_sum: EncryptedUpdate, *, min_contributors: int = 1
 ) -> tuple[list[np.ndarray], int]:
-    """Decrypt an aggregate of :func:`encrypt_sums` updates: ``(sums, institutions)``.
+    """Verify and decrypt an aggregate of :func:`encrypt_sums` updates: ``(sums, institutions)``.
 
     Raises
     ------
-    SecretKeyRequiredError, ContextMismatchError, DecryptionError
+    SecretKeyRequiredError, ContextMismatchError, IntegrityError, DecryptionError
         As :func:`decrypt_average`.
     """
     if encrypted_sum.encoding != SUM:
         raise ShapeMismatchError("this holds weighted averages: use decrypt_average")
-    arrays, count = _decrypt(context, encrypted_sum, None)
+    arrays, count = _decrypt(context, encrypted_sum, None, min_contributors)
     return arrays, int(count)
 
 
 def _decrypt(
-    context: SecretContext, encrypted_sum: EncryptedUpdate, total_weight: int | None
+    context: SecretContext,
+    encrypted_sum: EncryptedUpdate,
+    total_weight: int | None,
+    min_contributors: int,
 ) -> tuple[list[np.ndarray], float]:
     if not isinstance(context, SecretContext):
         raise SecretKeyRequiredError("decryption needs the institutions' secret context")
     if encrypted_sum.fingerprint != context.fingerprint:
         raise ContextMismatchError("the sum was made under another federation's context")
+    check_contributors(encrypted_sum.contributors, encrypted_sum.count, min_contributors)
+    codec = _codec(context.preset, encrypted_sum.encoding)
+    n_values = encrypted_sum.n_values
     try:
         secret_key = context.tenseal_context.secret_key()
         slots = np.concatenate([np.asarray(v.decrypt(secret_key)) for v in encrypted_sum.vectors])
     except Exception as exc:
         raise DecryptionError("decryption failed") from exc
-    codec = _codec(context.preset, encrypted_sum.encoding)
-    average, weight = codec.decode(slots, encrypted_sum.n_values, encrypted_sum.count, total_weight)
+    check = round_check(
+        context,
+        codec,
+        encoding=encrypted_sum.encoding,
+        shapes=encrypted_sum.shapes,
+        session=encrypted_sum.session,
+        round_id=encrypted_sum.round_id,
+    )
+    payload = verify(check, codec, slots, n_values, encrypted_sum.contributors)
+    average, weight = codec.decode(payload, n_values, encrypted_sum.count, total_weight)
     arrays: list[np.ndarray] = []
     offset = 0
     for shape in encrypted_sum.shapes:
@@ -439,17 +573,3 @@ def _max_vectors(slots: int) -> int:
 
 def _codec(preset: Preset, encoding: str) -> FloatCodec | PackedCodec | SumCodec:
     return preset.build_sum_codec() if encoding == SUM else preset.build_codec()
-
-
-def _load_vector(
-    context: PublicContext | SecretContext, blob: bytes, size: int, index: int
-) -> ts.CKKSVector:
-    try:
-        vector = ts.ckks_vector_from(context.tenseal_context, blob)
-    except Exception as exc:  # TenSEAL raises bare ValueError/RuntimeError/TypeError
-        raise MalformedDataError(f"ciphertext {index} is corrupt: {exc}") from exc
-    if vector.size() != size:
-        raise MalformedDataError(
-            f"ciphertext {index} holds {vector.size()} values, expected {size}"
-        )
-    return vector

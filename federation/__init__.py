@@ -21,7 +21,13 @@ from federation.deploy import (
     read_status,
     run_aggregator,
 )
-from federation.dp import effective_noise_multiplier, epsilon_spent, noise_multiplier_for_epsilon
+from federation.dp import (
+    EPSILON_SCOPE,
+    effective_noise_multiplier,
+    epsilon_scope,
+    epsilon_spent,
+    noise_multiplier_for_epsilon,
+)
 from federation.errors import (
     AuditLogError,
     AuditTamperedError,
@@ -35,7 +41,14 @@ from federation.kit import (
     create_kits,
     parse_institution,
 )
-from federation.measured import MeasuredStrategy, RoundMeasurement, content_bytes
+from federation.measured import (
+    NOT_MEASURED,
+    CpuMeter,
+    MeasuredStrategy,
+    RoundMeasurement,
+    SumCounter,
+    content_bytes,
+)
 from federation.pki import (
     CertificateAuthority,
     NodeKeyPair,
@@ -52,13 +65,26 @@ from federation.pki import (
     write_private,
     write_public,
 )
-from federation.resume import OffsetRounds, ResumePoint, resume_point
-from federation.server_app import RunOutcome, build_server_app, run_federation
-from federation.strategy import EncryptedAggregation
+from federation.replies import error_reason
+from federation.resume import (
+    OffsetRounds,
+    ReleasedRound,
+    ResumePoint,
+    prior_noise_multipliers,
+    released_rounds,
+    resume_point,
+)
+from federation.server_app import RunOutcome, build_server_app, check_settings, run_federation
+from federation.strategy import AUDIT_LOG, EVALUATION_AUDIT, EncryptedAggregation
+from federation.summing import SumOutcome, sum_compatible
 
 __all__ = [
     "AUDIT_FORMAT_VERSION",
+    "AUDIT_LOG",
     "CHECKPOINT_VERSION",
+    "EPSILON_SCOPE",
+    "EVALUATION_AUDIT",
+    "NOT_MEASURED",
     "AggregatorKit",
     "AggregatorResult",
     "AuditLog",
@@ -68,6 +94,7 @@ __all__ = [
     "CertificateAuthority",
     "Checkpoint",
     "CheckpointError",
+    "CpuMeter",
     "DroppedNode",
     "EncryptedAggregation",
     "FederationError",
@@ -75,16 +102,20 @@ __all__ = [
     "NodeKeyPair",
     "OffsetRounds",
     "QuorumNotReachedError",
+    "ReleasedRound",
     "ResumePoint",
     "RoundMeasurement",
     "RunOutcome",
     "SecretBytes",
     "ServerCredentials",
+    "SumCounter",
+    "SumOutcome",
     "SuperLink",
     "VerifyReport",
     "audit_head",
     "build_server_app",
     "certificate_to_pem",
+    "check_settings",
     "content_bytes",
     "create_ca",
     "create_kits",
@@ -92,7 +123,9 @@ __all__ = [
     "create_server_certificate",
     "deliver_final_model",
     "effective_noise_multiplier",
+    "epsilon_scope",
     "epsilon_spent",
+    "error_reason",
     "genesis_hash",
     "load_certificate",
     "load_certificate_authority",
@@ -100,12 +133,15 @@ __all__ = [
     "load_private_key",
     "noise_multiplier_for_epsilon",
     "parse_institution",
+    "prior_noise_multipliers",
     "private_key_to_pem",
     "read_status",
+    "released_rounds",
     "resume_point",
     "run_aggregator",
     "run_federation",
     "save_checkpoint",
+    "sum_compatible",
     "verify_audit_log",
     "write_private",
     "write_public",

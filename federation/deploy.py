@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from crossfed.protocol import (
+    BundleError,
     ProvisioningError,
+    app_pin,
     flower_env,
     flower_executable,
     free_port,
@@ -42,6 +44,7 @@ from crossfed.protocol import (
     stop_tree,
     toml_string,
 )
+from crossfed.protocol import project_root as protocol_project_root
 from federation.errors import FederationError
 from federation.kit import AggregatorKit
 
@@ -63,14 +66,27 @@ STATUS_FILE = "status.json"
 
 def project_root() -> Path:
     """The Flower App folder: this project's root, whose pyproject.toml names the apps."""
-    root = Path(__file__).resolve().parents[1]
-    pyproject = root / "pyproject.toml"
-    if not pyproject.is_file() or "[tool.flwr.app]" not in pyproject.read_text():
+    try:
+        return protocol_project_root()
+    except BundleError as exc:
+        raise FederationError(str(exc)) from exc
+
+
+def _check_app_pin(app_dir: Path, pin: str) -> None:
+    """Refuse to submit a project tree whose bundle is not the one the kits pin.
+
+    Every institution would refuse each message of such a run; saying so here
+    saves the operator a failed run.
+    """
+    try:
+        built = app_pin(app_dir)
+    except BundleError as exc:
+        raise FederationError(str(exc)) from exc
+    if built != pin:
         raise FederationError(
-            f"{root} is not the crossfed source tree: the aggregator ships the project as a "
-            "Flower App and needs its pyproject.toml (install with `pip install -e`)"
+            f"{app_dir} is not the app the kits pin ({built} != {pin}): the institutions "
+            "would refuse the run; deploy the crossfed version the kits were made with"
         )
-    return root
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -298,6 +314,7 @@ def run_aggregator(
     started = time.monotonic()
     kit = AggregatorKit.load(kit_dir)
     app_dir = project_root()
+    _check_app_pin(app_dir, kit.manifest.app_pin)
     work = kit.path / RUN_DIR
     work.mkdir(mode=0o700, exist_ok=True)
     out = out_dir.resolve()

@@ -24,6 +24,7 @@ from flwr.serverapp import Grid
 
 from crossfed.protocol import (
     ARRAYS_KEY,
+    AUDIT_HEAD_KEY,
     CONFIG_KEY,
     FINAL_QUERY,
     MODE_KEY,
@@ -31,6 +32,7 @@ from crossfed.protocol import (
     STATS_KEY,
     FederationSettings,
 )
+from federation.replies import error_reason
 
 __all__ = ["deliver_final_model"]
 
@@ -43,6 +45,7 @@ def deliver_final_model(
     config: Mapping[str, object],
     settings: FederationSettings,
     evaluation: Mapping[str, bytes | list[float]] | None = None,
+    audit_head: str | None = None,
 ) -> dict[int, str]:
     """Send the final global model to every connected institution.
 
@@ -61,18 +64,24 @@ def deliver_final_model(
         The last round's federation-wide evaluation: under
         ``EVALUATION_CIPHERTEXT_KEY`` the encrypted sum (encrypted mode), under
         ``EVALUATION_KEY`` the mean metrics (plaintext mode).
+    audit_head
+        The audit log's head after the last round, sent along (under
+        ``AUDIT_HEAD_KEY``) like with every training and evaluation message.
 
     Returns
     -------
     dict[int, str]
-        Node id to ``"ok"`` or the reason the node did not acknowledge. Failures are
-        logged, never raised: the aggregator's own outputs are already written.
+        Node id to ``"ok"`` or the reason the node did not acknowledge (an error's
+        code name, never its text). Failures are logged, never raised: the
+        aggregator's own outputs are already written.
     """
     if arrays is None or not len(arrays):
         logger.warning("no final model to deliver")
         return {}
     entries = {k: v for k, v in config.items() if k in (STATS_KEY, STATS_CIPHERTEXT_KEY)}
     entries.update(evaluation or {})
+    if audit_head is not None:
+        entries[AUDIT_HEAD_KEY] = audit_head
     nodes = sorted(grid.get_node_ids())
     messages = [
         Message(
@@ -90,7 +99,7 @@ def deliver_final_model(
     outcome = {node: "no reply before the round timeout" for node in nodes}
     for reply in grid.send_and_receive(messages, timeout=settings.round_timeout):
         node = reply.metadata.src_node_id
-        outcome[node] = f"error: {reply.error.reason}" if reply.has_error() else "ok"
+        outcome[node] = error_reason(reply) if reply.has_error() else "ok"
     for node, state in outcome.items():
         if state != "ok":
             logger.warning("final model to node %d: %s", node, state)

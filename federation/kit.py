@@ -7,8 +7,8 @@
 file                   what                                        mode
 =====================  ==========================================  =========
 aggregator/ca.crt      the federation CA's certificate             0644
-aggregator/server.pem  the SuperLink's TLS certificate (SANs from   0644
-                       the aggregator address)
+aggregator/server.pem  the SuperLink's TLS certificate (SANs: the   0644
+                       address's host, 127.0.0.1, localhost)
 aggregator/server.key  its private key                             0600
 aggregator/public.ctx  the public CKKS context (no secret key)     0644
 aggregator/nodes/N.pub each authorised institution's node key      0644
@@ -29,6 +29,7 @@ context.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -48,13 +49,17 @@ from crossfed.protocol import (
     SECRET_CONTEXT,
     SERVER_CERT,
     SERVER_KEY,
+    BundleError,
     FederationManifest,
     KitInstitution,
     ProvisioningError,
+    app_pin,
+    check_schema_pin,
     load_manifest,
     load_node_public_key,
     node_key_fingerprint,
     parse_address,
+    project_root,
     require_kit_file,
 )
 from federation.pki import (
@@ -71,6 +76,9 @@ from federation.strategy import averaging_preset_problem
 __all__ = ["AggregatorKit", "create_kits", "parse_institution"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: Names the server certificate carries besides the kit's host: the operator's own
+#: ``flwr`` CLI dials the SuperLink's Control API on this machine (127.0.0.1).
+LOCAL_NAMES = ("127.0.0.1", "localhost")
 
 
 def parse_institution(spec: str) -> tuple[str, str | None]:
@@ -98,6 +106,7 @@ def create_kits(
     round_timeout: float = 600.0,
     training: Mapping[str, int | float | str] | None = None,
     valid_days: int = 365,
+    pin: str | None = None,
 ) -> FederationManifest:
     """Create ``out/aggregator`` and ``out/NAME`` for every institution.
 
@@ -117,6 +126,10 @@ def create_kits(
         Run settings recorded in ``federation.yaml``; ``min_institutions``
         defaults to all institutions; ``training`` holds run-config overrides
         such as ``{"epochs": 2, "model": "logistic"}``.
+    pin
+        The app pin recorded in ``federation.yaml``: the digest of the app bundle
+        institutions accept. Default: the bundle ``flwr run`` builds from this
+        crossfed's source tree, which the aggregator submits.
 
     Raises
     ------
@@ -144,6 +157,11 @@ def create_kits(
         schema_bytes = schema.read_bytes()
     except OSError as exc:
         raise ProvisioningError(f"cannot read the schema {schema}: {exc.strerror}") from exc
+    if pin is None:
+        try:
+            pin = app_pin(project_root())
+        except BundleError as exc:
+            raise ProvisioningError(f"cannot pin the app bundle: {exc}") from exc
 
     secret = crypto.generate_secret_context(preset)
     keys = {name: create_node_keypair() for name in names}
@@ -160,9 +178,11 @@ def create_kits(
             for name, jurisdiction in institutions
         ),
         training=dict(training or {}),
+        app_pin=pin,
+        schema_sha256=hashlib.sha256(schema_bytes).hexdigest(),
     )
     ca = create_ca(_common_name(federation), valid_days=max(valid_days, 1))
-    server = create_server_certificate(ca, [host], valid_days=valid_days)
+    server = create_server_certificate(ca, [host, *LOCAL_NAMES], valid_days=valid_days)
     ca_pem = certificate_to_pem(ca.cert)
     manifest_text = manifest.to_yaml().encode()
 
@@ -228,6 +248,7 @@ class AggregatorKit:
             raise ProvisioningError(f"{folder / PUBLIC_CONTEXT}: {exc}") from exc
         if public.fingerprint != manifest.context_fingerprint:
             raise ProvisioningError("public.ctx does not match the manifest's context fingerprint")
+        check_schema_pin(folder / SCHEMA, manifest)
         keys: dict[str, Path] = {}
         for institution in manifest.institutions:
             key_path = require_kit_file(folder / NODES_DIR / f"{institution.name}.pub")

@@ -12,9 +12,15 @@ The same code runs in Flower's simulation engine and behind a SuperLink:
    sends no model: each institution builds the same seeded initial model.
 3. After every round, evaluation on each institution's held-out split.
 
-The aggregator writes to ``out_dir``: ``audit.jsonl``, ``checkpoint.bin``,
-``metrics.json`` and the final global model (``global_model.bin``, encrypted,
-or ``global_model.npz`` in plaintext mode).
+In encrypted mode the model's shapes must be in the settings (``model-shapes``)
+before anything starts: the aggregator never learns them from a reply. Nothing
+the institutions rely on for privacy comes from the aggregator: each takes its
+DP share count from its own kit (``institutions``), which the aggregator's
+accountant uses too (:mod:`federation.dp`).
+
+The aggregator writes to ``out_dir``: ``audit.jsonl``, ``evaluation-audit.jsonl``,
+``checkpoint.bin``, ``metrics.json`` and the final global model
+(``global_model.bin``, encrypted, or ``global_model.npz`` in plaintext mode).
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ import crypto
 from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
-    DP_SHARES_KEY,
     EVALUATION_CIPHERTEXT_KEY,
     EVALUATION_KEY,
     EVALUATION_METRICS,
@@ -51,11 +56,19 @@ from crossfed.protocol import (
     read_ciphertext,
 )
 from federation.audit import AuditLog
+from federation.dp import epsilon_scope
 from federation.errors import QuorumNotReachedError
 from federation.final import deliver_final_model
-from federation.measured import MeasuredStrategy, RoundMeasurement
-from federation.resume import OffsetRounds, resume_point
-from federation.strategy import EncryptedAggregation
+from federation.measured import CpuMeter, MeasuredStrategy, RoundMeasurement
+from federation.replies import bounded, error_reason
+from federation.resume import OffsetRounds, prior_noise_multipliers, released_rounds, resume_point
+from federation.strategy import (
+    AUDIT_LOG,
+    EVALUATION_AUDIT,
+    SUM_ENCODING,
+    EncryptedAggregation,
+)
+from federation.summing import sum_compatible
 
 __all__ = ["RunOutcome", "app", "build_server_app", "run_federation"]
 
@@ -71,27 +84,71 @@ class RunOutcome:
     rounds: list[RoundMeasurement]
     resumed_after: int
     wall_s: float
+    noise_multipliers: tuple[float, ...] = ()
+    institutions_cpu_source: str = ""
 
 
-def build_server_app(settings: FederationSettings | None = None) -> ServerApp:
+def build_server_app(
+    settings: FederationSettings | None = None, *, institutions_cpu: CpuMeter | None = None
+) -> ServerApp:
     """A ServerApp running :func:`run_federation` with ``settings``.
 
     With ``settings=None`` (``flwr run``, deployment) they are read from the
-    run config; the simulation harness passes them directly.
+    run config; the simulation harness passes them directly, with a meter of
+    its institutions' CPU.
     """
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         chosen = settings or FederationSettings.from_run_config(context.run_config)
-        run_federation(grid, chosen)
+        run_federation(grid, chosen, institutions_cpu=institutions_cpu)
 
     return server_app
 
 
-def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
-    """Run the statistics round and all training rounds; write outputs."""
+def check_settings(settings: FederationSettings) -> None:
+    """Refuse settings the aggregator cannot run honestly, naming the key.
+
+    Raises
+    ------
+    ConfigurationError
+        Encrypted mode without ``model-shapes`` (the aggregator would have to take
+        the shapes from a reply) or without ``public-context``; distributed DP
+        without ``institutions`` (the share count every institution reads from its
+        own kit, and the accountant's too).
+    """
+    if settings.mode == "encrypted" and not settings.public_context:
+        raise ConfigurationError("encrypted mode needs the aggregator's public-context path")
+    if settings.mode == "encrypted" and not settings.shapes():
+        raise ConfigurationError(
+            "encrypted mode needs model-shapes (a JSON list of the model's array shapes): "
+            "the aggregator fixes them before any reply is parsed"
+        )
+    if settings.dp_enabled and settings.institutions < 1:
+        raise ConfigurationError(
+            "distributed DP (dp-clip > 0) needs institutions: the number of institutions "
+            "whose noise shares make up the sum, as every institution's kit records it"
+        )
+
+
+def run_federation(
+    grid: Grid, settings: FederationSettings, *, institutions_cpu: CpuMeter | None = None
+) -> RunOutcome:
+    """Run the statistics round and all training rounds; write outputs.
+
+    Parameters
+    ----------
+    grid
+        The run's grid.
+    settings
+        The run's settings (checked first, :func:`check_settings`).
+    institutions_cpu
+        Measures the institutions' CPU per round from outside (the simulation
+        harness); None in deployment, where it is not measured.
+    """
     started = time.perf_counter()
+    check_settings(settings)
     out_dir = Path(settings.out_dir) if settings.out_dir else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -123,24 +180,30 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
             fedavg,
             public,
             min_institutions=settings.min_institutions,
-            shapes=settings.shapes(),
+            shapes=settings.shapes() or (),
             max_update_bytes=settings.max_update_bytes,
-            audit=AuditLog(out_dir / "audit.jsonl") if out_dir else None,
+            audit=AuditLog(out_dir / AUDIT_LOG) if out_dir else None,
             out_dir=out_dir,
             run_id=run_id,
+            evaluation_audit=AuditLog(out_dir / EVALUATION_AUDIT) if out_dir else None,
         )
+    prior = prior_noise_multipliers(
+        released_rounds(out_dir / AUDIT_LOG, run_id) if out_dir else [],
+        start.completed,
+        noise_multiplier=settings.dp_noise_multiplier,
+        institutions=settings.institutions,
+        quorum=settings.min_institutions,
+    )
     measured = MeasuredStrategy(
-        inner, dp_noise_multiplier=settings.dp_noise_multiplier, dp_delta=settings.dp_delta
+        inner,
+        dp_noise_multiplier=settings.dp_noise_multiplier,
+        dp_delta=settings.dp_delta,
+        dp_institutions=settings.institutions,
+        prior_noise_multipliers=prior,
+        institutions_cpu=institutions_cpu,
     )
     strategy = OffsetRounds(measured, start.completed)
-    config = ConfigRecord(
-        {
-            MODE_KEY: settings.mode,
-            DP_SHARES_KEY: len(nodes),
-            SESSION_KEY: run_id,
-            **stats_entries,
-        }
-    )
+    config = ConfigRecord({MODE_KEY: settings.mode, SESSION_KEY: run_id, **stats_entries})
     result = strategy.start(
         grid,
         initial_arrays=start.arrays,
@@ -150,11 +213,19 @@ def run_federation(grid: Grid, settings: FederationSettings) -> RunOutcome:
         evaluate_config=ConfigRecord(dict(config)),
     )
     outcome = RunOutcome(
-        result, dropped, measured.rounds, start.completed, time.perf_counter() - started
+        result,
+        dropped,
+        measured.rounds,
+        start.completed,
+        time.perf_counter() - started,
+        tuple(measured.noise_multipliers),
+        measured.institutions_cpu_source,
     )
     if out_dir is not None:
         _write_outputs(out_dir, outcome, settings, run_id)
-    deliver_final_model(grid, result.arrays, config, settings, _last_evaluation(result, inner))
+    head = inner.audit_head() if isinstance(inner, EncryptedAggregation) else None
+    evaluation = _last_evaluation(result, inner)
+    deliver_final_model(grid, result.arrays, config, settings, evaluation, audit_head=head)
     return outcome
 
 
@@ -179,9 +250,7 @@ def _last_evaluation(
 def _public_context(settings: FederationSettings) -> crypto.PublicContext | None:
     if settings.mode != "encrypted":
         return None
-    if settings.public_context:
-        return crypto.PublicContext.load(settings.public_context)
-    raise QuorumNotReachedError("encrypted mode needs the aggregator's public-context path")
+    return crypto.PublicContext.load(settings.public_context)
 
 
 def _wait_for_nodes(grid: Grid, minimum: int, expected: int, timeout: float) -> list[int]:
@@ -219,7 +288,13 @@ def _statistics_round(
     public: crypto.PublicContext | None,
     session: str,
 ) -> tuple[dict[str, Any], dict[int, str]]:
-    """Collect and sum the institutions' feature moments (round 0)."""
+    """Collect and sum the institutions' feature moments (round 0).
+
+    Outside the DP accountant (:mod:`federation.dp`): the sum is exact, and in
+    encrypted mode only key holders can read it. A reply that cannot be summed
+    with the others (other shapes, another encoding, a ciphertext SEAL refuses
+    to add) is dropped with its reason, never raised.
+    """
     messages = [
         Message(
             content=RecordDict(
@@ -235,44 +310,68 @@ def _statistics_round(
         for node in nodes
     ]
     replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout))
+    asked = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
     dropped: dict[int, str] = {}
-    plain: list[np.ndarray] = []
-    encrypted: list[crypto.EncryptedUpdate] = []
+    plain: dict[int, np.ndarray] = {}
+    encrypted: dict[int, crypto.EncryptedUpdate] = {}
     for reply in replies:
-        node = reply.metadata.src_node_id
+        node = asked.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+        if node not in nodes or node in plain or node in encrypted:
+            continue  # not asked, or a duplicate: counted once
         if reply.has_error():
-            dropped[node] = f"institution reported an error: {reply.error.reason}"
+            dropped[node] = error_reason(reply)
             continue
         try:
             record = reply.content.array_records[ARRAYS_KEY]
             if public is None:
-                plain.append(np.concatenate([a.ravel() for a in record.to_numpy_ndarrays()]))
-            else:
-                encrypted.append(
-                    crypto.EncryptedUpdate.from_bytes(
-                        public,
-                        read_ciphertext(record),
-                        max_bytes=settings.max_update_bytes,
-                        expected_round=0,
-                        expected_session=session,
-                    )
-                )
+                plain[node] = np.concatenate([a.ravel() for a in record.to_numpy_ndarrays()])
+                continue
+            update = crypto.EncryptedUpdate.from_bytes(
+                public,
+                read_ciphertext(record),
+                max_bytes=settings.max_update_bytes,
+                expected_round=0,
+                expected_session=session,
+            )
         except (KeyError, crypto.CryptoError) as exc:
-            dropped[node] = f"{type(exc).__name__}: {exc}"
+            dropped[node] = bounded(f"{type(exc).__name__}: {exc}")
+            continue
+        if update.encoding != SUM_ENCODING or update.count != 1:
+            dropped[node] = "statistics reply is not one institution's encrypted sums"
+            continue
+        encrypted[node] = update
+    total: bytes | None = None
+    if public is None:
+        plain = _largest_same_length(plain, dropped)
+        valid = len(plain)
+    else:
+        outcome = sum_compatible(public, encrypted)
+        dropped.update(outcome.dropped)
+        valid = len(outcome.summed)
+        total = outcome.total.to_bytes() if outcome.total is not None else None
     for node, reason in dropped.items():
         logger.warning("statistics round: dropped node %d: %s", node, reason)
-    valid = len(plain) + len(encrypted)
     if valid < settings.min_institutions:
         raise QuorumNotReachedError(
             f"statistics round: {valid} valid replies, quorum is {settings.min_institutions}"
         )
-    if public is None:
-        sizes = {v.size for v in plain}
-        if len(sizes) != 1:
-            raise QuorumNotReachedError(f"statistics replies disagree in length: {sorted(sizes)}")
-        return {STATS_KEY: [float(v) for v in np.sum(plain, axis=0)]}, dropped
-    summed = crypto.aggregate(public, encrypted)
-    return {STATS_CIPHERTEXT_KEY: summed.to_bytes()}, dropped
+    if total is not None:
+        return {STATS_CIPHERTEXT_KEY: total}, dropped
+    return {STATS_KEY: [float(v) for v in np.sum(list(plain.values()), axis=0)]}, dropped
+
+
+def _largest_same_length(
+    vectors: dict[int, np.ndarray], dropped: dict[int, str]
+) -> dict[int, np.ndarray]:
+    """The plaintext statistics of the most common length; the others are dropped."""
+    lengths = [v.size for v in vectors.values()]
+    if not lengths:
+        return {}
+    common = max(dict.fromkeys(lengths), key=lengths.count)
+    for node, vector in vectors.items():
+        if vector.size != common:
+            dropped[node] = f"statistics of length {vector.size}, the others' is {common}"
+    return {node: v for node, v in vectors.items() if v.size == common}
 
 
 def _write_outputs(
@@ -291,6 +390,9 @@ def _write_outputs(
         "wall_s": outcome.wall_s,
         "rounds_measured": [m.to_dict() for m in outcome.rounds],
         "epsilon": outcome.rounds[-1].epsilon if outcome.rounds else None,
+        "epsilon_scope": epsilon_scope(settings.mode) if settings.dp_enabled else None,
+        "epsilon_noise_multipliers": list(outcome.noise_multipliers),
+        "institutions_cpu_source": outcome.institutions_cpu_source,
         "statistics_dropped": {str(k): v for k, v in outcome.statistics_dropped.items()},
         "resumed_after": outcome.resumed_after,
         "train": {

@@ -2,13 +2,17 @@
 
 The ServerApp and ClientApp are the same objects a deployment runs; only the
 settings are handed over in Python instead of through a run config, and each
-virtual institution finds its data file by its partition id.
+virtual institution finds its data file by its partition id. The harness knows
+the model, so it always sets ``model-shapes`` (:func:`with_model_shapes`), and it
+measures the virtual institutions' CPU from outside
+(:func:`institutions_cpu_meter`): nothing per institution crosses the wire.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -22,21 +26,25 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.simulation import run_simulation
 
 import crypto
-from clients import build_client_app
+from clients import build_client_app, load_schema
+from clients.shapes import model_shapes_json
 from crossfed.protocol import (
     EVALUATION_FILE,
     EVALUATION_METRICS,
     FederationSettings,
 )
 from federation import build_server_app
+from simulations.cputime import RayWorkerCpu
 
 __all__ = [
     "ClientMod",
     "FederatedRun",
     "collect_run",
     "default_backend_config",
+    "institutions_cpu_meter",
     "ray_backend",
     "run_federated",
+    "with_model_shapes",
 ]
 
 ClientMod = Callable[[Message, Context, ClientAppCallable], Message]
@@ -115,6 +123,31 @@ def ray_backend(backend_config: dict[str, Any] | None) -> Iterator[dict[str, Any
             os.environ[_RAY_CLUSTER_ENV] = saved_env
 
 
+def with_model_shapes(settings: FederationSettings) -> FederationSettings:
+    """``settings`` with ``model-shapes`` computed from its schema and model, if not given.
+
+    The aggregator needs the shapes before it parses any reply; the harness
+    knows the model every virtual institution builds, so it always sets them.
+    """
+    if settings.model_shapes or not settings.schema:
+        return settings
+    shapes = model_shapes_json(
+        load_schema(settings.schema), settings.model, settings.hidden_sizes()
+    )
+    return dataclasses.replace(settings, model_shapes=shapes)
+
+
+def institutions_cpu_meter(backend: dict[str, Any]) -> RayWorkerCpu | None:
+    """A meter of the virtual institutions' CPU, or None when Ray runs elsewhere.
+
+    With a local cluster the actors that play the institutions are this
+    process's descendants; on a cluster given by address they are not, and no
+    figure is better than a wrong one.
+    """
+    address = backend.get("init_args", {}).get("address", "local")
+    return RayWorkerCpu() if address == "local" else None
+
+
 def run_federated(
     settings: FederationSettings,
     num_institutions: int,
@@ -129,13 +162,16 @@ def run_federated(
 
     In encrypted mode the global model is decrypted here with the secret
     context named in the settings: the harness plays every institution.
+    ``model-shapes`` is filled in from the schema and model when not given.
     """
     if not settings.out_dir:
         raise ValueError("settings.out_dir is needed to collect the run's outputs")
+    settings = with_model_shapes(settings)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     with ray_backend(backend_config) as backend:
+        meter = institutions_cpu_meter(backend)
         run_simulation(
-            server_app=build_server_app(settings),
+            server_app=build_server_app(settings, institutions_cpu=meter),
             client_app=build_client_app(settings, extra_mods=client_mods),
             num_supernodes=num_institutions,
             backend_config=backend,

@@ -35,8 +35,14 @@ from flwr.supercore.run import Run
 
 from clients import ModelSpec, TrainConfig, build_client_app, build_model, train_local
 from crossfed.protocol import FederationSettings
-from federation import run_federation
-from simulations.engine import FederatedRun, collect_run, ray_backend
+from federation import CpuMeter, run_federation
+from simulations.engine import (
+    FederatedRun,
+    collect_run,
+    institutions_cpu_meter,
+    ray_backend,
+    with_model_shapes,
+)
 from simulations.errors import SimulationError
 
 __all__ = [
@@ -186,12 +192,14 @@ def run_federations(
     SimulationError
         Duplicate tags, a federation that wrote no outputs, or a failed simulation.
     """
+    runs = [(tag, with_model_shapes(settings)) for tag, settings in runs]
     tags = [tag for tag, _ in runs]
     if len(set(tags)) != len(tags) or _WARM_UP in tags:
         raise SimulationError(f"federation tags must be unique and not {_WARM_UP!r}: {tags}")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     outcomes: dict[str, FederationOutcome] = {}
     server_app = ServerApp()
+    meter: CpuMeter | None = None  # the institutions' CPU, once the backend is known
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
@@ -208,7 +216,7 @@ def run_federations(
             if on_start is not None:
                 on_start(tag)
             started = time.perf_counter()
-            run_federation(TaggingGrid(grid, tag), settings)
+            run_federation(TaggingGrid(grid, tag), settings, institutions_cpu=meter)
             outcome = FederationOutcome(collect_run(settings), time.perf_counter() - started)
             outcomes[tag] = outcome
             if on_done is not None:
@@ -216,6 +224,7 @@ def run_federations(
 
     client_app = DispatchingClientApp({tag: build_client_app(s) for tag, s in runs})
     with ray_backend(backend_config) as backend:
+        meter = institutions_cpu_meter(backend)
         run_simulation(
             server_app=server_app,
             client_app=client_app,

@@ -41,12 +41,16 @@ FEDERATED_STRATEGY = "he-fedavg"
 _MEASURED = (
     "auc, ks, brier, log_loss, approval_rate: each strategy trained and scored on the "
     "institutions' held-out test splits",
-    "cpu_s: process CPU for centralized and local-only training; aggregator plus "
-    "institutions' CPU per round for federated runs",
+    "cpu_s: process CPU for centralized and local-only training; for federated runs the "
+    "aggregator thread's CPU plus the CPU of the Ray worker processes playing the "
+    "institutions, measured from outside with psutil around each training round "
+    "(institutions report nothing)",
     "bytes_sent: partition files pooled for centralized; every round's payloads down and "
     "up for federated runs (statistics round excluded)",
     "wall_s: wall-clock seconds of each strategy's training",
-    "epsilon: spent by the RDP accountant over the run's rounds",
+    "epsilon: spent by the RDP accountant over the run's rounds, counting only replies "
+    "that entered each aggregate; it covers the model updates, not the statistics "
+    "round or the evaluation metrics (exact sums released only to key holders)",
 )
 
 

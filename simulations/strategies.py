@@ -14,8 +14,10 @@ splits. Training budgets match: a federated run does ``rounds`` rounds of
 ``rounds * epochs`` epochs, reseeding the shuffle each ``epochs`` like a round.
 
 Measured for the cost model: CPU-seconds (the process's for centralized and
-local-only training; the aggregator's plus the institutions' for a federation,
-as :class:`federation.MeasuredStrategy` records them) and bytes sent (the raw
+local-only training; for a federation, the aggregator thread's plus the
+virtual institutions' Ray worker processes', which the harness measures from
+outside with psutil around each training round — the institutions report
+nothing, see :mod:`simulations.cputime`) and bytes sent (the raw
 partition files for pooling, none for local-only, every round's payloads down
 and up for a federation). The statistics round's few hundred bytes per
 institution are not counted.
@@ -36,7 +38,7 @@ from clients import ModelSpec, Standardizer, TrainConfig, build_model, set_weigh
 from crossfed.protocol import FederationSettings
 from federation import noise_multiplier_for_epsilon
 from simulations.compliance import Strategy
-from simulations.engine import FederatedRun
+from simulations.engine import FederatedRun, with_model_shapes
 from simulations.evaluation import (
     InstitutionSplit,
     StrategyEvaluation,
@@ -180,7 +182,9 @@ def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSet
     """The settings of a federated strategy's run over the scenario's files.
 
     Its outputs go to ``<work_dir>/runs/<name>``, emptied first: the aggregator
-    resumes from a checkpoint it finds there, and a study starts afresh.
+    resumes from a checkpoint it finds there, and a study starts afresh. The
+    settings name the institution count (each institution's DP share count) and
+    the model's shapes, as a kit would.
     """
     spec = scenario.spec
     noise = 0.0
@@ -188,10 +192,11 @@ def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSet
         noise = noise_multiplier_for_epsilon(plan.epsilon, spec.rounds, spec.dp_delta)
     out_dir = scenario.work_dir / "runs" / plan.name
     shutil.rmtree(out_dir, ignore_errors=True)
-    return FederationSettings(
+    settings = FederationSettings(
         mode="plaintext" if plan.kind == "fedavg" else "encrypted",
         rounds=spec.rounds,
         min_institutions=len(scenario.institutions),
+        institutions=len(scenario.institutions),
         public_context=str(scenario.public_context),
         secret_context=str(scenario.secret_context),
         schema=str(scenario.schema_path),
@@ -207,6 +212,7 @@ def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSet
         dp_noise_multiplier=noise,
         dp_delta=spec.dp_delta,
     )
+    return with_model_shapes(settings)
 
 
 def federated_run(
@@ -225,7 +231,9 @@ def federated_run(
         splits, [model] * len(splits), [scaler] * len(splits), target_bad_rate=spec.target_bad_rate
     )
     rounds = run.metrics.get("rounds_measured", [])
-    cpu_s = sum(float(r["aggregator_cpu_s"]) + float(r["institutions_cpu_s"]) for r in rounds)
+    cpu_s = sum(
+        float(r["aggregator_cpu_s"]) + float(r.get("institutions_cpu_s") or 0.0) for r in rounds
+    )
     bytes_sent = sum(int(r["bytes_down"]) + int(r["bytes_up"]) for r in rounds)
     epsilon = run.metrics.get("epsilon")
     return StrategyRun(
@@ -238,6 +246,8 @@ def federated_run(
         detail={
             "noise_multiplier": run.settings.dp_noise_multiplier,
             "dp_clip": run.settings.dp_clip,
+            "epsilon_scope": run.metrics.get("epsilon_scope"),
+            "institutions_cpu_source": run.metrics.get("institutions_cpu_source"),
             "rounds_measured": rounds,
             "federation_wall_s": run.metrics.get("wall_s"),
             "federation_evaluation": run.final_evaluation(),

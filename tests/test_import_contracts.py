@@ -29,6 +29,7 @@ CONTRACTS: dict[str, set[str]] = {
     "crossfed.protocol": {"clients", "federation", "simulations", "torch", "crossfed.cli"},
     "clients": {"federation", "simulations", "crossfed.cli", "flwr", "torch", "tenseal"},
     "clients.client_app": {"federation", "simulations", "crossfed.cli"},
+    "clients.app_runner": {"federation", "simulations", "crossfed.cli"},
     "clients.deploy": {"federation", "simulations", "crossfed.cli"},
     "clients.kit": {"federation", "simulations", "crossfed.cli"},
     "federation": {"clients", "simulations", "crossfed.cli", "torch"},

@@ -12,7 +12,8 @@ from rich.table import Table
 
 import crypto
 from clients import ClientError, load_schema
-from crossfed.protocol import ProvisioningError
+from clients.shapes import model_shapes_json
+from crossfed.protocol import FederationSettings, ProvisioningError
 from federation import create_kits, parse_institution
 
 __all__ = ["app"]
@@ -76,9 +77,12 @@ def create(
     institution's folder holds the CA certificate, its node key pair and the
     secret CKKS context (mode 0600). Hand each folder to its owner over a
     channel you trust; the institutions' folders must never reach the aggregator.
+    Every federation.yaml pins the app bundle (this crossfed's source tree, as
+    `flwr run` ships it), the schema's SHA-256 and the model's shapes.
     """
     try:
-        load_schema(schema)
+        hidden = FederationSettings(mode="plaintext").hidden_sizes()
+        shapes = model_shapes_json(load_schema(schema), model, hidden)
         parsed = [parse_institution(spec) for spec in institution]
         manifest = create_kits(
             out,
@@ -90,7 +94,7 @@ def create(
             rounds=rounds,
             min_institutions=min_institutions,
             round_timeout=round_timeout,
-            training={"epochs": epochs, "model": model},
+            training={"epochs": epochs, "model": model, "model-shapes": shapes},
             valid_days=valid_days,
         )
     except (ProvisioningError, ClientError, crypto.CryptoError) as exc:
@@ -110,4 +114,5 @@ def create(
         f"aggregator {escape(manifest.aggregator_address)}, {manifest.rounds} rounds, "
         f"preset {manifest.preset}, quorum {manifest.min_institutions}"
     )
+    console.print(f"institutions accept only the app bundle {manifest.app_pin}", highlight=False)
     console.print("[bold green]OK[/] institution kits hold the secret key: deliver them privately")

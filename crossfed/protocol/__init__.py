@@ -12,6 +12,13 @@ Import from this package, not from its modules: the sorted ``__all__`` below is
 the public API.
 """
 
+from crossfed.protocol.app_pin import (
+    BundleError,
+    app_pin,
+    build_app_bundle,
+    fab_digest,
+    project_root,
+)
 from crossfed.protocol.codes import (
     REASON_PREFIX,
     ErrorCode,
@@ -37,6 +44,7 @@ from crossfed.protocol.manifest import (
     SERVER_KEY,
     FederationManifest,
     KitInstitution,
+    check_schema_pin,
     load_manifest,
     parse_address,
     require_kit_file,
@@ -60,6 +68,7 @@ from crossfed.protocol.processes import (
 )
 from crossfed.protocol.records import (
     ARRAYS_KEY,
+    AUDIT_HEAD_KEY,
     CIPHERTEXT_KEY,
     CONFIG_KEY,
     CPU_METRIC,
@@ -91,6 +100,7 @@ from crossfed.protocol.wire import (
 __all__ = [
     "AGGREGATOR_DIR",
     "ARRAYS_KEY",
+    "AUDIT_HEAD_KEY",
     "CA_CERT",
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
@@ -122,6 +132,7 @@ __all__ = [
     "SESSION_KEY",
     "STATS_CIPHERTEXT_KEY",
     "STATS_KEY",
+    "BundleError",
     "ConfigurationError",
     "ErrorCode",
     "FederationManifest",
@@ -129,9 +140,13 @@ __all__ = [
     "KitInstitution",
     "ProtocolError",
     "ProvisioningError",
+    "app_pin",
+    "build_app_bundle",
+    "check_schema_pin",
     "ciphertext_record",
     "descendants",
     "exit_code_from_log",
+    "fab_digest",
     "flower_env",
     "flower_executable",
     "free_port",
@@ -140,6 +155,7 @@ __all__ = [
     "load_node_public_key",
     "node_key_fingerprint",
     "parse_address",
+    "project_root",
     "read_ciphertext",
     "read_kit_file",
     "reason_of",

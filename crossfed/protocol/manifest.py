@@ -9,6 +9,7 @@ the SuperLink accepts.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "SERVER_KEY",
     "FederationManifest",
     "KitInstitution",
+    "check_schema_pin",
     "load_manifest",
     "parse_address",
     "require_kit_file",
@@ -67,6 +69,9 @@ _TRAINING_KEYS = frozenset(
         "seed",
         "test-fraction",
         "max-update-bytes",
+        "max-update-norm",
+        "max-weight",
+        "model-shapes",
     }
 )
 
@@ -109,6 +114,10 @@ class FederationManifest:
     context_fingerprint: str
     institutions: tuple[KitInstitution, ...]
     training: dict[str, int | float | str] = field(default_factory=dict)
+    #: Digest of the app bundle institutions accept (:func:`crossfed.protocol.fab_digest`).
+    app_pin: str = ""
+    #: SHA-256 (hex) of the kit's ``schema.yaml``; institutions check it on load.
+    schema_sha256: str = ""
 
     def __post_init__(self) -> None:
         parse_address(self.aggregator_address)
@@ -179,6 +188,8 @@ class FederationManifest:
             "round-timeout": self.round_timeout,
             "context-fingerprint": self.context_fingerprint,
             "training": dict(self.training),
+            "app-pin": self.app_pin,
+            "schema-sha256": self.schema_sha256,
             "institutions": [
                 {
                     "name": i.name,
@@ -230,6 +241,8 @@ class FederationManifest:
                 context_fingerprint=str(data["context-fingerprint"]),
                 institutions=institutions,
                 training={str(k): v for k, v in training.items()},
+                app_pin=str(data.get("app-pin") or ""),
+                schema_sha256=str(data.get("schema-sha256") or ""),
             )
         except KeyError as exc:
             raise ProvisioningError(f"federation.yaml lacks {exc.args[0]!r}") from exc
@@ -242,6 +255,27 @@ def require_kit_file(path: Path) -> Path:
     if not path.is_file():
         raise ProvisioningError(f"the kit lacks {path.name} ({path})")
     return path
+
+
+def check_schema_pin(schema: Path, manifest: FederationManifest) -> None:
+    """Refuse a kit whose ``schema.yaml`` is not the one its manifest pins (SHA-256).
+
+    Raises
+    ------
+    ProvisioningError
+        The manifest pins no schema (a kit from before the pin: recreate it), the
+        file cannot be read, or its hash differs.
+    """
+    if not manifest.schema_sha256:
+        raise ProvisioningError(
+            f"{MANIFEST} pins no schema hash: recreate the kits with `crossfed kit create`"
+        )
+    try:
+        digest = hashlib.sha256(schema.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ProvisioningError(f"cannot read {schema}: {exc.strerror}") from exc
+    if digest != manifest.schema_sha256:
+        raise ProvisioningError(f"{schema} is not the schema {MANIFEST} pins (SHA-256 differs)")
 
 
 def load_manifest(folder: Path) -> FederationManifest:

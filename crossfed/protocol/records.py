@@ -10,6 +10,7 @@ from typing import Final
 
 __all__ = [
     "ARRAYS_KEY",
+    "AUDIT_HEAD_KEY",
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
     "CPU_METRIC",
@@ -74,3 +75,8 @@ SESSION_KEY: Final = "session"
 
 #: Reply metric with the institution's CPU seconds for the message.
 CPU_METRIC: Final = "cpu-s"
+
+#: Config entry of every training and evaluation message: the head hash of the
+#: aggregator's audit log when the message was sent, for institutions to keep, so a
+#: history rewritten later fails verification against the heads they hold.
+AUDIT_HEAD_KEY: Final = "audit-head"

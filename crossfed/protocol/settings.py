@@ -64,6 +64,21 @@ class FederationSettings:
         JSON list of the model's array shapes; replies with other shapes are dropped.
     max_update_bytes:
         Replies larger than this are refused before parsing.
+    max_weight:
+        Per-institution weight cap: an institution weights its update by
+        ``min(rows, max_weight)``, and refuses a global model whose summed
+        weight exceeds ``max_weight`` per contributor (only a malicious
+        institution's update can carry more). The default, a million rows, is
+        far above every simulated institution and keeps ``weight x value``
+        inside the ``lean`` preset's range for weights up to 67.
+    max_update_norm:
+        Per-round L2 bound on the model's change: an institution clips its own
+        update (trained minus start) to it, and refuses a global model further
+        than this from the model it started the round from (plus room for
+        distributed DP's noise and CKKS's, ``clients.bounds``). The default is
+        about three times the largest update measured on ``crossfed simulate``'s
+        scenarios (3.45, round 1, the largest institution; later rounds below
+        1.6), so honest runs never reach it.
     dp_clip, dp_noise_multiplier, dp_delta:
         Distributed differential privacy: each institution clips its update to
         L2 norm ``dp_clip`` and adds its share of Gaussian noise so that the sum
@@ -91,6 +106,8 @@ class FederationSettings:
     out_dir: str = ""
     model_shapes: str = ""
     max_update_bytes: int = 256 << 20
+    max_weight: int = 1_000_000
+    max_update_norm: float = 10.0
     dp_clip: float = 0.0
     dp_noise_multiplier: float = 0.0
     dp_delta: float = 1e-5
@@ -114,6 +131,12 @@ class FederationSettings:
             raise ConfigurationError("encrypted mode needs public-context (or secret-context)")
         if self.model_shapes:
             self.shapes()  # validates the JSON
+        if self.max_weight < 1:
+            raise ConfigurationError(f"max-weight must be at least 1, got {self.max_weight}")
+        if not self.max_update_norm > 0:
+            raise ConfigurationError(
+                f"max-update-norm must be positive, got {self.max_update_norm}"
+            )
         if self.dp_clip < 0 or self.dp_noise_multiplier < 0:
             raise ConfigurationError("dp-clip and dp-noise-multiplier must not be negative")
         if self.dp_noise_multiplier > 0 and self.dp_clip == 0:

@@ -27,13 +27,18 @@ def read_ciphertext(record: ArrayRecord) -> bytes:
     Raises
     ------
     crypto.MalformedDataError
-        The record does not hold exactly one uint8 ciphertext array.
+        The record does not hold exactly one uint8 ciphertext array, or its
+        bytes are not a NumPy array at all (numpy's own errors are translated:
+        the bytes come from the other party).
     """
     if list(record.keys()) != [CIPHERTEXT_KEY]:
         raise crypto.MalformedDataError(
             f"expected one {CIPHERTEXT_KEY!r} array, found {sorted(record.keys())}"
         )
-    array = record[CIPHERTEXT_KEY].numpy()
-    if array.dtype != np.uint8 or array.ndim != 1:
+    try:
+        array = record[CIPHERTEXT_KEY].numpy()
+    except (TypeError, ValueError, EOFError, OSError) as exc:
+        raise crypto.MalformedDataError("ciphertext array bytes are not an array") from exc
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 1:
         raise crypto.MalformedDataError("ciphertext array must be one-dimensional uint8")
     return array.tobytes()

@@ -141,10 +141,16 @@ def _bench_ckks(
     total_weight = sum(weights)
     rng = np.random.default_rng(seed)
     encrypt_times, blobs = [], []
-    for layers, weight in zip(updates, weights, strict=True):
+    for index, (layers, weight) in enumerate(zip(updates, weights, strict=True)):
         start = time.perf_counter()
         update = crypto.encrypt_update(
-            secret, layers, weight, round_id=1, total_weight=total_weight, rng=rng
+            secret,
+            layers,
+            weight,
+            contributor=f"institution-{index}",
+            round_id=1,
+            total_weight=total_weight,
+            rng=rng,
         )
         blob = update.to_bytes()
         encrypt_times.append(time.perf_counter() - start)

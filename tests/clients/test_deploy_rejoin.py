@@ -21,7 +21,7 @@ from federation import create_kits
 DATA = Path(__file__).parents[1] / "data" / "german_credit.csv"
 
 _SUPERNODE = """#!{python}
-import json, sys, time, tomllib
+import json, sys, time
 from pathlib import Path
 
 starts = Path(__file__).with_name("starts")
@@ -34,8 +34,9 @@ if count == 1:  # the SuperLink restarted and forgot this node; the process hang
     print("grpc: status = StatusCode.UNAUTHENTICATED, details = Invalid node ID", flush=True)
     print("RuntimeError: Heartbeat sender is not running.", flush=True)
     time.sleep(600)
-config = tomllib.loads(Path(sys.argv[sys.argv.index("--node-config") + 1]).read_text())
-Path(config["out-dir"], "metrics.json").write_text(json.dumps({{"test": {{}}}}))
+# The SuperNode's working files sit in OUT/.supernode, beside the runner's secret.
+out = Path(sys.argv[sys.argv.index("--superexec-auth-secret-file") + 1]).parents[1]
+(out / "metrics.json").write_text(json.dumps({{"test": {{}}}}))
 print("Sending: query.final message", flush=True)
 print("Sent successfully", flush=True)
 time.sleep(600)  # a SuperNode never stops by itself
@@ -55,6 +56,7 @@ def test_a_hung_supernode_is_replaced_when_the_aggregator_forgot_it(
         aggregator_address="127.0.0.1:9092",
         institutions=[("bank-eu", "EU")],
         schema=tmp_path / "schema.yaml",
+        pin="sha256:" + "0" * 64,  # no task reaches the runner here
     )
     fake = tmp_path / "bin" / "flower-supernode"
     fake.parent.mkdir()

@@ -8,6 +8,7 @@ failing test's report names the seed (``CROSSFED_TEST_SEED`` replays it).
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import zlib
@@ -25,6 +26,9 @@ from crypto import (
 )
 
 PRESET_NAMES = ("standard", "lean", "packed")
+
+#: A fresh institution name for every update (the check refuses a name twice in a sum).
+NAMES = (f"institution-{i}" for i in itertools.count())
 
 SESSION_SEED = int(os.environ.get("CROSSFED_TEST_SEED", secrets.randbits(32)))
 
@@ -82,5 +86,5 @@ def lean_update_bytes(lean_secret: SecretContext) -> bytes:
     """A valid serialised lean update of two small layers (random, non-zero values)."""
     values = np.random.default_rng(SESSION_SEED).uniform(0.1, 1.0, size=17)
     return encrypt_update(
-        lean_secret, [values[:5].reshape(5), values[5:].reshape(3, 4)], 3
+        lean_secret, [values[:5].reshape(5), values[5:].reshape(3, 4)], 3, contributor=next(NAMES)
     ).to_bytes()

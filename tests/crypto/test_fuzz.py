@@ -8,6 +8,7 @@ must be refused with a :class:`~crypto.CryptoError`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import tempfile
@@ -35,7 +36,11 @@ from crypto.constants import CONTEXT_MAGIC, FORMAT_VERSION, UPDATE_MAGIC
 from crypto.wire import pack_envelope, unpack_envelope
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+#: A fresh institution name for every update (the check refuses a name twice in a sum).
+NAMES = (f"institution-{i}" for i in itertools.count())
 
 JSON = st.recursive(
     st.none()
@@ -300,7 +305,9 @@ def test_a_consistently_forged_preset_loads_as_usable_or_is_refused(
     else:
         key_id = bytes.fromhex(header["key_id"])
         header["preset"] = forged_preset
-        header["fingerprint"] = SecretContext(preset, key_id, secret.tenseal_context).fingerprint
+        header["fingerprint"] = SecretContext(
+            preset, key_id, secret.tenseal_context, secret.check_key
+        ).fingerprint
     data = pack_envelope(CONTEXT_MAGIC, header, blobs)
     try:
         loaded = SecretContext.from_bytes(data)
@@ -311,7 +318,7 @@ def test_a_consistently_forged_preset_loads_as_usable_or_is_refused(
         codec = loaded.preset.build_codec()
         codec.slot_count(9)
         codec.error_bound(1, 1.0, total_weight=1)
-        update = encrypt_update(loaded, [values], 1, total_weight=1)
+        update = encrypt_update(loaded, [values], 1, total_weight=1, contributor=next(NAMES))
         decrypt_average(loaded, update, total_weight=1)
     except CryptoError:
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from pathlib import Path
@@ -28,6 +29,9 @@ from crypto.constants import CONTEXT_MAGIC
 from crypto.wire import pack_envelope, unpack_envelope
 
 PRESET_NAMES = ("standard", "lean", "packed")
+
+#: A fresh institution name for every update (the check refuses a name twice in a sum).
+NAMES = (f"institution-{i}" for i in itertools.count())
 
 
 def blob_of(data: bytes) -> tuple[dict[str, object], bytes]:
@@ -85,8 +89,8 @@ def test_files_load_as_their_own_kind_and_still_work(
     # decrypt with either: one federation.
     total = 10 if secret.preset.codec == "packed" else None
     values = [rng.uniform(-0.9, 0.9, size=33) for _ in range(2)]
-    first = encrypt_update(secret, [values[0]], 4, total_weight=total)
-    second = encrypt_update(reloaded, [values[1]], 6, total_weight=total)
+    first = encrypt_update(secret, [values[0]], 4, total_weight=total, contributor=next(NAMES))
+    second = encrypt_update(reloaded, [values[1]], 6, total_weight=total, contributor=next(NAMES))
     received = [EncryptedUpdate.from_bytes(public, u.to_bytes()) for u in (first, second)]
     summed = aggregate(public, received)
     expected = (4 * values[0] + 6 * values[1]) / 10
@@ -177,7 +181,7 @@ def test_contexts_refuse_the_wrong_kind_of_tenseal_context(lean_secret: SecretCo
         PublicContext(lean_secret.preset, key_id, lean_secret.tenseal_context)
     public_ts = lean_secret.public().tenseal_context
     with pytest.raises(SecretKeyRequiredError):
-        SecretContext(lean_secret.preset, key_id, public_ts)
+        SecretContext(lean_secret.preset, key_id, public_ts, lean_secret.check_key)
 
 
 def test_each_key_generation_is_a_new_federation() -> None:

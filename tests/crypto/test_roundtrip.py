@@ -8,6 +8,7 @@ fresh random inputs, within the bound the preset's codec states for itself
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -28,6 +29,9 @@ from crypto import (
 from crypto.codec import NOISE_BITS, PackedCodec
 
 PRESET_NAMES = ("standard", "lean", "packed")
+
+#: A fresh institution name for every update (the check refuses a name twice in a sum).
+NAMES = (f"institution-{i}" for i in itertools.count())
 
 #: Layer shape sets: odd sizes, several layers, around one and two ciphertexts
 #: (4096 slots; the weight takes one more slot; the packed codec holds two
@@ -88,7 +92,13 @@ def encrypted_average(
     received = []
     for layers, weight in zip(updates, weights, strict=True):
         sent = encrypt_update(
-            secret, layers, weight, round_id=round_id, total_weight=total_weight, rng=rng
+            secret,
+            layers,
+            weight,
+            round_id=round_id,
+            total_weight=total_weight,
+            rng=rng,
+            contributor=next(NAMES),
         ).to_bytes()
         received.append(
             EncryptedUpdate.from_bytes(
@@ -188,7 +198,9 @@ def test_a_single_update_decrypts_without_aggregation(
     secret = secret_contexts[preset_name]
     packed = secret.preset.codec == "packed"
     layers = random_layers(rng, [(5, 2), (9,)])
-    update = encrypt_update(secret, layers, 11, total_weight=40 if packed else None, rng=rng)
+    update = encrypt_update(
+        secret, layers, 11, total_weight=40 if packed else None, rng=rng, contributor=next(NAMES)
+    )
     assert update.count == 1
     assert update.n_values == 19
     average, weight = decrypt_average(secret, update, total_weight=40 if packed else None)
@@ -353,7 +365,9 @@ def test_packed_rounding_is_unbiased(
     errors = []
     for _ in range(12):
         layers = [np.full(4001, value), rng.uniform(-1.0, 1.0, size=999)]
-        sent = encrypt_update(secret, layers, total, total_weight=total, rng=rng).to_bytes()
+        sent = encrypt_update(
+            secret, layers, total, total_weight=total, rng=rng, contributor=next(NAMES)
+        ).to_bytes()
         summed = aggregate(public, [EncryptedUpdate.from_bytes(public, sent)])
         average, _ = decrypt_average(secret, summed, total_weight=total)
         errors.append(average[0] - value)
@@ -374,7 +388,14 @@ def test_packed_rounding_follows_the_injected_generator(
     layers = random_layers(rng, [(513,)])
 
     def decoded(seed: int) -> np.ndarray:
-        update = encrypt_update(secret, layers, 3, total_weight=5, rng=np.random.default_rng(seed))
+        update = encrypt_update(
+            secret,
+            layers,
+            3,
+            total_weight=5,
+            rng=np.random.default_rng(seed),
+            contributor=next(NAMES),
+        )
         return decrypt_average(secret, update, total_weight=5)[0][0]
 
     assert np.array_equal(decoded(42), decoded(42))
@@ -391,7 +412,14 @@ def test_an_aggregate_survives_serialisation_unchanged(
     secret, public = secret_contexts[preset_name], public_contexts[preset_name]
     total = 20 if secret.preset.codec == "packed" else None
     updates = [
-        encrypt_update(secret, random_layers(rng, [(3, 3)]), 4, round_id=2, total_weight=total)
+        encrypt_update(
+            secret,
+            random_layers(rng, [(3, 3)]),
+            4,
+            round_id=2,
+            total_weight=total,
+            contributor=next(NAMES),
+        )
         for _ in range(2)
     ]
     summed = aggregate(public, updates)
@@ -428,7 +456,9 @@ def test_wide_range_sums_round_trip(
         updates.append([counts, features, wide])
     received = [
         EncryptedUpdate.from_bytes(
-            public, encrypt_sums(secret, u, round_id=3).to_bytes(), expected_shapes=shapes
+            public,
+            encrypt_sums(secret, u, round_id=3, contributor=next(NAMES)).to_bytes(),
+            expected_shapes=shapes,
         )
         for u in updates
     ]

@@ -97,7 +97,12 @@ def _reply(
     arrays = [rng.normal(size=shape) for shape in SHAPES]
     node = to.metadata.dst_node_id
     update = crypto.encrypt_update(
-        secret, arrays, WEIGHTS[node], round_id=server_round, session=RUN
+        secret,
+        arrays,
+        WEIGHTS[node],
+        contributor=f"bank-{node}",
+        round_id=server_round,
+        session=RUN,
     )
     content = RecordDict({ARRAYS_KEY: ciphertext_record(update.to_bytes())})
     return Message(content=content, reply_to=to), arrays
@@ -156,9 +161,7 @@ def test_a_lost_node_is_dropped_under_its_own_id(
     assert record is not None
     (line,) = verify_audit_log(tmp_path / "audit.jsonl").records
     assert sorted(line.sampled) == ["11", "22", "33"]
-    assert [(d.node, d.reason) for d in line.dropped] == [
-        ("33", "institution reported an error: node unavailable")
-    ]
+    assert [(d.node, d.reason) for d in line.dropped] == [("33", "flower error NODE_UNAVAILABLE")]
     assert load_checkpoint(tmp_path / "checkpoint.bin").round == 1
 
 
@@ -233,11 +236,18 @@ def test_evaluations_are_summed_encrypted_and_only_counts_are_seen(
     replies = []
     for node, values in reported.items():
         update = crypto.encrypt_update(
-            secret, [np.array(values)], WEIGHTS[node], round_id=3, session=RUN
+            secret,
+            [np.array(values)],
+            WEIGHTS[node],
+            contributor=f"bank-{node}",
+            round_id=3,
+            session=RUN,
         )
         content = RecordDict({ARRAYS_KEY: ciphertext_record(update.to_bytes())})
         replies.append(Message(content=content, reply_to=asked[node]))
-    stale = crypto.encrypt_update(secret, [np.ones(5)], 100, round_id=2, session=RUN)
+    stale = crypto.encrypt_update(
+        secret, [np.ones(5)], 100, contributor="bank-33", round_id=2, session=RUN
+    )
     content = RecordDict({ARRAYS_KEY: ciphertext_record(stale.to_bytes())})
     replies.append(Message(content=content, reply_to=asked[33]))  # another round's
 

@@ -117,7 +117,7 @@ def _aggregation(context: crypto.PublicContext) -> EncryptedAggregation:
         FedAvg(),
         context,
         min_institutions=1,
-        shapes=None,
+        shapes=((2,),),
         max_update_bytes=1 << 20,
         audit=None,
         out_dir=None,

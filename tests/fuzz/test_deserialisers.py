@@ -74,7 +74,9 @@ def _public() -> crypto.PublicContext:
 def _update() -> bytes:
     rng = np.random.default_rng(20250601)
     arrays = [rng.normal(size=(6, 3)), rng.normal(size=3)]
-    return crypto.encrypt_update(_secret(), arrays, 17, round_id=3, session="run-x").to_bytes()
+    return crypto.encrypt_update(
+        _secret(), arrays, 17, round_id=3, session="run-x", contributor="bank-a"
+    ).to_bytes()
 
 
 @cache

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from clients import SuperNodeError, infer_schema, run_institution, save_schema
+from clients.shapes import model_shapes_json
 from crossfed.protocol import free_port
 from federation import create_kits
 
@@ -25,7 +26,8 @@ DATA = Path(__file__).parents[1] / "data" / "german_credit.csv"
 def test_unreachable_aggregator_is_reported_after_the_connect_timeout(tmp_path: Path) -> None:
     frame = pd.read_csv(DATA).iloc[np.arange(200)]
     frame.to_csv(tmp_path / "bank.csv", index=False)
-    save_schema(infer_schema(frame, "creditability", "bad"), tmp_path / "schema.yaml")
+    schema = infer_schema(frame, "creditability", "bad")
+    save_schema(schema, tmp_path / "schema.yaml")
     address = f"127.0.0.1:{free_port()}"  # nothing listens here
     create_kits(
         tmp_path / "kits",
@@ -35,7 +37,7 @@ def test_unreachable_aggregator_is_reported_after_the_connect_timeout(tmp_path: 
         schema=tmp_path / "schema.yaml",
         preset="lean",
         rounds=1,
-        training={"epochs": 1},
+        training={"epochs": 1, "model-shapes": model_shapes_json(schema, "logistic", ())},
     )
     with pytest.raises(SuperNodeError, match="could not reach the aggregator") as caught:
         run_institution(

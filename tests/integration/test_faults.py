@@ -41,6 +41,7 @@ import pytest
 
 import crypto
 from clients import infer_schema, save_schema
+from clients.shapes import model_shapes_json
 from crossfed.protocol import (
     FederationSettings,
     descendants,
@@ -202,14 +203,15 @@ def _provision(
     for name, part in zip(names, np.array_split(order, len(names)), strict=True):
         frame.iloc[part].to_csv(fed.data(name), index=False)
     schema = root / "schema.yaml"
-    save_schema(infer_schema(frame, "creditability", "bad"), schema)
+    inferred = infer_schema(frame, "creditability", "bad")
+    save_schema(inferred, schema)
     address = f"127.0.0.1:{free_port()}"
     if not cli:
         create_kits(
             fed.kits, federation=root.name, aggregator_address=address,
             institutions=[(name, "EU") for name in names], schema=schema, preset="lean",
             rounds=rounds, min_institutions=min_institutions, round_timeout=ROUND_TIMEOUT,
-            training={"epochs": 1},
+            training={"epochs": 1, "model-shapes": model_shapes_json(inferred, "logistic", ())},
         )  # fmt: skip
         return fed
     created = subprocess.run(

@@ -57,11 +57,18 @@ def hostile_mod(secret_path: str, foreign_path: str) -> Mod:
             data = rng.integers(0, 256, size=len(data) // 2, dtype=np.uint8).tobytes()
         elif partition == FOREIGN:
             foreign = crypto.SecretContext.load(foreign_path)
-            data = crypto.encrypt_update(foreign, arrays, 10, round_id=server_round).to_bytes()
+            data = crypto.encrypt_update(
+                foreign, arrays, 10, round_id=server_round, contributor=f"partition-{partition}"
+            ).to_bytes()
         elif partition == STALE:
             # A genuine update of this run, replayed from the previous round.
             stale = crypto.encrypt_update(
-                secret, arrays, 10, round_id=server_round - 1, session=original.session
+                secret,
+                arrays,
+                10,
+                round_id=server_round - 1,
+                session=original.session,
+                contributor=f"partition-{partition}",
             )
             data = stale.to_bytes()
         else:
@@ -70,7 +77,12 @@ def hostile_mod(secret_path: str, foreign_path: str) -> Mod:
             other_run = "0" * len(original.session)
             assert other_run != original.session
             data = crypto.encrypt_update(
-                secret, arrays, 10, round_id=server_round, session=other_run
+                secret,
+                arrays,
+                10,
+                round_id=server_round,
+                session=other_run,
+                contributor=f"partition-{partition}",
             ).to_bytes()
         reply.content[ARRAYS_KEY] = ciphertext_record(data)
         return reply

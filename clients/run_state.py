@@ -1,0 +1,214 @@
+"""What a message from the aggregator may be, given the institution's own settings and past.
+
+A malicious aggregator chooses every message: its type, its round, its session
+and what records it carries. The institution reads none of that on trust. Each
+message is classified (:func:`classify`) into one of four kinds, with the
+round and the global model it must carry:
+
+=============  =====================  =======================================
+message        round                  global model it carries
+=============  =====================  =======================================
+statistics     0                      none
+train r        1 <= r <= kit rounds   none if r = 1 (the seeded initial
+                                      model is built locally), else the
+                                      aggregate of round r - 1
+evaluate r     1 <= r <= kit rounds   the aggregate of round r (Flower
+                                      evaluates the model the round made)
+final          the kit's rounds       the aggregate of the last round
+=============  =====================  =======================================
+
+and checked against what the institution remembers of the run
+(:func:`admit`): the first message fixes the run's session, and every later
+one must carry it; a training round must be later than every round trained
+before; an evaluation may not go back before the last round trained. The
+memory lives in ``context.state``, which Flower keeps per node and run (in
+simulation and in deployment), under a key derived from the run's settings,
+so that several federations run in one simulation keep apart.
+
+Limits, stated plainly: a new Flower run starts with an empty state, so an
+aggregator can always start over with a new session — which gives it nothing
+it could not get by running a new federation, because every aggregate must
+still verify as the exact sum of that session's round (``crypto``'s check
+value). A node that joins after the statistics round pins the session of the
+first message it sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
+
+from clients.errors import InboundMessageError
+from crossfed.protocol import (
+    CONFIG_KEY,
+    FINAL_QUERY,
+    PHASE_KEY,
+    PHASE_STATS,
+    ROUND_KEY,
+    SESSION_KEY,
+    FederationSettings,
+)
+
+__all__ = [
+    "MAX_SESSION_CHARS",
+    "Inbound",
+    "admit",
+    "classify",
+    "pinned_session",
+    "remember_start",
+    "round_start",
+    "state_key",
+]
+
+#: Longest session identifier accepted (the ciphertext header's own bound).
+MAX_SESSION_CHARS = 256
+
+Kind = Literal["stats", "train", "evaluate", "final"]
+_SESSION, _TRAINED, _START_ROUND = "session", "trained-round", "start-round"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message as the institution reads it.
+
+    Attributes
+    ----------
+    kind:
+        ``"stats"``, ``"train"``, ``"evaluate"`` or ``"final"``.
+    round:
+        The round the message belongs to (0 for statistics, the kit's last
+        round for the final message); replies are encrypted for it.
+    model_round:
+        The round whose aggregate the message's global model must be, or
+        ``None`` when the message must carry no model.
+    """
+
+    kind: Kind
+    round: int
+    model_round: int | None
+
+
+def state_key(settings: FederationSettings) -> str:
+    """Key of this run's memory in ``context.state`` (one per distinct settings)."""
+    text = json.dumps(settings.to_run_config(), sort_keys=True, default=str)
+    return "crossfed-run-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def classify(msg: Message, settings: FederationSettings) -> Inbound:
+    """What ``msg`` is, from its type and round, bounded by the kit's settings.
+
+    Raises
+    ------
+    InboundMessageError
+        A query that is neither the statistics query nor the final message, or
+        a round that is not a whole number in ``1 .. settings.rounds``.
+    """
+    kind = msg.metadata.message_type
+    config = msg.content.config_records.get(CONFIG_KEY)
+    if kind == MessageType.QUERY:
+        if config is None or config.get(PHASE_KEY) != PHASE_STATS:
+            raise InboundMessageError("a query that is not the statistics query")
+        return Inbound("stats", 0, None)
+    if kind == FINAL_QUERY:
+        return Inbound("final", settings.rounds, settings.rounds)
+    if kind not in (MessageType.TRAIN, MessageType.EVALUATE):
+        raise InboundMessageError(f"a message of unknown type {kind!r}")
+    value = config.get(ROUND_KEY) if config is not None else None
+    if type(value) is not int or not 1 <= value <= settings.rounds:
+        raise InboundMessageError(
+            f"a {kind} message for round {value!r}, outside the kit's 1..{settings.rounds}"
+        )
+    if kind == MessageType.TRAIN:
+        return Inbound("train", value, value - 1 if value > 1 else None)
+    return Inbound("evaluate", value, value)
+
+
+def pinned_session(context: Context, settings: FederationSettings) -> str:
+    """The session this run was pinned to by :func:`admit`.
+
+    Raises
+    ------
+    InboundMessageError
+        No message of this run was admitted yet.
+    """
+    memory = context.state.config_records.get(state_key(settings))
+    session = memory.get(_SESSION) if memory is not None else None
+    if not isinstance(session, str) or not session:
+        raise InboundMessageError("no session is pinned for this run")
+    return session
+
+
+def admit(msg: Message, context: Context, settings: FederationSettings) -> Inbound:
+    """Classify ``msg``, check it against the run's memory, and remember it.
+
+    The first admitted message pins its session. A training message records
+    its round as the last round trained (before any work, so a round is never
+    trained twice, even when it fails).
+
+    Raises
+    ------
+    InboundMessageError
+        The message is of no known kind, names another session (or none, when
+        it must), or goes back in rounds.
+    """
+    inbound = classify(msg, settings)
+    config = msg.content.config_records.get(CONFIG_KEY)
+    stated = config.get(SESSION_KEY) if config is not None else None
+    key = state_key(settings)
+    memory = context.state.config_records.get(key)
+    if memory is None:
+        if not isinstance(stated, str) or not 0 < len(stated) <= MAX_SESSION_CHARS:
+            raise InboundMessageError("the run's first message names no valid session")
+        memory = ConfigRecord({_SESSION: stated, _TRAINED: 0})
+        context.state[key] = memory
+    session = memory[_SESSION]
+    if stated is None and inbound.kind != "final":
+        # The aggregator names the session in every message but the final one (whose
+        # ciphertext header is checked against the pinned session instead).
+        raise InboundMessageError(f"a {inbound.kind} message names no session")
+    if stated is not None and stated != session:
+        raise InboundMessageError(f"a {inbound.kind} message of another session")
+    trained = memory.get(_TRAINED)
+    if not isinstance(trained, int):  # written here only, never from the wire
+        raise InboundMessageError("the run's memory in the node state is damaged")
+    if inbound.kind == "train":
+        if inbound.round <= trained:
+            raise InboundMessageError(
+                f"a train message for round {inbound.round}, not after round {trained}"
+            )
+        memory[_TRAINED] = inbound.round
+    elif inbound.kind == "evaluate" and inbound.round < trained:
+        raise InboundMessageError(
+            f"an evaluate message for round {inbound.round}, before round {trained}"
+        )
+    return inbound
+
+
+def remember_start(
+    context: Context, settings: FederationSettings, round_id: int, weights: list[np.ndarray]
+) -> None:
+    """Keep the model this institution starts ``round_id`` from (its movement reference)."""
+    memory = context.state.config_records.get(state_key(settings))
+    if memory is None:
+        raise InboundMessageError("no session is pinned for this run")
+    memory[_START_ROUND] = round_id
+    context.state[state_key(settings) + "-start"] = ArrayRecord(
+        [np.asarray(w, dtype=np.float32) for w in weights]
+    )
+
+
+def round_start(
+    context: Context, settings: FederationSettings
+) -> tuple[int, list[np.ndarray]] | None:
+    """The last round this institution trained in and the model it started from, if any."""
+    memory = context.state.config_records.get(state_key(settings))
+    record = context.state.array_records.get(state_key(settings) + "-start")
+    round_id = memory.get(_START_ROUND) if memory is not None else None
+    if record is None or not isinstance(round_id, int):
+        return None
+    return round_id, record.to_numpy_ndarrays()
