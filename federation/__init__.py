@@ -24,6 +24,7 @@ from federation.deploy import (
 from federation.dp import (
     EPSILON_SCOPE,
     effective_noise_multiplier,
+    epsilon_against_collusion,
     epsilon_scope,
     epsilon_spent,
     noise_multiplier_for_epsilon,
@@ -123,6 +124,7 @@ __all__ = [
     "create_server_certificate",
     "deliver_final_model",
     "effective_noise_multiplier",
+    "epsilon_against_collusion",
     "epsilon_scope",
     "epsilon_spent",
     "error_reason",

@@ -32,6 +32,14 @@ federation-wide statistics or evaluation metrics reveal. In plaintext mode the
 aggregator sees those statistics and metrics in clear.
 :func:`epsilon_scope` says so next to every reported ε.
 
+Nor does ε hold against **the aggregator together with one colluding
+institution**. Every institution holds the federation's one secret key, so a
+colluding institution can decrypt any other institution's single reply, which
+carries only that institution's noise share ``z * C / sqrt(k)``: against that
+coalition each institution's update is protected by multiplier ``z / sqrt(k)``
+only. :func:`epsilon_against_collusion` reports that ε beside the headline one
+until pairwise masks under the encryption remove the shared-key view.
+
 The privacy loss over rounds comes from Google's ``dp_accounting`` library
 (Rényi DP accountant, Mironov 2017), never from a hand-written formula. Every
 institution is asked in every round (sampling rate 1).
@@ -47,6 +55,7 @@ from crossfed.protocol import ConfigurationError
 __all__ = [
     "EPSILON_SCOPE",
     "effective_noise_multiplier",
+    "epsilon_against_collusion",
     "epsilon_scope",
     "epsilon_spent",
     "noise_multiplier_for_epsilon",
@@ -55,7 +64,8 @@ __all__ = [
 #: What the reported ε covers in encrypted mode (written next to it in ``metrics.json``).
 EPSILON_SCOPE = (
     "model updates; the statistics round is an exact sum released only to key holders"
-    " (so are the evaluation metrics)"
+    " (so are the evaluation metrics); against the aggregator with one colluding"
+    " institution see epsilon_against_collusion"
 )
 #: What the reported ε covers in plaintext mode.
 _PLAINTEXT_SCOPE = (
@@ -96,6 +106,17 @@ def effective_noise_multiplier(multiplier: float, summed: int, planned: int) -> 
     if planned < 1 or summed < 0:
         raise ConfigurationError(f"invalid institution counts {summed}/{planned}")
     return multiplier * math.sqrt(min(summed, planned) / planned)
+
+
+def epsilon_against_collusion(multiplier: float, shares: int, rounds: int, delta: float) -> float:
+    """ε of one institution's updates against the aggregator plus one colluding institution.
+
+    The colluder decrypts the institution's own reply, whose noise is one share
+    (``multiplier / sqrt(shares)`` relative to the clip), once per round.
+    """
+    if shares < 1 or rounds < 0:
+        raise ConfigurationError(f"invalid share count {shares} or rounds {rounds}")
+    return epsilon_spent([multiplier / math.sqrt(shares)] * rounds, delta)
 
 
 def noise_multiplier_for_epsilon(epsilon: float, rounds: int, delta: float) -> float:

@@ -56,7 +56,7 @@ from crossfed.protocol import (
     read_ciphertext,
 )
 from federation.audit import AuditLog
-from federation.dp import epsilon_scope
+from federation.dp import epsilon_against_collusion, epsilon_scope
 from federation.errors import QuorumNotReachedError
 from federation.final import deliver_final_model
 from federation.measured import CpuMeter, MeasuredStrategy, RoundMeasurement
@@ -391,6 +391,16 @@ def _write_outputs(
         "rounds_measured": [m.to_dict() for m in outcome.rounds],
         "epsilon": outcome.rounds[-1].epsilon if outcome.rounds else None,
         "epsilon_scope": epsilon_scope(settings.mode) if settings.dp_enabled else None,
+        "epsilon_against_collusion": (
+            epsilon_against_collusion(
+                settings.dp_noise_multiplier,
+                max(settings.institutions, 1),
+                len(outcome.noise_multipliers),
+                settings.dp_delta,
+            )
+            if settings.dp_enabled and settings.mode == "encrypted"
+            else None
+        ),
         "epsilon_noise_multipliers": list(outcome.noise_multipliers),
         "institutions_cpu_source": outcome.institutions_cpu_source,
         "statistics_dropped": {str(k): v for k, v in outcome.statistics_dropped.items()},

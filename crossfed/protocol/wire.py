@@ -7,8 +7,11 @@ an ``ArrayRecord``.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from flwr.app import Array, ArrayRecord
+from flwr.common.constant import SType
 
 import crypto
 from crossfed.protocol.records import CIPHERTEXT_KEY
@@ -24,21 +27,44 @@ def ciphertext_record(data: bytes) -> ArrayRecord:
 def read_ciphertext(record: ArrayRecord) -> bytes:
     """The ciphertext bytes of an ArrayRecord made by :func:`ciphertext_record`.
 
+    The array arrives from the other party as the bytes of a ``.npy`` file.
+    ``numpy.load`` would allocate whatever shape its header declares before
+    reading any data (a 128-byte reply declaring 2^45 elements asks for 32 TiB),
+    so the header is parsed here and held to the bytes actually present before
+    anything is allocated; the payload is then a view of those bytes.
+
     Raises
     ------
     crypto.MalformedDataError
-        The record does not hold exactly one uint8 ciphertext array, or its
-        bytes are not a NumPy array at all (numpy's own errors are translated:
-        the bytes come from the other party).
+        The record does not hold exactly one one-dimensional uint8 ciphertext
+        array whose header matches its data.
     """
     if list(record.keys()) != [CIPHERTEXT_KEY]:
         raise crypto.MalformedDataError(
             f"expected one {CIPHERTEXT_KEY!r} array, found {sorted(record.keys())}"
         )
+    array = record[CIPHERTEXT_KEY]
+    if not isinstance(array, Array) or array.stype != SType.NUMPY:
+        raise crypto.MalformedDataError("the ciphertext is not a NumPy array")
+    data = array.data
+    if not isinstance(data, bytes):
+        raise crypto.MalformedDataError("the ciphertext array carries no bytes")
+    stream = io.BytesIO(data)
     try:
-        array = record[CIPHERTEXT_KEY].numpy()
-    except (TypeError, ValueError, EOFError, OSError) as exc:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"npy format version {version}")
+    except (ValueError, TypeError, EOFError, SyntaxError, OverflowError) as exc:
         raise crypto.MalformedDataError("ciphertext array bytes are not an array") from exc
-    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 1:
+    if dtype != np.uint8 or len(shape) != 1:
         raise crypto.MalformedDataError("ciphertext array must be one-dimensional uint8")
-    return array.tobytes()
+    payload = memoryview(data)[stream.tell() :]
+    if shape[0] != len(payload):
+        raise crypto.MalformedDataError(
+            f"the ciphertext array declares {shape[0]} bytes and carries {len(payload)}"
+        )
+    return bytes(payload)

@@ -23,7 +23,12 @@ from dp_accounting import dp_event, rdp
 from flwr.app import Message, RecordDict
 
 from crossfed.protocol import ARRAYS_KEY, CONFIG_KEY, ConfigurationError, ciphertext_record
-from federation import EPSILON_SCOPE, run_federation, verify_audit_log
+from federation import (
+    EPSILON_SCOPE,
+    epsilon_against_collusion,
+    run_federation,
+    verify_audit_log,
+)
 
 Z = 1.1  # the run's noise multiplier
 DELTA = 1e-5
@@ -139,3 +144,17 @@ def test_the_aggregator_sends_no_noise_share_count(inprocess: Any) -> None:
         assert config is None or "dp-shares" not in config
     with pytest.raises(ConfigurationError, match="institutions"):
         run_federation(inprocess.grid(), _dp(inprocess.settings, institutions=0))
+
+
+@pytest.mark.parametrize(("multiplier", "shares", "rounds"), [(1.0, 3, 5), (1.0, 10, 5)])
+def test_the_collusion_epsilon_is_reported_and_never_below_the_truth(
+    multiplier: float, shares: int, rounds: int
+) -> None:
+    # The aggregator with one colluding institution decrypts another's single reply:
+    # one noise share, multiplier z/sqrt(k), once per round. The headline ε does not
+    # hold against that coalition; the second figure must, computed independently.
+    colluding = epsilon_against_collusion(multiplier, shares, rounds, 1e-5)
+    truth = _true_epsilon([multiplier / math.sqrt(shares)] * rounds)
+    assert colluding == pytest.approx(truth, rel=1e-6)
+    assert colluding > _true_epsilon([multiplier] * rounds) * 1.5
+    assert "epsilon_against_collusion" in EPSILON_SCOPE
