@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         train_test_split,
         validate,
     )
-    from clients.deploy import InstitutionResult, check_data, run_institution
+    from clients.deploy import InstitutionResult, check_data, promote_outputs, run_institution
     from clients.encryption_mod import make_encryption_mod
     from clients.errors import (
         ClientError,
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
         InvalidWeightsError,
         KeyMaterialError,
         MetricsError,
+        ModelFileError,
+        OutputDirError,
         SchemaError,
         SuperNodeError,
         TamperedAggregateError,
@@ -49,19 +51,30 @@ if TYPE_CHECKING:
     )
     from clients.institution import LocalDataset, load_local_dataset
     from clients.kit import InstitutionKit
-    from clients.metrics import RiskMetrics, approval_rate_at_bad_rate, evaluate, ks_statistic
+    from clients.metrics import (
+        BadRateTarget,
+        RiskMetrics,
+        approval_rate_at_bad_rate,
+        evaluate,
+        ks_statistic,
+    )
+    from clients.model_file import SavedModel, load_model
     from clients.models import (
         MLP,
         LogisticRegression,
         ModelSpec,
         build_model,
+        coefficient_table,
         get_weights,
         predict_proba,
-        scorecard,
         set_weights,
     )
+    from clients.monitoring import ScoreBaseline
     from clients.outputs import write_final_outputs
+    from clients.preflight import CheckReport, check_institution
+    from clients.scaling import RiskBands, ScoreScaling
     from clients.schema import (
+        MISSING_CATEGORY,
         OTHER_CATEGORY,
         CategoricalColumn,
         FederationSchema,
@@ -77,12 +90,34 @@ if TYPE_CHECKING:
         infer_schema,
         propose_schema,
     )
+    from clients.scorecard import Scorecard, build_scorecard
+    from clients.scoring import ModelFolder, ScoringResult, score_file
     from clients.standardize import Moments, Standardizer, local_moments, sum_moments
+    from clients.tables import TableRead, read_table
     from clients.training import TrainConfig, TrainResult, binary_cross_entropy, train_local
 
 #: Where each exported name is defined.
 _EXPORTS = {
+    "BadRateTarget": "clients.metrics",
+    "ModelFileError": "clients.errors",
+    "ModelFolder": "clients.scoring",
+    "RiskBands": "clients.scaling",
+    "SavedModel": "clients.model_file",
+    "ScoreBaseline": "clients.monitoring",
+    "ScoreScaling": "clients.scaling",
+    "Scorecard": "clients.scorecard",
+    "ScoringResult": "clients.scoring",
+    "build_scorecard": "clients.scorecard",
+    "load_model": "clients.model_file",
+    "score_file": "clients.scoring",
     "CategoricalColumn": "clients.schema",
+    "CheckReport": "clients.preflight",
+    "MISSING_CATEGORY": "clients.schema",
+    "OutputDirError": "clients.errors",
+    "TableRead": "clients.tables",
+    "check_institution": "clients.preflight",
+    "promote_outputs": "clients.deploy",
+    "read_table": "clients.tables",
     "ClientError": "clients.errors",
     "ConfigError": "clients.errors",
     "DataLoadError": "clients.errors",
@@ -136,7 +171,7 @@ _EXPORTS = {
     "run_institution": "clients.deploy",
     "save_schema": "clients.schema",
     "schema_from_dict": "clients.schema",
-    "scorecard": "clients.models",
+    "coefficient_table": "clients.models",
     "set_weights": "clients.models",
     "sum_moments": "clients.standardize",
     "train_local": "clients.training",
@@ -146,9 +181,12 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "MISSING_CATEGORY",
     "MLP",
     "OTHER_CATEGORY",
+    "BadRateTarget",
     "CategoricalColumn",
+    "CheckReport",
     "ClientError",
     "ConfigError",
     "DataLoadError",
@@ -163,14 +201,24 @@ __all__ = [
     "LocalDataset",
     "LogisticRegression",
     "MetricsError",
+    "ModelFileError",
+    "ModelFolder",
     "ModelSpec",
     "Moments",
     "NumericColumn",
+    "OutputDirError",
+    "RiskBands",
     "RiskMetrics",
+    "SavedModel",
     "SchemaError",
     "SchemaProposal",
+    "ScoreBaseline",
+    "ScoreScaling",
+    "Scorecard",
+    "ScoringResult",
     "Standardizer",
     "SuperNodeError",
+    "TableRead",
     "TamperedAggregateError",
     "TargetSpec",
     "TrainConfig",
@@ -182,7 +230,10 @@ __all__ = [
     "binary_cross_entropy",
     "build_client_app",
     "build_model",
+    "build_scorecard",
     "check_data",
+    "check_institution",
+    "coefficient_table",
     "encode",
     "evaluate",
     "feature_names",
@@ -190,17 +241,20 @@ __all__ = [
     "infer_schema",
     "ks_statistic",
     "load_local_dataset",
+    "load_model",
     "load_schema",
     "load_table",
     "local_moments",
     "make_encryption_mod",
     "node_data_path",
     "predict_proba",
+    "promote_outputs",
     "propose_schema",
+    "read_table",
     "run_institution",
     "save_schema",
     "schema_from_dict",
-    "scorecard",
+    "score_file",
     "set_weights",
     "sum_moments",
     "train_local",

@@ -36,9 +36,17 @@ most ``max_weight`` over the summed weight, and the average is then held to
 the ball); that limit of encrypted aggregation is stated in the docs.
 
 A failed check depends on decrypted values, so it is a one-bit answer about the
-sum; it can fail only when an institution sent a bad update (the aggregate's
-check value already verified that the aggregator added nothing), so only an
-institution that colludes with the aggregator learns that bit.
+sum. It can fail only when an institution sent a bad update: the aggregate's
+check value already verified that the aggregator added nothing, and, in
+encrypted mode, that every contributor started the round from the same model
+as this institution (:func:`~clients.run_state.expected_binding`), whose
+clipped updates average inside the ball. So only an institution that colludes
+with the aggregator learns that bit. Without that binding, with a quorum below
+the institution count, an aggregator could hand institutions different genuine
+starts and probe each with genuine sums made from the others: the refusal then
+said whether the data put them further apart than the allowance (red team F1).
+An institution that started no round of the run yet has no reference and
+checks nothing.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from clients.dp_mod import make_dp_mod
 from clients.encryption_mod import make_encryption_mod
 from clients.error_mod import GuardedClientApp, error_mod
 from clients.institution import LocalDataset, load_local_dataset
+from clients.metrics import BadRateTarget
 from clients.metrics import evaluate as risk_metrics
 from clients.models import ModelSpec, build_model, get_weights, predict_proba, set_weights
 from clients.outputs import write_final_outputs
@@ -161,7 +162,10 @@ def build_client_app(
         scaler = _standardizer(msg.content.config_records[CONFIG_KEY])
         model = _global_model(msg, chosen, data.n_features)
         scores = predict_proba(model, scaler.transform(data.x_test))
-        metrics: dict[str, int | float] = dict(risk_metrics(data.y_test, scores).as_dict())
+        # The approval rate's target: half this institution's training bad rate (stated
+        # in metrics.json), so the federation's mean compares like with like.
+        target = BadRateTarget.relative(data.y_train)
+        metrics: dict[str, int | float] = dict(risk_metrics(data.y_test, scores, target).as_dict())
         metrics[NUM_EXAMPLES_KEY] = len(data.y_test)
         content = RecordDict({METRICS_KEY: MetricRecord(dict(metrics))})
         return Message(content=content, reply_to=msg)
@@ -173,8 +177,13 @@ def build_client_app(
         written = 0
         if out_dir:
             chosen, data = current(context), dataset(context)
-            run = {"mode": chosen.mode, "model": chosen.model, "rounds": chosen.rounds}
             config = msg.content.config_records[CONFIG_KEY]
+            run = {
+                **_run_facts(chosen),
+                "institution": str(context.node_config.get("institution", "")),
+                "data_file": Path(node_data_path(context, chosen)).name,
+                "federation_train_rows": _federation_rows(config),
+            }
             write_final_outputs(
                 Path(str(out_dir)),
                 _global_model(msg, chosen, data.n_features),
@@ -198,6 +207,25 @@ def _federation_evaluation(config: ConfigRecord) -> dict[str, float] | None:
     if len(numbers) != len(EVALUATION_METRICS):
         return None
     return {name: float(v) for name, v in zip(EVALUATION_METRICS, numbers, strict=True)}
+
+
+def _run_facts(settings: FederationSettings) -> dict[str, object]:
+    """The settings a model card reports (all from this institution's own kit)."""
+    names = (
+        "mode", "model", "hidden", "rounds", "epochs", "batch_size", "learning_rate",
+        "proximal_mu", "seed", "test_fraction", "institutions", "dp_clip",
+        "dp_noise_multiplier", "dp_delta",
+    )  # fmt: skip
+    facts: dict[str, object] = {name: getattr(settings, name) for name in names}
+    if settings.model != "mlp":
+        facts.pop("hidden")
+    return facts
+
+
+def _federation_rows(config: ConfigRecord) -> int:
+    """The federation's training row count: the summed count of the statistics round."""
+    moments = Moments.from_vector(np.asarray(config[STATS_KEY], dtype=np.float64))
+    return round(float(moments.n_rows[0]))
 
 
 def _round(config: ConfigRecord) -> int:

@@ -1,6 +1,6 @@
 """Loading an institution's table, checking it against the schema, encoding it.
 
-The order is fixed: :func:`load_table` reads a CSV or Parquet file,
+The order is fixed: :func:`load_table` reads a CSV, Parquet or Excel file,
 :func:`validate` refuses anything the federation schema does not allow
 (before any training, naming the column and the number of offending rows),
 and :func:`encode` turns the validated table into a float32 feature matrix
@@ -10,6 +10,7 @@ whichever categories a given institution happens to hold.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,17 +18,21 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split as _sk_train_test_split
 
-from clients.errors import DataLoadError, DataValidationError
+from clients.errors import DataValidationError
 from clients.schema import (
+    MISSING_CATEGORY,
     OTHER_CATEGORY,
     CategoricalColumn,
     FederationSchema,
     NumericColumn,
     canonical_labels,
 )
+from clients.tables import quote, read_table
 
 __all__ = [
+    "TableCheck",
     "TrainTestSplit",
+    "check_table",
     "encode",
     "feature_names",
     "load_table",
@@ -35,51 +40,29 @@ __all__ = [
     "validate",
 ]
 
-_CSV_SUFFIXES = frozenset({".csv"})
-_PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _EXAMPLES_SHOWN = 3
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
-    """Read an institution's table from a CSV or Parquet file.
+    """Read an institution's table: CSV (any delimiter, UTF-8 or Latin-1), Parquet, Excel.
 
-    Parameters
-    ----------
-    path
-        A ``.csv``, ``.parquet`` or ``.pq`` file (suffix case ignored).
+    The same detection runs wherever the file is read (the command line, the
+    ClientApp), so every reader gets the same table; :func:`clients.tables.read_table`
+    documents it and reports what it chose.
 
     Raises
     ------
     DataLoadError
         If the suffix is unknown, the file is missing or empty, or the
-        reader fails on it.
+        reader fails on it; the message names the option to change.
     """
-    file = Path(path)
-    suffix = file.suffix.lower()
-    if suffix not in _CSV_SUFFIXES | _PARQUET_SUFFIXES:
-        raise DataLoadError(
-            f"cannot read {str(path)!r}: unknown extension {suffix or '(none)'!r}; "
-            "use .csv, .parquet or .pq",
-            path=str(path),
-        )
-    if not file.is_file():
-        raise DataLoadError(f"data file {str(path)!r} does not exist", path=str(path))
-    if file.stat().st_size == 0:
-        raise DataLoadError(f"data file {str(path)!r} is empty", path=str(path))
-    try:
-        if suffix in _CSV_SUFFIXES:
-            return pd.read_csv(file)
-        return pd.read_parquet(file)
-    except pd.errors.EmptyDataError as exc:
-        raise DataLoadError(f"data file {str(path)!r} has no columns", path=str(path)) from exc
-    except Exception as exc:  # pandas/pyarrow raise many types; all mean "unreadable"
-        raise DataLoadError(f"cannot read {str(path)!r}: {exc}", path=str(path)) from exc
+    return read_table(path).frame
 
 
 def _examples(values: np.ndarray | pd.Series) -> str:
     distinct = list(dict.fromkeys(str(v) for v in values))
-    shown = ", ".join(repr(v) for v in distinct[:_EXAMPLES_SHOWN])
+    shown = ", ".join(quote(v) for v in distinct[:_EXAMPLES_SHOWN])
     more = f" and {len(distinct) - _EXAMPLES_SHOWN} more" if len(distinct) > _EXAMPLES_SHOWN else ""
     return shown + more
 
@@ -90,7 +73,7 @@ def _check_columns(frame: pd.DataFrame, schema: FederationSchema) -> None:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise DataValidationError(
-            f"column {duplicated[0]!r} appears more than once in the table ({rows} rows)",
+            f"column {quote(duplicated[0])} appears more than once in the table ({rows} rows)",
             column=duplicated[0],
             count=rows,
         )
@@ -107,9 +90,9 @@ def _check_columns(frame: pd.DataFrame, schema: FederationSchema) -> None:
     expected = set(schema.columns)
     extra = [c for c in names if c not in expected]
     if extra:
-        others = f" (also extra: {', '.join(extra[1:])})" if len(extra) > 1 else ""
+        others = f" (also extra: {_examples(extra[1:])})" if len(extra) > 1 else ""
         raise DataValidationError(
-            f"column {extra[0]!r} ({rows} rows) is not in the federation schema; "
+            f"column {quote(extra[0])} ({rows} rows) is not in the federation schema; "
             "drop it before joining" + others,
             column=extra[0],
             count=rows,
@@ -197,14 +180,25 @@ def _to_float(value: object) -> float:
 
 def _validate_categorical(series: pd.Series, column: CategoricalColumn) -> pd.Series:
     values = canonical_labels(series)
-    known = set(column.categories)
+    missing = np.array([v is None for v in values], dtype=bool)
+    if column.missing == "category":
+        values = np.where(missing, MISSING_CATEGORY, values)
+    elif column.missing == "error" and missing.any():
+        raise DataValidationError(
+            f"categorical column {column.name!r} has {int(missing.sum())} rows without a value "
+            "and its schema policy for missing values is 'error'",
+            column=column.name,
+            count=int(missing.sum()),
+        )
+    known = set(column.levels) - {OTHER_CATEGORY}
     unseen = np.array([v not in known for v in values], dtype=bool)
     if unseen.any():
         if column.unseen == "error":
+            absent = int((unseen & missing).sum())
+            also = f" ({absent} of them without a value)" if absent else ""
             raise DataValidationError(
                 f"categorical column {column.name!r} has {int(unseen.sum())} rows with values "
-                f"outside the schema's categories (missing values included): "
-                f"{_examples(values[unseen])}",
+                f"outside the schema's categories{also}: {_examples(values[unseen])}",
                 column=column.name,
                 count=int(unseen.sum()),
             )
@@ -256,6 +250,74 @@ def validate(
         clean[categorical.name] = _validate_categorical(frame[categorical.name], categorical)
     clean[schema.target.column] = pd.Series(y, index=frame.index, name=schema.target.column)
     return pd.DataFrame(clean, index=frame.index)
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """Every problem :func:`validate` would stop at, and what it would fill in.
+
+    Attributes
+    ----------
+    rows
+        Rows in the table.
+    problems
+        One error per column that fails (all of them, not just the first),
+        or one for the table's columns as a whole.
+    filled
+        What the schema's policies will do to this table, one sentence per
+        column: missing numbers filled with the schema's value, missing
+        categories given their own level, unseen categories mapped to the
+        catch-all. Nothing is filled that the schema does not say.
+    """
+
+    rows: int
+    problems: tuple[DataValidationError, ...]
+    filled: tuple[str, ...]
+
+
+def check_table(frame: pd.DataFrame, schema: FederationSchema) -> TableCheck:
+    """Check a table against the schema and collect every problem instead of the first.
+
+    What ``crossfed client --check`` reports: :func:`validate` passes exactly
+    when :attr:`TableCheck.problems` is empty.
+    """
+    try:
+        _check_columns(frame, schema)
+    except DataValidationError as exc:
+        return TableCheck(len(frame), (exc,), ())
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    problems: list[DataValidationError] = []
+    filled: list[str] = []
+    try:
+        _validate_target(frame, schema, require_both_classes=True)
+    except DataValidationError as exc:
+        problems.append(exc)
+    for numeric in schema.numeric:
+        try:
+            _validate_numeric(frame[numeric.name], numeric)
+        except DataValidationError as exc:
+            problems.append(exc)
+            continue
+        absent = int(pd.isna(frame[numeric.name]).sum())
+        if absent:
+            filled.append(
+                f"numeric column {numeric.name!r}: {absent} missing values filled with "
+                f"{numeric.fill_value:g} (schema policy {numeric.impute!r})"
+            )
+    for categorical in schema.categorical:
+        try:
+            clean = _validate_categorical(frame[categorical.name], categorical)
+        except DataValidationError as exc:
+            problems.append(exc)
+            continue
+        for level, what in ((MISSING_CATEGORY, "without a value"), (OTHER_CATEGORY, "unseen")):
+            count = int((clean == level).sum())
+            if count:
+                filled.append(
+                    f"categorical column {categorical.name!r}: {count} rows {what} "
+                    f"encoded as {level!r} (schema policy)"
+                )
+    return TableCheck(len(frame), tuple(problems), tuple(filled))
 
 
 def feature_names(schema: FederationSchema) -> list[str]:

@@ -16,9 +16,10 @@
    the kit's pin, or a run configuration that disagrees with the kit, is
    refused with a fixed error code (details in ``.supernode/institution.log``);
    only the runner, which holds a fresh per-run secret, may take tasks;
-5. waits until the final global model has been written to the output folder
+5. waits until the final global model has been written to a staging folder
    (``metrics.json`` appears last), then stops the SuperNode — SuperNodes never
-   exit by themselves — and the runner. A runner that dies ends the run.
+   exit by themselves — and the runner, and moves the outputs into place. A
+   runner that dies ends the run; a failed run leaves earlier outputs as they were.
 
 The data file and the secret context never leave this machine: the ClientApp
 sends only encrypted updates, encrypted statistics and evaluation metrics.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -36,11 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import crypto
-from clients.data import load_table, validate
-from clients.errors import SuperNodeError
+from clients.app_guard import kit_settings
+from clients.data import encode, load_table
+from clients.errors import OutputDirError, SuperNodeError
 from clients.kit import InstitutionKit
 from clients.outputs import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
+from clients.preflight import check_secret, check_split
 from clients.schema import load_schema
 from crossfed.protocol import (
     ProvisioningError,
@@ -52,7 +55,7 @@ from crossfed.protocol import (
     stop_tree,
 )
 
-__all__ = ["InstitutionResult", "check_data", "run_institution"]
+__all__ = ["STAGING", "InstitutionResult", "check_data", "promote_outputs", "run_institution"]
 
 _ROUND = re.compile(r"Receiving: train message")
 _REFUSED = "the aggregator refused this node's key"
@@ -72,6 +75,8 @@ RUNNER_MODULE = "clients.app_runner"
 LOCAL_LOG = "institution.log"
 _RUNNER_LOG = "runner.log"
 _SECRET = "superexec.secret"
+#: Where a run's outputs are written (in ``OUT/.supernode``) until it succeeded.
+STAGING = "outputs"
 
 
 def _read_from(path: Path, offset: int) -> str:
@@ -110,26 +115,24 @@ class InstitutionResult:
 
 
 def check_data(kit: InstitutionKit, data_path: Path) -> int:
-    """Validate ``data_path`` against the kit's schema; the number of rows.
+    """Validate ``data_path`` against the kit's schema and split it as the ClientApp will.
+
+    Returns the number of rows. ``crossfed client --check`` runs this and every
+    other check, collecting all problems (:func:`clients.preflight.check_institution`).
 
     Raises
     ------
     clients.SchemaError, clients.DataLoadError, clients.DataValidationError
-        The schema or the file is unusable; the message names the column.
+        The schema or the file is unusable, or too few rows of a class for
+        the held-out split; the message names the column.
+    crossfed.protocol.ConfigurationError
+        The kit's settings are invalid.
     """
     schema = load_schema(kit.schema)
-    return len(validate(load_table(data_path), schema))
-
-
-def _check_secret(kit: InstitutionKit) -> None:
-    try:
-        secret = crypto.SecretContext.load(kit.secret_context)
-    except crypto.CryptoError as exc:
-        raise ProvisioningError(f"{kit.secret_context}: {exc}") from exc
-    if secret.fingerprint != kit.manifest.context_fingerprint:
-        raise ProvisioningError(
-            f"{kit.secret_context} is not this federation's key (fingerprint differs)"
-        )
+    frame = load_table(data_path)
+    x, y = encode(frame, schema)  # validates first
+    check_split(x, y, kit_settings(kit, out_dir=Path()))
+    return len(frame)
 
 
 def _failure_reason(log: str, returncode: int | None, address: str) -> str:
@@ -176,6 +179,34 @@ def _await_final_reply(
         time.sleep(0.3)
 
 
+def promote_outputs(staging: Path, out: Path) -> list[str]:
+    """Move a finished run's outputs from ``staging`` into ``out``, ``metrics.json`` last.
+
+    Each file replaces its namesake atomically (same file system), so ``out``
+    always holds one run's complete outputs: the earlier run's until this
+    call, this run's after it (``metrics.json`` appearing last marks them
+    complete, as in :mod:`clients.outputs`). Whatever the run wrote is moved,
+    folders included. Returns the names moved.
+
+    Raises
+    ------
+    clients.OutputDirError
+        A file could not be moved; the earlier outputs not yet replaced remain.
+    """
+    names = sorted(p.name for p in staging.iterdir())
+    ordered = [n for n in names if n != METRICS_FILE] + [n for n in names if n == METRICS_FILE]
+    try:
+        for name in ordered:
+            target = out / name
+            if (staging / name).is_dir() and target.is_dir():
+                shutil.rmtree(target)
+            os.replace(staging / name, target)
+        staging.rmdir()
+    except OSError as exc:
+        raise OutputDirError(f"cannot move the outputs into {out}: {exc.strerror}") from exc
+    return ordered
+
+
 def run_institution(
     kit_dir: Path,
     data_path: Path,
@@ -194,9 +225,11 @@ def run_institution(
     data_path
         The institution's CSV or Parquet file; read here and by the ClientApp only.
     out_dir
-        Where the decrypted global model, metrics and scorecard are written;
-        earlier outputs there are replaced. The SuperNode's working files go to
-        ``out_dir/.supernode``.
+        Where the decrypted global model, metrics and scorecard are written.
+        The run writes them to ``out_dir/.supernode/outputs`` and moves them
+        into place only once it succeeded (:func:`promote_outputs`): earlier
+        outputs are never deleted before connecting nor lost when a run fails.
+        The SuperNode's working files go to ``out_dir/.supernode``.
     timeout
         Seconds to wait for the run to finish; None waits indefinitely.
     connect_timeout
@@ -212,6 +245,8 @@ def run_institution(
         The data does not fit the schema (nothing was sent).
     clients.SuperNodeError
         The node was refused, TLS failed, or the run did not finish in time.
+    clients.OutputDirError
+        The output folder cannot be written.
     """
     started = time.monotonic()
     say = progress or (lambda _line: None)
@@ -220,16 +255,22 @@ def run_institution(
         raise ProvisioningError(
             f"{kit.path} pins no app bundle: recreate the kits with `crossfed kit create`"
         )
-    _check_secret(kit)
+    check_secret(kit)
     rows = check_data(kit, data_path)
     say(f"{data_path}: {rows} rows match the federation schema")
 
     out = out_dir.resolve()
     work = out / ".supernode"
-    work.mkdir(mode=0o700, parents=True, exist_ok=True)
-    work.chmod(0o700)
-    for name in (METRICS_FILE, MODEL_FILE, SCORECARD_FILE):
-        (out / name).unlink(missing_ok=True)
+    try:
+        work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work.chmod(0o700)
+        # Earlier outputs stay where they are: this run writes beside them and its
+        # outputs replace them only once it succeeded (promote_outputs).
+        staging = work / STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+    except OSError as exc:
+        raise OutputDirError(f"cannot write the output folder {out}: {exc.strerror}") from exc
     log_path = _private(work / "supernode.log")
     runner_log = _private(work / _RUNNER_LOG)
     secret_file = _private(work / _SECRET)
@@ -250,7 +291,7 @@ def run_institution(
         sys.executable, "-m", RUNNER_MODULE,
         "--kit", str(kit.path),
         "--data", str(data_path.resolve()),
-        "--out", str(out),
+        "--out", str(staging),
         "--runtime-api-address", runtime_api,
         "--superexec-auth-secret-file", str(secret_file),
         "--log-file", str(work / LOCAL_LOG),
@@ -259,6 +300,7 @@ def run_institution(
     process: subprocess.Popen[bytes] | None = None
     runner: subprocess.Popen[bytes] | None = None
     env = flower_env(work / "flwr-home")
+    succeeded = False
     try:
         runner = spawn(runner_command, env=env, log_path=runner_log)
         process, offset = spawn(command, env=env, log_path=log_path), 0
@@ -268,7 +310,7 @@ def run_institution(
         connect_deadline = now + connect_timeout
         seen_requests = trained = 0  # train messages received, across rejoins
         joined = connected = False
-        while not (out / METRICS_FILE).is_file():
+        while not (staging / METRICS_FILE).is_file():
             if runner.poll() is not None:
                 raise SuperNodeError(
                     _runner_failure(runner_log, runner.returncode),
@@ -326,8 +368,12 @@ def run_institution(
                 )
             time.sleep(0.5)
         _await_final_reply(log_path, process)
-        say(f"final model written to {out}")
+        succeeded = True
     finally:
         stop_tree(process)
         stop_tree(runner)
+        if not succeeded:  # earlier outputs untouched; this run's partial ones dropped
+            shutil.rmtree(staging, ignore_errors=True)
+    promote_outputs(staging, out)
+    say(f"final model written to {out}")
     return InstitutionResult(kit.name, out, rows, time.monotonic() - started)

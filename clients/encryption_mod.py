@@ -10,14 +10,37 @@ In encrypted mode — the kit's mode, never the message's — this one
 * verifies each aggregate's check value before using anything decrypted: it
   must be exactly the sum of at least ``max(2, min_institutions)`` distinct
   contributors' updates of this run and round (:func:`crypto.decrypt_average`),
-  and its summed weight what those contributors may carry under the kit's
-  ``max-weight`` (:func:`~clients.bounds.check_summed_weight`);
+  made from the same start as this institution's own round
+  (:func:`~clients.run_state.expected_binding`), and its summed weight what
+  those contributors may carry under the kit's ``max-weight``
+  (:func:`~clients.bounds.check_summed_weight`);
 * then hands the handlers plaintext weights and statistics;
 * encrypts the handlers' reply, bound to the pinned session, the message's
-  round and this institution's name: training weights with the (capped)
-  example count multiplied in, statistics as exact sums, evaluation metrics
-  weighted by the test-set size. The reply then holds that ciphertext and
-  nothing else: no metric, count, loss or timing leaves in the clear.
+  round, this institution's name and the model it worked on: training weights
+  with the (capped) example count multiplied in, statistics as exact sums,
+  evaluation metrics weighted by the test-set size. The reply then holds that
+  ciphertext and nothing else: no metric, count, loss or timing leaves in the
+  clear.
+
+What a reply is bound to (the ``binding`` of :func:`crypto.encrypt_update`):
+
+=====================  ===============================================================
+reply                  binding
+=====================  ===============================================================
+statistics             nothing (:data:`~clients.run_state.SEEDED_START`)
+training, round 1      :data:`~clients.run_state.SEEDED_START`: the seeded model
+training, round r > 1  :func:`~clients.run_state.model_binding` of the exact
+                       round-``r - 1`` aggregate the institution decrypted and
+                       started from (remembered for the round's later checks)
+evaluation, round r    :func:`~clients.run_state.model_binding` of the round-``r``
+                       aggregate it evaluated; the final message's evaluation sum
+                       must be bound to the final model that message carries
+=====================  ===============================================================
+
+So an aggregator that hands institutions different (genuine) starts cannot sum
+their updates into a model any of them accepts as its own round's: without
+this, with a quorum below the institution count, the movement bound's refusal
+of an honest sum made from another start was a bit about the data.
 
 An aggregate need not list this institution among its contributors: an honest
 aggregator leaves out a reply that missed the round's deadline, and requiring
@@ -44,7 +67,15 @@ from flwr.clientapp.typing import ClientAppCallable
 import crypto
 from clients.bounds import check_summed_weight
 from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
-from clients.run_state import Inbound, classify, pinned_session
+from clients.run_state import (
+    SEEDED_START,
+    Inbound,
+    classify,
+    expected_binding,
+    model_binding,
+    pinned_session,
+    remember_binding,
+)
 from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -109,15 +140,20 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
         session = pinned_session(context, settings)
         path = str(context.node_config.get("secret-context") or settings.secret_context)
         secret = _secret_context(path)
-        _decrypt_inbound(msg, secret, settings, inbound, session)
+        binding = _decrypt_inbound(msg, context, secret, settings, inbound, session)
+        if inbound.kind == "train":
+            # The start of this round; the bounds mod keeps its weights as the movement
+            # reference. Should it refuse the model, the two memories disagree and every
+            # later model is refused (expected_binding): never a data-dependent answer.
+            remember_binding(context, settings, inbound.round, binding)
         reply = call_next(msg, context)
         if reply.has_error():
             return reply
         name = contributor_name(context)
         if inbound.kind == "train":
-            sealed = _encrypt_weights(reply, secret, inbound.round, session, name)
+            sealed = _encrypt_weights(reply, secret, inbound.round, session, name, binding)
         elif inbound.kind == "evaluate":
-            sealed = _encrypt_evaluation(reply, secret, inbound.round, session, name)
+            sealed = _encrypt_evaluation(reply, secret, inbound.round, session, name, binding)
         elif inbound.kind == "stats":
             sealed = _encrypt_statistics(reply, secret, session, name)
         else:
@@ -129,12 +165,18 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
 
 def _decrypt_inbound(
     msg: Message,
+    context: Context,
     secret: crypto.SecretContext,
     settings: FederationSettings,
     inbound: Inbound,
     session: str,
-) -> None:
-    """Check every record that arrived, decrypt the aggregates, refuse anything in clear."""
+) -> bytes:
+    """Check every record that arrived, decrypt the aggregates, refuse anything in clear.
+
+    Returns the binding of the model the message carries (what a reply about
+    it is bound to): :func:`~clients.run_state.model_binding` of its exact
+    ciphertext, or :data:`~clients.run_state.SEEDED_START` when it carries none.
+    """
     content = msg.content
     extra = sorted(key for key in content.array_records if key != ARRAYS_KEY)
     if extra:
@@ -144,6 +186,8 @@ def _decrypt_inbound(
         for key in (STATS_KEY, EVALUATION_KEY):
             if key in config:
                 raise InboundMessageError(f"{key!r} arrived in the clear in an encrypted run")
+    data = _model_bytes(msg, inbound)
+    binding = SEEDED_START if data is None else model_binding(data)
     if inbound.kind != "stats":
         blob = _bytes_entry(config, STATS_CIPHERTEXT_KEY, required=True)
         config = _require(config)
@@ -154,23 +198,10 @@ def _decrypt_inbound(
         if inbound.kind != "final":
             raise InboundMessageError("an evaluation sum outside the final message")
         config = _require(config)
-        config[EVALUATION_KEY] = _decrypt_evaluation(secret, evaluation, settings, session)
+        config[EVALUATION_KEY] = _decrypt_evaluation(secret, evaluation, settings, session, binding)
         del config[EVALUATION_CIPHERTEXT_KEY]
-    arrays = content.array_records.get(ARRAYS_KEY)
-    has_model = arrays is not None and len(arrays) > 0
-    if inbound.model_round is None:
-        if has_model:
-            raise InboundMessageError(f"a model in a {inbound.kind} message that must carry none")
-        return
-    if arrays is None or not has_model:
-        raise InboundMessageError(f"a {inbound.kind} message without its global model")
-    try:
-        data = read_ciphertext(arrays)
-    except crypto.MalformedDataError as exc:
-        raise InboundMessageError(
-            f"the global model of a {inbound.kind} message is not a ciphertext "
-            "(a model in the clear is refused in an encrypted run)"
-        ) from exc
+    if data is None or inbound.model_round is None:
+        return binding
     update = crypto.EncryptedUpdate.from_bytes(
         secret,
         data,
@@ -179,11 +210,41 @@ def _decrypt_inbound(
         expected_shapes=settings.shapes(),
     )
     weights, summed = crypto.decrypt_average(
-        secret, update, min_contributors=min_contributors(settings)
+        secret,
+        update,
+        min_contributors=min_contributors(settings),
+        binding=expected_binding(context, settings, inbound.model_round),
     )
     cap = 1 if settings.dp_enabled else settings.max_weight
     check_summed_weight(summed, len(update.contributor_names), cap)
     content[ARRAYS_KEY] = ArrayRecord([w.astype(np.float32) for w in weights])
+    return binding
+
+
+def _model_bytes(msg: Message, inbound: Inbound) -> bytes | None:
+    """The ciphertext of the global model ``msg`` must carry, or None when it must carry none.
+
+    Raises
+    ------
+    InboundMessageError
+        A model where none belongs, none where one is due, or one that is not a
+        ciphertext (a model in the clear is refused in an encrypted run).
+    """
+    arrays = msg.content.array_records.get(ARRAYS_KEY)
+    has_model = arrays is not None and len(arrays) > 0
+    if inbound.model_round is None:
+        if has_model:
+            raise InboundMessageError(f"a model in a {inbound.kind} message that must carry none")
+        return None
+    if arrays is None or not has_model:
+        raise InboundMessageError(f"a {inbound.kind} message without its global model")
+    try:
+        return read_ciphertext(arrays)
+    except crypto.MalformedDataError as exc:
+        raise InboundMessageError(
+            f"the global model of a {inbound.kind} message is not a ciphertext "
+            "(a model in the clear is refused in an encrypted run)"
+        ) from exc
 
 
 def _require(config: ConfigRecord | None) -> ConfigRecord:
@@ -210,14 +271,21 @@ def _decrypt_statistics(
     )
     if len(stats.shapes) != 1 or len(stats.shapes[0]) != 1:
         raise InboundMessageError("the statistics sum is not one vector")
-    sums, _ = crypto.decrypt_sums(secret, stats, min_contributors=min_contributors(settings))
+    sums, _ = crypto.decrypt_sums(
+        secret, stats, min_contributors=min_contributors(settings), binding=SEEDED_START
+    )
     return [float(v) for v in sums[0]]
 
 
 def _decrypt_evaluation(
-    secret: crypto.SecretContext, blob: bytes, settings: FederationSettings, session: str
+    secret: crypto.SecretContext,
+    blob: bytes,
+    settings: FederationSettings,
+    session: str,
+    binding: bytes,
 ) -> list[float]:
-    """The federation's mean metrics of the last round, if they are that round's verified sum."""
+    """The federation's mean metrics of the last round, if they are that round's verified sum
+    of evaluations of the model bound as ``binding`` (the final model beside it)."""
     update = crypto.EncryptedUpdate.from_bytes(
         secret,
         blob,
@@ -226,7 +294,7 @@ def _decrypt_evaluation(
         expected_shapes=((len(EVALUATION_METRICS),),),
     )
     (values,), summed = crypto.decrypt_average(
-        secret, update, min_contributors=min_contributors(settings)
+        secret, update, min_contributors=min_contributors(settings), binding=binding
     )
     check_summed_weight(summed, len(update.contributor_names), settings.max_weight)
     return [float(v) for v in values]
@@ -240,13 +308,24 @@ def _sealed(update: crypto.EncryptedUpdate) -> RecordDict:
 
 
 def _encrypt_weights(
-    reply: Message, secret: crypto.SecretContext, round_id: int, session: str, name: str
+    reply: Message,
+    secret: crypto.SecretContext,
+    round_id: int,
+    session: str,
+    name: str,
+    binding: bytes,
 ) -> RecordDict:
     arrays = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
     weight = _count(reply.content.metric_records[METRICS_KEY])
     return _sealed(
         crypto.encrypt_update(
-            secret, arrays, weight, contributor=name, round_id=round_id, session=session
+            secret,
+            arrays,
+            weight,
+            contributor=name,
+            round_id=round_id,
+            session=session,
+            binding=binding,
         )
     )
 
@@ -256,12 +335,19 @@ def _encrypt_statistics(
 ) -> RecordDict:
     arrays: Sequence[np.ndarray] = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
     return _sealed(
-        crypto.encrypt_sums(secret, arrays, contributor=name, round_id=0, session=session)
+        crypto.encrypt_sums(
+            secret, arrays, contributor=name, round_id=0, session=session, binding=SEEDED_START
+        )
     )
 
 
 def _encrypt_evaluation(
-    reply: Message, secret: crypto.SecretContext, round_id: int, session: str, name: str
+    reply: Message,
+    secret: crypto.SecretContext,
+    round_id: int,
+    session: str,
+    name: str,
+    binding: bytes,
 ) -> RecordDict:
     """One encrypted vector of the metrics, weighted by the (capped) test-set size.
 
@@ -275,7 +361,13 @@ def _encrypt_evaluation(
     values = np.array([float(metrics[key]) for key in EVALUATION_METRICS])  # type: ignore[arg-type]
     return _sealed(
         crypto.encrypt_update(
-            secret, [values], _count(metrics), contributor=name, round_id=round_id, session=session
+            secret,
+            [values],
+            _count(metrics),
+            contributor=name,
+            round_id=round_id,
+            session=session,
+            binding=binding,
         )
     )
 

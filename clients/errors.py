@@ -20,6 +20,7 @@ __all__ = [
     "InvalidWeightsError",
     "KeyMaterialError",
     "MetricsError",
+    "ModelFileError",
     "SchemaError",
     "SuperNodeError",
     "TrainingDivergedError",
@@ -127,6 +128,10 @@ class UndefinedMetricError(MetricsError):
     """A metric is undefined for these labels (for instance, only one class)."""
 
 
+class ModelFileError(ClientError):
+    """A model folder a run wrote is missing a file, unreadable, or not for this schema."""
+
+
 class SuperNodeError(ClientError):
     """The institution's SuperNode could not take part in the run.
 
@@ -174,4 +179,12 @@ class TamperedAggregateError(ClientError):
     ``max-update-norm`` allows. Only a malicious institution's update can
     cause it once the aggregate's check value verified. Its message states
     which check failed, never a decrypted value.
+    """
+
+
+class OutputDirError(ClientError):
+    """The institution's output folder cannot be created or written.
+
+    Checked before connecting (``crossfed client --check``) and when the
+    outputs of a finished run are moved into place; earlier outputs are kept.
     """

@@ -9,6 +9,15 @@
   sorted by predicted risk, lowest first, and the largest prefix whose bad
   rate stays at or under the target is approved; the rate is its share.
 
+The target matters as much as the model: a fixed 2 % target on a book whose
+bad rate is 28 % approves almost nobody, and the same 2 % on a 1 % book
+approves everybody. Unless a target is given, :func:`evaluate` uses
+:data:`DEFAULT_TARGET_FRACTION` (one half) of an observed bad rate, preferably
+the training split's (:meth:`BadRateTarget.relative`): "halve the bad rate
+and keep as many applicants as possible" reads the same on every book. Every
+:class:`RiskMetrics` carries the :class:`BadRateTarget` it was computed with,
+and every printed approval rate says which.
+
 All functions take labels (1 = bad) and predicted probabilities of bad.
 """
 
@@ -22,10 +31,93 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 
 from clients.errors import MetricsError, UndefinedMetricError
 
-__all__ = ["RiskMetrics", "approval_rate_at_bad_rate", "evaluate", "ks_statistic"]
+__all__ = [
+    "DEFAULT_TARGET_FRACTION",
+    "BadRateTarget",
+    "RiskMetrics",
+    "approval_rate_at_bad_rate",
+    "evaluate",
+    "ks_statistic",
+]
 
-DEFAULT_TARGET_BAD_RATE = 0.05
-"""Default tolerated bad rate among approved applicants."""
+DEFAULT_TARGET_FRACTION = 0.5
+"""Default target: this fraction of the observed (preferably training-split) bad rate."""
+
+
+@dataclass(frozen=True)
+class BadRateTarget:
+    """The bad rate tolerated among approved applicants, and how it was chosen.
+
+    Attributes
+    ----------
+    bad_rate
+        The target, in ``[0, 1]``.
+    fraction
+        For a relative target, the fraction of :attr:`observed` it is; ``None``
+        for a target given as a number.
+    observed
+        For a relative target, the observed bad rate it derives from.
+    source
+        Where :attr:`observed` was measured (``"training split"``, ``"test
+        split"``) or ``"given"``.
+
+    Raises
+    ------
+    MetricsError
+        If a rate is outside ``[0, 1]`` or not finite.
+    """
+
+    bad_rate: float
+    fraction: float | None = None
+    observed: float | None = None
+    source: str = "given"
+
+    def __post_init__(self) -> None:
+        for name in ("bad_rate", "fraction", "observed"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise MetricsError(f"{name} of a bad-rate target must be in [0, 1], got {value}")
+
+    @classmethod
+    def given(cls, bad_rate: float) -> BadRateTarget:
+        """A target stated as a number (a credit policy's own figure)."""
+        return cls(float(bad_rate))
+
+    @classmethod
+    def relative(
+        cls,
+        labels: np.ndarray,
+        *,
+        fraction: float = DEFAULT_TARGET_FRACTION,
+        source: str = "training split",
+    ) -> BadRateTarget:
+        """``fraction`` of the bad rate observed in ``labels`` (1 = bad).
+
+        Raises
+        ------
+        MetricsError
+            If there are no labels or ``fraction`` is outside ``[0, 1]``.
+        """
+        y = np.asarray(labels, dtype=np.float64).ravel()
+        if y.size == 0:
+            raise MetricsError("no labels to derive a target bad rate from")
+        observed = float(y.mean())
+        if not (math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
+            raise MetricsError(f"target fraction must be in [0, 1], got {fraction}")
+        return cls(fraction * observed, fraction=float(fraction), observed=observed, source=source)
+
+    def describe(self) -> str:
+        """One line for a printed table: the rate and, for a relative target, its rule."""
+        if self.fraction is None or self.observed is None:
+            return f"bad rate <= {self.bad_rate:.2%} among the approved (given)"
+        return (
+            f"bad rate <= {self.bad_rate:.2%} among the approved ({self.fraction:g} x the "
+            f"{self.source}'s bad rate, {self.observed:.2%})"
+        )
+
+    def as_dict(self) -> dict[str, float | str | None]:
+        """The target for JSON reports, with its one-line description."""
+        return {**asdict(self), "description": self.describe()}
 
 
 @dataclass(frozen=True)
@@ -44,6 +136,9 @@ class RiskMetrics:
         Mean negative log-likelihood; lower is better.
     approval_rate
         Share of applicants approved at the target bad rate, in ``[0, 1]``.
+    target
+        The target bad rate the approval rate was computed at (``None`` only
+        for metrics built by hand, e.g. a decrypted federation-wide mean).
     """
 
     auc: float
@@ -51,10 +146,20 @@ class RiskMetrics:
     brier: float
     log_loss: float
     approval_rate: float
+    target: BadRateTarget | None = None
 
     def as_dict(self) -> dict[str, float]:
-        """The metrics as a plain mapping, for tables and JSON reports."""
-        return asdict(self)
+        """The five measured numbers as a plain mapping, in the order the wire uses.
+
+        The target is a setting, not a measurement: read it from :attr:`target`.
+        """
+        return {
+            "auc": self.auc,
+            "ks": self.ks,
+            "brier": self.brier,
+            "log_loss": self.log_loss,
+            "approval_rate": self.approval_rate,
+        }
 
 
 def _checked(y_true: np.ndarray, p_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +200,7 @@ def ks_statistic(y_true: np.ndarray, p_pred: np.ndarray) -> float:
 
 
 def approval_rate_at_bad_rate(
-    y_true: np.ndarray, p_pred: np.ndarray, target_bad_rate: float = DEFAULT_TARGET_BAD_RATE
+    y_true: np.ndarray, p_pred: np.ndarray, target_bad_rate: float
 ) -> float:
     """Share of applicants that can be approved while the bad rate stays within target.
 
@@ -138,7 +243,9 @@ def approval_rate_at_bad_rate(
 
 
 def evaluate(
-    y_true: np.ndarray, p_pred: np.ndarray, target_bad_rate: float = DEFAULT_TARGET_BAD_RATE
+    y_true: np.ndarray,
+    p_pred: np.ndarray,
+    target_bad_rate: float | BadRateTarget | None = None,
 ) -> RiskMetrics:
     """Compute AUC, KS, Brier score, log loss and approval rate on a test set.
 
@@ -149,7 +256,10 @@ def evaluate(
     p_pred
         Predicted probabilities of bad.
     target_bad_rate
-        Tolerated observed bad rate among approved applicants.
+        Tolerated observed bad rate among approved applicants: a number, a
+        :class:`BadRateTarget` (pass ``BadRateTarget.relative(y_train)`` to
+        derive it from the training split, as the ClientApp does), or ``None``
+        for :data:`DEFAULT_TARGET_FRACTION` of this test set's own bad rate.
 
     Raises
     ------
@@ -159,10 +269,17 @@ def evaluate(
         If labels or probabilities are malformed.
     """
     y, p = _checked(y_true, p_pred)
+    if target_bad_rate is None:
+        target = BadRateTarget.relative(y, source="test split")
+    elif isinstance(target_bad_rate, BadRateTarget):
+        target = target_bad_rate
+    else:
+        target = BadRateTarget.given(target_bad_rate)
     return RiskMetrics(
         auc=float(roc_auc_score(y, p)),
         ks=ks_statistic(y, p),
         brier=float(brier_score_loss(y, p)),
         log_loss=float(log_loss(y, p, labels=[0.0, 1.0])),
-        approval_rate=approval_rate_at_bad_rate(y, p, target_bad_rate),
+        approval_rate=approval_rate_at_bad_rate(y, p, target.bad_rate),
+        target=target,
     )

@@ -7,7 +7,7 @@ generator inside :func:`torch.random.fork_rng`, so building a model neither
 depends on nor disturbs the caller's global random state.
 
 Logistic regression is the default: it is what credit-risk teams validate and
-explain (a scorecard of coefficients, :func:`scorecard`). The multilayer
+explain (a table of coefficients, :func:`coefficient_table`). The multilayer
 perceptron is there for fraud-style problems with interactions.
 """
 
@@ -29,9 +29,9 @@ __all__ = [
     "LogisticRegression",
     "ModelSpec",
     "build_model",
+    "coefficient_table",
     "get_weights",
     "predict_proba",
-    "scorecard",
     "set_weights",
 ]
 
@@ -208,7 +208,7 @@ def predict_proba(model: nn.Module, x: np.ndarray) -> np.ndarray:
         model.train(was_training)
 
 
-def scorecard(model: LogisticRegression, names: Sequence[str]) -> pd.DataFrame:
+def coefficient_table(model: LogisticRegression, names: Sequence[str]) -> pd.DataFrame:
     """A coefficient table for a credit committee, sorted by absolute effect.
 
     Coefficients refer to the model's inputs: with standardised features, a

@@ -25,6 +25,20 @@ memory lives in ``context.state``, which Flower keeps per node and run (in
 simulation and in deployment), under a key derived from the run's settings,
 so that several federations run in one simulation keep apart.
 
+It also remembers which model the institution started its last training round
+from (:func:`remember_binding`): in encrypted mode every model update is bound
+to a digest of the exact ciphertext of the aggregate it was trained from
+(:func:`model_binding`; :data:`SEEDED_START` in round 1), and a round-``r``
+model is accepted only if it verifies under the institution's own round-``r``
+start (:func:`expected_binding`). A genuine sum of updates trained from another
+start is then refused whatever the data, and one trained from the
+institution's own start always passes the movement bound
+(:mod:`clients.bounds`): whether a model is refused never depends on the data.
+An institution that started no round of the run yet (its first model, or a
+new Flower run after the aggregator restarted) accepts the start the
+aggregate's contributors declare; it has no movement reference either, so
+nothing it answers depends on the data.
+
 Limits, stated plainly: a new Flower run starts with an empty state, so an
 aggregator can always start over with a new session — which gives it nothing
 it could not get by running a new federation, because every aggregate must
@@ -43,7 +57,7 @@ from typing import Literal
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
 
-from clients.errors import InboundMessageError
+from clients.errors import InboundMessageError, TamperedAggregateError
 from crossfed.protocol import (
     CONFIG_KEY,
     FINAL_QUERY,
@@ -56,10 +70,14 @@ from crossfed.protocol import (
 
 __all__ = [
     "MAX_SESSION_CHARS",
+    "SEEDED_START",
     "Inbound",
     "admit",
     "classify",
+    "expected_binding",
+    "model_binding",
     "pinned_session",
+    "remember_binding",
     "remember_start",
     "round_start",
     "state_key",
@@ -68,8 +86,15 @@ __all__ = [
 #: Longest session identifier accepted (the ciphertext header's own bound).
 MAX_SESSION_CHARS = 256
 
+#: What round 1's updates are bound to: every institution starts from the seeded model.
+SEEDED_START = b""
+
+#: Domain separation of :func:`model_binding`'s digest.
+_BINDING_LABEL = b"crossfed/start-model/v1\x00"
+
 Kind = Literal["stats", "train", "evaluate", "final"]
 _SESSION, _TRAINED, _START_ROUND = "session", "trained-round", "start-round"
+_BOUND_ROUND, _BINDING = "bound-round", "start-binding"
 
 
 @dataclass(frozen=True)
@@ -212,3 +237,59 @@ def round_start(
     if record is None or not isinstance(round_id, int):
         return None
     return round_id, record.to_numpy_ndarrays()
+
+
+def model_binding(data: bytes) -> bytes:
+    """The binding of updates trained or evaluated on the aggregate serialised as ``data``.
+
+    SHA-256 of the exact ciphertext bytes: two aggregates that decrypt alike
+    but differ in a byte are different starts.
+    """
+    return hashlib.sha256(_BINDING_LABEL + data).digest()
+
+
+def remember_binding(
+    context: Context, settings: FederationSettings, round_id: int, binding: bytes
+) -> None:
+    """Keep the binding of the model this institution starts training round ``round_id`` from.
+
+    Raises
+    ------
+    InboundMessageError
+        No session is pinned for this run.
+    """
+    memory = context.state.config_records.get(state_key(settings))
+    if memory is None:
+        raise InboundMessageError("no session is pinned for this run")
+    memory[_BOUND_ROUND] = round_id
+    memory[_BINDING] = binding.hex()
+
+
+def expected_binding(
+    context: Context, settings: FederationSettings, model_round: int
+) -> bytes | None:
+    """The binding a round-``model_round`` aggregate must verify under, if any.
+
+    The binding of the start of round ``model_round`` when this institution
+    trained that round; ``None`` when it has started no round of this run yet
+    (it then has no movement reference either, :func:`round_start`).
+
+    Raises
+    ------
+    TamperedAggregateError
+        This institution started another round last (or its memory of the
+        start is incomplete): it cannot tell which start the aggregate's
+        contributors should share, so it refuses the aggregate.
+    """
+    memory = context.state.config_records.get(state_key(settings))
+    bound = memory.get(_BOUND_ROUND) if memory is not None else None
+    started = memory.get(_START_ROUND) if memory is not None else None
+    if bound is None and started is None:
+        return None
+    binding = memory.get(_BINDING) if memory is not None else None
+    if bound != model_round or started != bound or not isinstance(binding, str):
+        raise TamperedAggregateError(
+            "a model of a round this institution did not start from its own remembered "
+            "model; refusing to apply it"
+        )
+    return bytes.fromhex(binding)

@@ -30,10 +30,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from clients.errors import SchemaError
 
 __all__ = [
+    "MISSING_CATEGORY",
     "OTHER_CATEGORY",
     "SCHEMA_FORMAT_VERSION",
     "CategoricalColumn",
     "FederationSchema",
+    "MissingPolicy",
     "NumericColumn",
     "TargetSpec",
     "UnseenPolicy",
@@ -50,8 +52,12 @@ SCHEMA_FORMAT_VERSION: Literal[1] = 1
 OTHER_CATEGORY = "__other__"
 """Category that absorbs unseen values when a column's policy is ``"other"``."""
 
+MISSING_CATEGORY = "__missing__"
+"""Category of a missing value when a column's ``missing`` policy is ``"category"``."""
+
 ImputePolicy = Literal["refuse", "median", "zero", "constant"]
 UnseenPolicy = Literal["error", "other"]
+MissingPolicy = Literal["category", "error", "unseen"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
@@ -148,9 +154,15 @@ class CategoricalColumn(BaseModel):
     categories
         Every allowed value, in the order of the one-hot columns.
     unseen
-        ``"error"`` (default): a value outside :attr:`categories` (or a
-        missing value) is a validation error. ``"other"``: such values go to
-        one extra one-hot column, :data:`OTHER_CATEGORY`.
+        ``"error"`` (default): a value outside :attr:`categories` is a
+        validation error. ``"other"``: such values go to one extra one-hot
+        column, :data:`OTHER_CATEGORY`.
+    missing
+        What a missing value (empty cell, NaN) is: ``"category"``, a level of
+        its own (:data:`MISSING_CATEGORY`, one more one-hot column), so that
+        "not given" is learnt like any other answer; ``"error"``, refused;
+        ``"unseen"`` or absent (schemas written before this field), treated
+        as an unseen value under :attr:`unseen`.
     """
 
     model_config = _MODEL_CONFIG
@@ -158,6 +170,7 @@ class CategoricalColumn(BaseModel):
     name: str
     categories: tuple[str, ...]
     unseen: UnseenPolicy = "error"
+    missing: MissingPolicy | None = None
 
     @field_validator("categories")
     @classmethod
@@ -168,14 +181,17 @@ class CategoricalColumn(BaseModel):
             raise ValueError("categories must be distinct")
         if OTHER_CATEGORY in value:
             raise ValueError(f"{OTHER_CATEGORY!r} is reserved for unseen values")
+        if MISSING_CATEGORY in value:
+            raise ValueError(f"{MISSING_CATEGORY!r} is reserved for missing values")
         return value
 
     @property
     def levels(self) -> tuple[str, ...]:
-        """The one-hot levels: the categories, plus the catch-all if enabled."""
+        """The one-hot levels: the categories, then the missing and catch-all levels if enabled."""
+        extra = (MISSING_CATEGORY,) if self.missing == "category" else ()
         if self.unseen == "other":
-            return (*self.categories, OTHER_CATEGORY)
-        return self.categories
+            extra = (*extra, OTHER_CATEGORY)
+        return (*self.categories, *extra)
 
 
 class FederationSchema(BaseModel):

@@ -14,12 +14,15 @@ arithmetic circuits", EUROCRYPT 2013)::
 ``m`` is the payload as the codec decodes it (``mac_values``: the weighted
 values and the weight; the packed codec's integer lanes and weight; the sum
 codec's limbs), ``m_exact`` its entries that decode to exact integers (lanes,
-packed weight, high limbs). ``r_l`` is a secret real vector as long as ``m``,
-``k_l`` a secret integer vector uniform modulo ``M``, ``t_l`` a secret offset
-per contributor, uniform in ``[0, M)``. All come from the federation's check
-key (:class:`~crypto.keys.SecretContext`, never in the public context), bound
-to the context fingerprint, run, round, encoding, shapes and sizes, through
-HKDF-SHA256 (RFC 5869) with ChaCha20 as the generator. ``M`` is the largest
+packed weight, high limbs). ``r_l`` is a secret real vector as long as ``m``
+(``r_lj = f_j u_lj``, ``u_lj`` uniform on the multiples of ``2^-51`` in
+``[-1, 1)``), ``k_l`` a secret integer vector uniform modulo ``M``, ``t_l`` a
+secret offset per contributor, uniform in ``[0, M)``. All come from the
+federation's check key (:class:`~crypto.keys.SecretContext`, never in the
+public context), bound to the context fingerprint, run, round, encoding,
+shapes, sizes and the caller's binding (crossfed: a digest of the model the
+contributor started from, :mod:`clients.run_state`), through HKDF-SHA256
+(RFC 5869) with ChaCha20 as the generator. ``M`` is the largest
 prime below ``2^limb_bits`` of the preset's sum codec (``2^24``, ``2^21``,
 ``2^32`` for lean, standard, packed), so ``max_institutions`` check values sum
 inside the capacity whatever the payload's magnitude (``2^31``, ``2^28``,
@@ -35,26 +38,40 @@ and the check slots and ``a_i`` the multiplicity of genuine contribution ``i``.
 
 * Any contribution counted other than once if declared and zero times if not
   (``2 S``, ``11 G2 - 10 G1``, ``S - u``, a partial, padded or relabelled
-  contributor list, another round or run, whose ``r``, ``k``, ``t`` are
-  unrelated) leaves a uniform term modulo ``M``: each lane passes with
+  contributor list, another round, run or binding, whose ``r``, ``k``, ``t``
+  are unrelated) leaves a uniform term modulo ``M``: each lane passes with
   probability ``2 tol / M``; all four at most ``2^-68`` (standard, 128
   contributors), ``2^-122`` (lean), ``2^-125`` (packed).
 * Any change of an exact entry by a nonzero integer below ``M`` passes each
   lane with probability ``(2 tol + 1) / M`` (``M`` prime): no lane or weight
   change of the packed codec, no high-limb change of the sum codec, survives.
-* A shift ``d_j`` of a real entry passes each lane with probability at most
-  ``tol / (f_j |d_j|)``, ``r_j = f_j u_j`` with ``u_j`` uniform in ``[-1, 1)``;
-  so ``|d_j| >= sqrt(10) tol / f_j`` is detected with probability >= 99 %,
-  for any data.
+* A shift ``d_j`` of one entry passes each lane with probability at most
+  ``tol / (f_j |d_j|) + 2 tol / M + 2^-51 f_j |d_j| / M + 2^-52``, whatever the
+  other entries (``f_j d_j u_j`` runs over ``2^52`` points spaced
+  ``f_j |d_j| 2^-51`` apart; at most ``2 f_j |d_j| / M + 1`` windows of width
+  ``2 tol`` around multiples of ``M`` meet them, each holding at most
+  ``2 tol / (f_j |d_j| 2^-51) + 1``). So ``|d_j| >= sqrt(10) tol / f_j`` is
+  detected with probability >= 99 %, for any data.
+* No shift passes for every key. The third term is the coefficients'
+  granularity: ``d_j = M 2^51 / f_j`` is a multiple of ``M`` times every
+  ``r_j`` (a period of the check), ``M 2^50 / f_j`` passes half the time, and
+  so on. The verifier first refuses any decrypted slot beyond what its
+  declared contributors can put there (``count x slot_bound``, check slots
+  ``count x M``: :func:`crypto.integrity.verify`), so ``|d_j| <= 2 x 128 P_j``
+  and the term stays below ``2^-19`` per lane (``standard`` averages; ``2^-31``
+  or less for every other preset and encoding). Before, ``u_j`` had 26 bits:
+  ``d_j = M 2^25 / f_j`` passed every lane for every key, and on ``standard``
+  it fits a slot (``2^45``).
 
 Magnitudes. ``f_j`` is the power of two nearest ``2^E / (sqrt(len(m)) P_j)``
 with ``P_j`` the largest ``|m_j|`` one contribution can carry (the codec's
 bound) and ``E`` two bits above the widest noisy entry's bound: then ``r``
 weighs the payload's noise about twice the check slot's own, near the best
-ratio of detection threshold to tolerance. ``u_j`` has 26 significant bits and
-every ``m_j`` is split into two 26-bit halves, so every product is exact; each
-is reduced modulo ``M`` (exact) before summation, so the check is computed to a
-few ulps of ``M`` however large ``<r, m>`` is. The tolerance is 10 standard
+ratio of detection threshold to tolerance. ``u_j`` (52 significant bits) and
+``m_j`` are each split into two halves of at most 26 bits, so each of the four
+partial products is exact; each is reduced modulo ``M`` (exact) before
+summation, so the check is computed to a few ulps of ``M`` however large
+``<r, m>`` is. The tolerance is 10 standard
 deviations of the residual's noise as modelled from the preset, never from the
 decrypted values (so whether a sum passes depends on the data only through the
 forgery itself): fresh noise ``2^(9 - scale_bits)`` per slot (measured
@@ -68,31 +85,36 @@ Measured here (TenSEAL 0.3.18; ``tests/crypto/test_check_calibration.py`` and
 * Honest sums: 1,200 trials of 1 to 128 genuine contributions of 3,000 values
   over lean, standard and packed, averages and sums, half of them at their
   codec's largest accepted magnitude (two runs): none failed; worst
-  ``|residual| / tol`` 0.18 (standard averages), 0.17 (lean), 0.12 (packed),
-  0.01 (standard sums).
-  Sums of 100,000 values (60 trials): worst 0.11.
+  ``|residual| / tol`` 0.17 (standard averages), 0.14 (lean), 0.14 (packed),
+  0.004 (standard sums). Sums of 100,000 values (60 trials): worst 0.11. All
+  128 contributions at the largest magnitude, same sign (every preset,
+  averages and sums): within the slot ranges and verified.
 * Detection threshold at 100,000 parameters (one coordinate shifted; the
   average moves by ``d_j / W``, ``W`` the summed example count), for 3 and 128
-  contributors: lean 0.16 and 1.1 weighted-sum units (with ``W`` = 1,000,
-  1.6e-4 and 1.1e-3 in the average); standard 36 and 1,500 (float64 decoding
+  contributors: lean 0.17 and 1.1 weighted-sum units (with ``W`` = 1,000,
+  1.7e-4 and 1.1e-3 in the average); standard 36 and 1,500 (float64 decoding
   of slots that may reach ``2^43`` sets this floor: the comparison preset, not
   one to deploy); packed any change of one quantum (``2^-19`` of the clip when
   ``W`` is the declared total); statistics (sum encoding)
-  0.2 and 1.3 (lean), 0.01 and 0.05 (standard), 52 and 331 (packed) in the
-  statistic's own units. Over 300 random keys, a shift at exactly the
-  3-contributor threshold passed 3 times (lean) and 2 times (standard): the
-  bound is 1 %.
-* Cost at 100,000 parameters: computing the check values takes about 35 ms and
-  verifying about 30 ms, against 97 ms to encrypt and 59 ms to decrypt (lean;
-  packed 37 and 22 ms), from four ChaCha20 keystreams and a few vector
-  operations per lane.
+  0.22 and 1.4 (lean), 0.014 and 0.08 (standard), 55 and 350 (packed) in the
+  statistic's own units. A shift at exactly the 3-contributor threshold
+  passed for 6 of 300 random keys at 100,000 parameters (lean and standard
+  each) and for 23 (lean) and 35 (standard) of 3,000 at 2,000 parameters: the
+  bound is 1 %. No shift ``M 2^k / f_j``, ``k = 0 .. 51``, passed the check
+  value alone (range check left out) for any of 200 keys (standard).
+* Cost at 100,000 parameters (this shared machine, best of 7): computing the
+  check values takes 9 to 26 ms and verifying 10 to 26 ms, against 42 ms to
+  encrypt and 26 ms to decrypt (lean; packed 37 and 37 ms; standard 76 and
+  49 ms), from four ChaCha20 keystreams and a few vector operations per lane.
 
 Limits: every institution holds the check key, so an institution colluding with
 the aggregator can forge a check value (as it can decrypt every update: the
 shared key is the trust boundary). A genuine aggregate of a subset of this
 round's contributors verifies: the caller sets ``min_contributors`` (the
-sample less its declared dropouts) and checks that its own name is listed. A
-stale aggregate with its own header intact verifies under its own round: the
+sample less its declared dropouts) and checks that its own name is listed, or
+binds its round's updates to something all its contributors share (crossfed:
+their start). A stale aggregate with its own header intact verifies under its
+own round: the
 caller checks ``round_id`` and ``session``
 (``EncryptedUpdate.from_bytes(expected_round=..., expected_session=...)``).
 With pairwise masks under the encryption (DESIGN.md) the check carries over:
@@ -165,7 +187,7 @@ _CHUNK = 1 << 18  # also keeps _CHUNK * M below 2^64 for the exact integer part
 _MIN_MODULUS_BITS = 16
 _MAX_MODULUS_BITS = 32
 
-_SALT = b"crossfed/aggregate-check/v1"
+_SALT = b"crossfed/aggregate-check/v2"
 _NONCE_HEX = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -264,7 +286,12 @@ class CheckLayout:
 
 @dataclass(frozen=True)
 class Binding:
-    """What a check value is bound to: any difference gives unrelated ``r`` and ``t``."""
+    """What a check value is bound to: any difference gives unrelated ``r``, ``k`` and ``t``.
+
+    ``caller`` is what the caller binds its update to beyond the run and round
+    (crossfed: a digest of the model the contributor started the round from, so
+    that only updates made from one start sum to a verifiable aggregate).
+    """
 
     fingerprint: str
     session: str
@@ -273,6 +300,7 @@ class Binding:
     shapes: tuple[tuple[int, ...], ...]
     payload_slots: int
     entries: int
+    caller: bytes = b""
 
     def info(self) -> bytes:
         """Canonical bytes for the key derivation."""
@@ -286,6 +314,7 @@ class Binding:
                 "payload_slots": self.payload_slots,
                 "entries": self.entries,
                 "lanes": CHECK_LANES,
+                "binding": self.caller.hex(),
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -375,7 +404,7 @@ class RoundCheck:
         """
         layout = self._layout
         slot = count * layout.noise_std**2 + (_DECODE_EPS * count * layout.slot_bound) ** 2
-        terms = 2 * layout.entries + count + 2
+        terms = 4 * layout.entries + count + 2
         rounding = _FLOAT_EPS**2 * float(layout.modulus) ** 2 * terms * (count + 1)
         return TOLERANCE_SIGMAS * math.sqrt(slot * (1.0 + noisy_norm_squared) + rounding)
 
@@ -398,12 +427,13 @@ class RoundCheck:
     def _dots(self, values: np.ndarray) -> tuple[list[float], list[float]]:
         """Per lane: ``<r_l, values> + <k_l, exact values>`` modulo ``M``, and ``sum r_lj^2``.
 
-        ``r_lj = factor * u_lj`` with ``u_lj`` a 26-bit dyadic in ``[-1, 1)`` and the
-        factor a power of two, and each value split into two 26-bit halves
-        (Veltkamp), so every product is exact; each is reduced modulo ``M``
-        (exact) before summation, so the result is accurate to a few ulps of
-        ``M`` however large ``<r_l, values>`` is. The second sum is over noisy
-        entries (it sizes the tolerance).
+        ``r_lj = factor * u_lj`` with ``u_lj`` uniform on the multiples of ``2^-51`` in
+        ``[-1, 1)`` and the factor a power of two. ``u_lj`` is split into two
+        halves of at most 26 significant bits (:func:`_coefficients`) and each
+        value into two (Veltkamp's split), so each of the four partial products
+        is exact; each is reduced modulo ``M`` (exact) before summation, so the
+        result is accurate to a few ulps of ``M`` however large ``<r_l, values>``
+        is. The second sum is over noisy entries (it sizes the tolerance).
         """
         layout = self._layout
         flat = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -424,13 +454,14 @@ class RoundCheck:
                 for start in range(0, segment.length, _CHUNK):
                     size = min(_CHUNK, segment.length - start)
                     chunk = flat[offset + start : offset + start + size]
-                    words = np.frombuffer(real.update(bytes(8 * size)), dtype="<u8")
-                    u = (words >> np.uint64(38)).astype(np.float64) * 2.0**-25 - 1.0
-                    high, low = _split(chunk)
-                    for half in (high, low):
-                        reduced = np.fmod((u * half) * factor, real_modulus)
-                        parts.append(math.fmod(float(np.sum(reduced)), real_modulus))
+                    u_high, u_low = _coefficients(real.update(bytes(8 * size)))
+                    m_high, m_low = _split(chunk)
+                    for u_half in (u_high, u_low):
+                        for m_half in (m_high, m_low):
+                            reduced = np.fmod((u_half * m_half) * factor, real_modulus)
+                            parts.append(math.fmod(float(np.sum(reduced)), real_modulus))
                     if segment.noisy:
+                        u = u_high + u_low
                         norm_parts.append(factor * factor * float(np.dot(u, u)))
                     else:
                         exact += _modular_dot(integer.update(bytes(8 * size)), chunk, modulus)
@@ -439,6 +470,23 @@ class RoundCheck:
             dots.append(math.fmod(math.fsum(parts), real_modulus))
             norms.append(math.fsum(norm_parts))
         return dots, norms
+
+
+def _coefficients(keystream: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``u = high + low``, uniform on the multiples of ``2^-51`` in ``[-1, 1)``.
+
+    Each 64-bit word gives ``U``, uniform in ``[-2^51, 2^51)``, and ``u = U 2^-51``;
+    ``high = (U >> 26) 2^-25`` and ``low = (U mod 2^26) 2^-51`` have at most 26
+    significant bits each, so their products with 26-bit halves are exact.
+    The granularity is what sets the check's period: ``r_j d`` is a multiple of
+    ``M`` for every key only when ``d`` is a multiple of ``M 2^51 / f_j``, far
+    beyond what any slot the verifier accepts can hold (see the module docstring).
+    """
+    words = np.frombuffer(keystream, dtype="<u8")
+    signed = (words >> np.uint64(12)).astype(np.int64) - (1 << 51)
+    high = (signed >> 26).astype(np.float64) * 2.0**-25
+    low = (signed & ((1 << 26) - 1)).astype(np.float64) * 2.0**-51
+    return high, low
 
 
 def _split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,16 +21,26 @@ from crypto.errors import IntegrityError
 from crypto.keys import SecretContext
 
 __all__ = [
+    "MAX_BINDING_BYTES",
     "MAX_CONTRIBUTOR_NAME",
+    "check_binding",
     "check_contributors",
     "parse_contributors",
     "round_check",
+    "valid_binding",
     "valid_name",
     "verify",
 ]
 
 #: Longest contributor name (characters).
 MAX_CONTRIBUTOR_NAME = 256
+
+#: Longest caller binding (bytes): room for a SHA-512 digest.
+MAX_BINDING_BYTES = 64
+
+#: Relative room above ``count x slot_bound`` for noise and float64 decoding: an honest
+#: sum's slots stay more than a million times closer to the bound than this.
+_RANGE_SLACK = 2.0**-20
 
 #: The two fixed texts of IntegrityError.
 _CONTRIBUTORS_REFUSED = (
@@ -94,6 +104,35 @@ def check_contributors(contributors: Contributors, count: int, minimum: int) -> 
         raise IntegrityError(_CONTRIBUTORS_REFUSED)
 
 
+def valid_binding(binding: object) -> bool:
+    """Whether ``binding`` is acceptable caller binding: bytes, at most 64 of them."""
+    return isinstance(binding, bytes) and len(binding) <= MAX_BINDING_BYTES
+
+
+def check_binding(declared: bytes, expected: bytes | None) -> None:
+    """Refuse an aggregate whose header declares another binding than the caller expects.
+
+    Read from the header alone, before anything is decrypted; a header that
+    lies about its binding fails the check value instead (the binding is in the
+    key derivation).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``expected`` is not bytes of at most :data:`MAX_BINDING_BYTES`.
+    IntegrityError
+        ``declared`` differs from ``expected``.
+    """
+    if expected is None:
+        return
+    if not isinstance(expected, bytes):
+        raise TypeError(f"binding must be bytes, got {type(expected).__name__}")
+    if len(expected) > MAX_BINDING_BYTES:
+        raise ValueError(f"a binding has at most {MAX_BINDING_BYTES} bytes")
+    if declared != expected:
+        raise IntegrityError(_CHECK_REFUSED)
+
+
 def round_check(
     context: SecretContext,
     codec: Codec,
@@ -102,8 +141,9 @@ def round_check(
     shapes: Shapes,
     session: str,
     round_id: int,
+    binding: bytes = b"",
 ) -> RoundCheck:
-    """The check of one (run, round, encoding, shapes) under ``context``'s check key."""
+    """The check of one (run, round, encoding, shapes, binding) under ``context``'s check key."""
     preset = context.preset
     n_values = sum(math.prod(shape) for shape in shapes)
     layout = CheckLayout.build(
@@ -112,7 +152,7 @@ def round_check(
         slot_bound=codec.slot_bound,
         scale_bits=preset.params.scale_bits,
     )
-    binding = Binding(
+    bound = Binding(
         fingerprint=context.fingerprint,
         session=session,
         round_id=round_id,
@@ -120,8 +160,9 @@ def round_check(
         shapes=shapes,
         payload_slots=codec.slot_count(n_values),
         entries=layout.entries,
+        caller=binding,
     )
-    return RoundCheck(context.check_key, binding, layout)
+    return RoundCheck(context.check_key, bound, layout)
 
 
 def verify(
@@ -133,18 +174,37 @@ def verify(
 ) -> np.ndarray:
     """Return the payload slots of a decrypted sum once its check slots verify.
 
+    First every slot must lie where the declared contributors can put it: a
+    payload slot within ``count x slot_bound`` of zero, a check slot in
+    ``[0, count x M)`` (each with :data:`_RANGE_SLACK` and one unit of room for
+    noise, which an honest sum never comes near). Any shift the check could miss
+    for every key is a multiple of ``M 2^51 / f_j`` (:mod:`crypto.check`), far
+    outside these ranges, so no shift passes for a reason that does not depend
+    on the key. Then the check slots must match.
+
     Raises
     ------
     IntegrityError
-        The slots are not payload plus check slots, or a check slot is off by
-        more than its tolerance: not the sum of the declared contributors.
+        The slots are not payload plus check slots, a slot is out of range, or
+        a check slot is off by more than its tolerance: not the sum of the
+        declared contributors.
     """
     payload_slots = codec.slot_count(n_values)
     if slots.shape != (payload_slots + CHECK_LANES,) or not np.all(np.isfinite(slots)):
         raise IntegrityError(_CHECK_REFUSED)
-    payload = slots[:payload_slots]
+    count = len(contributors)
+    payload, checks = slots[:payload_slots], slots[payload_slots:]
+    payload_limit = count * (codec.slot_bound * (1.0 + _RANGE_SLACK) + 1.0)
+    check_limit = count * (check.layout.modulus * (1.0 + _RANGE_SLACK) + 1.0)
+    in_range = (
+        bool(np.all(np.abs(payload) <= payload_limit))
+        and bool(np.all(checks >= -float(count)))
+        and bool(np.all(checks <= check_limit))
+    )
+    if not in_range:
+        raise IntegrityError(_CHECK_REFUSED)
     residuals, tolerances = check.residuals(
-        codec.mac_values(payload, n_values), slots[payload_slots:], contributors
+        codec.mac_values(payload, n_values), checks, contributors
     )
     if not np.all(np.abs(residuals) <= tolerances):
         raise IntegrityError(_CHECK_REFUSED)

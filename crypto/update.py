@@ -16,6 +16,13 @@ anything, that the aggregate is exactly the sum of its declared, distinct
 contributors' updates for this run, round, encoding and shapes, and raise
 :class:`~crypto.errors.IntegrityError` otherwise.
 
+A caller may bind its update to more than the run and round: ``binding``
+(bytes, in the header and in the check value's key derivation). Only updates
+with one binding sum to an aggregate that verifies, and a verifier that passes
+the binding it expects refuses any other. crossfed's institutions bind each
+model update to a digest of the aggregate they started the round from
+(:mod:`clients.encryption_mod`).
+
 Parsing bounds what TenSEAL will allocate and refuses trivial ciphertexts
 (:mod:`crypto.blobs`).
 """
@@ -47,11 +54,14 @@ from crypto.errors import (
     ShapeMismatchError,
 )
 from crypto.integrity import (
+    MAX_BINDING_BYTES,
     MAX_CONTRIBUTOR_NAME,
     Contributors,
+    check_binding,
     check_contributors,
     parse_contributors,
     round_check,
+    valid_binding,
     valid_name,
     verify,
 )
@@ -107,6 +117,9 @@ class EncryptedUpdate:
     contributors:
         ``(name, nonce)`` of every institution summed into it: its stable name
         and the 32-hex-digit nonce of that update. ``count`` equals its length.
+    binding:
+        What its contributors bound their updates to (see :func:`encrypt_update`);
+        every update of a sum has the same.
     """
 
     fingerprint: str
@@ -117,6 +130,7 @@ class EncryptedUpdate:
     vectors: tuple[ts.CKKSVector, ...]
     session: str = ""
     contributors: Contributors = ()
+    binding: bytes = b""
 
     @property
     def n_values(self) -> int:
@@ -143,6 +157,7 @@ class EncryptedUpdate:
             "shapes": [list(shape) for shape in self.shapes],
             "count": self.count,
             "contributors": [[name, nonce] for name, nonce in self.contributors],
+            "binding": self.binding.hex(),
         }
         return pack_envelope(UPDATE_MAGIC, header, [v.serialize() for v in self.vectors])
 
@@ -200,6 +215,7 @@ class EncryptedUpdate:
             count = header["count"]
             shapes = tuple(tuple(_dim(d) for d in shape) for shape in header["shapes"])
             contributors = parse_contributors(header["contributors"])
+            binding = _parse_binding(header["binding"])
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedDataError(f"update header is incomplete or invalid: {exc!r}") from exc
         if kind != "update" or encoding not in (AVERAGE, SUM):
@@ -247,7 +263,15 @@ class EncryptedUpdate:
             for index, (blob, size) in enumerate(zip(blobs, expected, strict=True))
         )
         return cls(
-            fingerprint, round_id, update_shapes, count, encoding, vectors, session, contributors
+            fingerprint,
+            round_id,
+            update_shapes,
+            count,
+            encoding,
+            vectors,
+            session,
+            contributors,
+            binding,
         )
 
 
@@ -261,6 +285,7 @@ def encrypt_update(
     total_weight: int | None = None,
     rng: np.random.Generator | None = None,
     session: str = "",
+    binding: bytes = b"",
 ) -> EncryptedUpdate:
     """Encrypt ``arrays`` weighted by ``weight`` (an institution's example count).
 
@@ -285,6 +310,11 @@ def encrypt_update(
         seeded from the operating system when omitted.
     session:
         The run the update belongs to (see :class:`EncryptedUpdate`).
+    binding:
+        Up to :data:`~crypto.integrity.MAX_BINDING_BYTES` bytes the check value
+        is bound to besides run and round, carried in the header (crossfed: a
+        digest of the model the institution started the round from). Updates
+        with different bindings sum to an aggregate that fails verification.
 
     Raises
     ------
@@ -297,12 +327,22 @@ def encrypt_update(
     OverflowRiskError
         Values too large for the preset's headroom.
     TypeError, ValueError
-        ``contributor`` is missing, not a string, empty or too long.
+        ``contributor`` is missing, not a string, empty or too long; ``binding``
+        is not bytes or too long.
     """
     if isinstance(weight, bool) or not isinstance(weight, int | np.integer) or weight <= 0:
         raise InvalidWeightError(f"weight must be a positive integer example count, got {weight!r}")
     return _encrypt(
-        context, arrays, AVERAGE, int(weight), round_id, total_weight, rng, session, contributor
+        context,
+        arrays,
+        AVERAGE,
+        int(weight),
+        round_id,
+        total_weight,
+        rng,
+        session,
+        contributor,
+        binding,
     )
 
 
@@ -313,21 +353,22 @@ def encrypt_sums(
     contributor: str,
     round_id: int = 0,
     session: str = "",
+    binding: bytes = b"",
 ) -> EncryptedUpdate:
     """Encrypt values to be *summed* across institutions, exactly and over a wide range.
 
     For federation-wide statistics (example counts, feature sums and sums of
     squares): values up to about ``2^50`` in magnitude, summed with an absolute
     error near the preset's noise (see :class:`~crypto.codec.SumCodec`).
-    Decrypt the aggregate with :func:`decrypt_sums`. ``contributor`` as for
-    :func:`encrypt_update`.
+    Decrypt the aggregate with :func:`decrypt_sums`. ``contributor`` and
+    ``binding`` as for :func:`encrypt_update`.
 
     Raises
     ------
     SecretKeyRequiredError, NonFiniteInputError, OverflowRiskError, TypeError, ValueError
         As :func:`encrypt_update`.
     """
-    return _encrypt(context, arrays, SUM, 1, round_id, None, None, session, contributor)
+    return _encrypt(context, arrays, SUM, 1, round_id, None, None, session, contributor, binding)
 
 
 def _encrypt(
@@ -340,6 +381,7 @@ def _encrypt(
     rng: np.random.Generator | None,
     session: str,
     contributor: str,
+    binding: bytes,
 ) -> EncryptedUpdate:
     if not isinstance(context, SecretContext):
         raise SecretKeyRequiredError("encryption needs the institutions' secret context")
@@ -347,6 +389,10 @@ def _encrypt(
         raise TypeError(f"contributor must be the institution's name, got {type(contributor)}")
     if not valid_name(contributor):
         raise ValueError(f"a contributor name has 1 to {MAX_CONTRIBUTOR_NAME} characters")
+    if not isinstance(binding, bytes):
+        raise TypeError(f"binding must be bytes, got {type(binding).__name__}")
+    if not valid_binding(binding):
+        raise ValueError(f"a binding has at most {MAX_BINDING_BYTES} bytes")
     if round_id < 0:
         raise ContextMismatchError(f"round id must be non-negative, got {round_id}")
     if len(session) > 256:
@@ -364,7 +410,13 @@ def _encrypt(
     payload = codec.encode(flat, weight, total_weight, generator)
     nonce = secrets.token_bytes(NONCE_BYTES).hex()
     check = round_check(
-        context, codec, encoding=encoding, shapes=shapes, session=session, round_id=round_id
+        context,
+        codec,
+        encoding=encoding,
+        shapes=shapes,
+        session=session,
+        round_id=round_id,
+        binding=binding,
     )
     tags = check.tags(codec.mac_values(payload, flat.size), contributor, nonce)
     slots = np.concatenate([payload, tags])
@@ -382,6 +434,7 @@ def _encrypt(
         vectors,
         session,
         ((contributor, nonce),),
+        binding,
     )
 
 
@@ -395,7 +448,8 @@ def aggregate(
     Raises
     ------
     ContextMismatchError
-        Updates made under another context, or for different rounds.
+        Updates made under another context, for different runs or rounds, or
+        with different bindings (their sum would never verify).
     ShapeMismatchError
         Updates with different shapes.
     OverflowRiskError
@@ -416,6 +470,11 @@ def aggregate(
         if update.round_id != first.round_id:
             raise ContextMismatchError(
                 f"updates from rounds {first.round_id} and {update.round_id} cannot be summed"
+            )
+        if update.binding != first.binding:
+            raise ContextMismatchError(
+                "updates with different bindings (made from different starting models) "
+                "cannot be summed"
             )
         if update.encoding != first.encoding:
             raise ShapeMismatchError("averages and sums cannot be added together")
@@ -454,6 +513,7 @@ def aggregate(
         tuple(sums),
         first.session,
         contributors,
+        first.binding,
     )
 
 
@@ -463,6 +523,7 @@ def decrypt_average(
     *,
     total_weight: int | None = None,
     min_contributors: int = 1,
+    binding: bytes | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """Verify and decrypt a sum: ``(weighted average arrays, summed weight)``.
 
@@ -484,6 +545,10 @@ def decrypt_average(
     min_contributors:
         Fewest distinct contributors the caller accepts (the federation's
         sample size less its declared dropouts).
+    binding:
+        The binding every contributor must have made its update under (see
+        :func:`encrypt_update`); ``None`` accepts the one the header declares
+        (the check value still holds the header to it).
 
     Raises
     ------
@@ -492,21 +557,28 @@ def decrypt_average(
     ContextMismatchError
         The sum was made under another context.
     IntegrityError
-        Contributors repeated, malformed or fewer than ``min_contributors``, or
-        the check value does not match: a forged, scaled, mixed, stale, partial
-        or relabelled sum.
+        Contributors repeated, malformed or fewer than ``min_contributors``,
+        another binding than ``binding``, a slot out of range, or the check
+        value does not match: a forged, scaled, mixed, stale, partial,
+        relabelled or differently bound sum.
     DecryptionError
         Decryption failed or gave an impossible summed weight.
     """
     if encrypted_sum.encoding != AVERAGE:
         raise ShapeMismatchError("this holds sums: decrypt it with decrypt_sums")
-    return _decrypt(context, encrypted_sum, total_weight, min_contributors)
+    return _decrypt(context, encrypted_sum, total_weight, min_contributors, binding)
 
 
 def decrypt_sums(
-    context: SecretContext, encrypted_sum: EncryptedUpdate, *, min_contributors: int = 1
+    context: SecretContext,
+    encrypted_sum: EncryptedUpdate,
+    *,
+    min_contributors: int = 1,
+    binding: bytes | None = None,
 ) -> tuple[list[np.ndarray], int]:
     """Verify and decrypt an aggregate of :func:`encrypt_sums` updates: ``(sums, institutions)``.
+
+    ``min_contributors`` and ``binding`` as for :func:`decrypt_average`.
 
     Raises
     ------
@@ -515,7 +587,7 @@ def decrypt_sums(
     """
     if encrypted_sum.encoding != SUM:
         raise ShapeMismatchError("this holds weighted averages: use decrypt_average")
-    arrays, count = _decrypt(context, encrypted_sum, None, min_contributors)
+    arrays, count = _decrypt(context, encrypted_sum, None, min_contributors, binding)
     return arrays, int(count)
 
 
@@ -524,12 +596,14 @@ def _decrypt(
     encrypted_sum: EncryptedUpdate,
     total_weight: int | None,
     min_contributors: int,
+    binding: bytes | None,
 ) -> tuple[list[np.ndarray], float]:
     if not isinstance(context, SecretContext):
         raise SecretKeyRequiredError("decryption needs the institutions' secret context")
     if encrypted_sum.fingerprint != context.fingerprint:
         raise ContextMismatchError("the sum was made under another federation's context")
     check_contributors(encrypted_sum.contributors, encrypted_sum.count, min_contributors)
+    check_binding(encrypted_sum.binding, binding)
     codec = _codec(context.preset, encrypted_sum.encoding)
     n_values = encrypted_sum.n_values
     try:
@@ -544,6 +618,7 @@ def _decrypt(
         shapes=encrypted_sum.shapes,
         session=encrypted_sum.session,
         round_id=encrypted_sum.round_id,
+        binding=encrypted_sum.binding,
     )
     payload = verify(check, codec, slots, n_values, encrypted_sum.contributors)
     average, weight = codec.decode(payload, n_values, encrypted_sum.count, total_weight)
@@ -554,6 +629,16 @@ def _decrypt(
         arrays.append(average[offset : offset + size].reshape(shape))
         offset += size
     return arrays, weight
+
+
+def _parse_binding(value: Any) -> bytes:
+    """A header's binding: lowercase hex of at most ``MAX_BINDING_BYTES`` bytes."""
+    if not isinstance(value, str) or len(value) > 2 * MAX_BINDING_BYTES:
+        raise ValueError("invalid binding")
+    binding = bytes.fromhex(value)
+    if binding.hex() != value:
+        raise ValueError("a binding is written in lowercase hex")
+    return binding
 
 
 def _dim(value: Any) -> int:

@@ -30,6 +30,7 @@ context.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,7 @@ from crossfed.protocol import (
     SERVER_KEY,
     BundleError,
     FederationManifest,
+    FederationSettings,
     KitInstitution,
     ProvisioningError,
     app_pin,
@@ -73,12 +75,35 @@ from federation.pki import (
 )
 from federation.strategy import averaging_preset_problem
 
-__all__ = ["AggregatorKit", "create_kits", "parse_institution"]
+__all__ = ["AggregatorKit", "create_kits", "dial_host_problem", "parse_institution"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_HOST = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
 #: Names the server certificate carries besides the kit's host: the operator's own
 #: ``flwr`` CLI dials the SuperLink's Control API on this machine (127.0.0.1).
 LOCAL_NAMES = ("127.0.0.1", "localhost")
+
+
+def dial_host_problem(host: str) -> str | None:
+    """Why institutions could not dial ``host`` (and a certificate could not name it), or None.
+
+    A wildcard address (``0.0.0.0``, ``::``) is where a server listens, never
+    where a client connects; anything else must be an IP address or a DNS name.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST.match(host) or len(host) > 253:
+            return f"{host!r} is neither an IP address nor a DNS name"
+        return None
+    if address.is_unspecified:
+        return (
+            f"{host} is a listening address, not one institutions can dial: give the "
+            "aggregator's DNS name or IP (crossfed aggregator --listen binds 0.0.0.0)"
+        )
+    if address.is_multicast:
+        return f"{host} is a multicast address"
+    return None
 
 
 def parse_institution(spec: str) -> tuple[str, str | None]:
@@ -101,9 +126,9 @@ def create_kits(
     institutions: Sequence[tuple[str, str | None]],
     schema: Path,
     preset: str = crypto.DEFAULT_PRESET,
-    rounds: int = 3,
+    rounds: int = FederationSettings.rounds,
     min_institutions: int | None = None,
-    round_timeout: float = 600.0,
+    round_timeout: float = FederationSettings.round_timeout,
     training: Mapping[str, int | float | str] | None = None,
     valid_days: int = 365,
     pin: str | None = None,
@@ -142,6 +167,8 @@ def create_kits(
     if len(set(names)) != len(names):
         raise ProvisioningError(f"institution names must be distinct, got {names}")
     host, _ = parse_address(aggregator_address)
+    if problem := dial_host_problem(host):
+        raise ProvisioningError(f"aggregator address {aggregator_address!r}: {problem}")
     if preset not in crypto.PRESETS:
         raise ProvisioningError(
             f"unknown preset {preset!r}; choose one of {', '.join(sorted(crypto.PRESETS))}"

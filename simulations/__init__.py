@@ -16,6 +16,8 @@ Public API, importable from ``simulations``:
 """
 
 from simulations.compliance import (
+    DEFAULT_DRAWS,
+    DEFAULT_YEARS,
     STRATEGIES,
     ComplianceCost,
     FlagOverrides,
@@ -51,14 +53,23 @@ from simulations.scenario import (
     prepare_scenario,
 )
 from simulations.strategies import StrategyPlan, StrategyRun, plan_strategies
-from simulations.study import StrategyResult, StudyResult, mark_front, run_study
+from simulations.study import (
+    CompliancePlan,
+    StrategyResult,
+    StudyResult,
+    mark_front,
+    run_study,
+)
 
 __all__ = [
+    "DEFAULT_DRAWS",
     "DEFAULT_ROWS",
+    "DEFAULT_YEARS",
     "GENERATORS",
     "JURISDICTIONS",
     "STRATEGIES",
     "ComplianceCost",
+    "CompliancePlan",
     "FlagOverrides",
     "GeneratedFederation",
     "GeneratorError",

@@ -24,6 +24,7 @@ import numpy as np
 from torch import nn
 
 from clients import (
+    BadRateTarget,
     LocalDataset,
     RiskMetrics,
     Standardizer,
@@ -104,7 +105,7 @@ def evaluate_strategy(
     models: Sequence[nn.Module],
     scalers: Sequence[Standardizer],
     *,
-    target_bad_rate: float,
+    target_bad_rate: float | None = None,
 ) -> StrategyEvaluation:
     """Score each institution's test split with its model; pool the scores.
 
@@ -116,10 +117,18 @@ def evaluate_strategy(
         One model and one standardiser per institution (the same objects
         repeated for a single federation-wide model).
     target_bad_rate
-        Tolerated bad rate among approved applicants.
+        Tolerated bad rate among approved applicants; ``None``: half the
+        training split's bad rate, each institution's own for its metrics and
+        the pooled training rows' for the overall ones.
     """
     if not len(splits) == len(models) == len(scalers):
         raise ValueError("one model and one standardiser per institution are needed")
+
+    def target(train_labels: np.ndarray) -> BadRateTarget:
+        if target_bad_rate is None:
+            return BadRateTarget.relative(train_labels)
+        return BadRateTarget.given(target_bad_rate)
+
     labels: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     per_institution: list[RiskMetrics | None] = []
@@ -128,8 +137,9 @@ def evaluate_strategy(
         labels.append(split.data.y_test)
         scores.append(p)
         try:
-            per_institution.append(evaluate(split.data.y_test, p, target_bad_rate))
+            per_institution.append(evaluate(split.data.y_test, p, target(split.data.y_train)))
         except UndefinedMetricError:
             per_institution.append(None)
-    overall = evaluate(np.concatenate(labels), np.concatenate(scores), target_bad_rate)
+    pooled_train = np.concatenate([s.data.y_train for s in splits])
+    overall = evaluate(np.concatenate(labels), np.concatenate(scores), target(pooled_train))
     return StrategyEvaluation(overall, tuple(per_institution))

@@ -1,12 +1,15 @@
-"""The study's two figures, drawn with matplotlib's object API (Agg canvas, no pyplot).
+"""The study's figures, drawn with matplotlib's object API (Agg canvas, no pyplot).
 
 - :func:`pareto_figure`: model quality (ROC AUC on the pooled test splits)
-  against total first-year compliance cost, the Pareto front joined and marked,
-  infeasible strategies in a band of their own (they have no price);
+  against total compliance cost over the horizon, the Pareto front joined and
+  marked, infeasible strategies in a band of their own (they have no price);
 - :func:`uplift_figure`: per institution, AUC and approval rate at the target
-  bad rate of its own local model against the federated model.
+  bad rate of its own local model against the federated model;
+- :func:`tornado_figure`: the assumptions that move encrypted FedAvg's saving
+  against plaintext FedAvg most, each bar from its low to its high end, with the
+  base case and the claimed 40 % marked.
 
-Both return PNG bytes, so the report can write them and embed them.
+All return PNG bytes, so the report can write them and embed them.
 """
 
 from __future__ import annotations
@@ -20,10 +23,20 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["InstitutionPoint", "StrategyPoint", "pareto_figure", "uplift_figure"]
+__all__ = [
+    "InstitutionPoint",
+    "StrategyPoint",
+    "TornadoPoint",
+    "pareto_figure",
+    "tornado_figure",
+    "uplift_figure",
+]
 
 # Institutions beyond this are drawn as a scatter, not as grouped bars.
 _MAX_BARS = 15
+
+# Tornado bars drawn (the full list is in results.json).
+_TORNADO_BARS = 15
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,17 @@ class StrategyPoint:
     auc: float
     cost: float | None
     on_front: bool
+
+
+@dataclass(frozen=True)
+class TornadoPoint:
+    """One tornado bar: an input's low and high end, and the saving (a fraction) at each."""
+
+    label: str
+    low: float
+    high: float
+    saving_at_low: float | None
+    saving_at_high: float | None
 
 
 @dataclass(frozen=True)
@@ -54,8 +78,8 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def pareto_figure(points: Sequence[StrategyPoint], currency: str = "USD") -> bytes:
-    """AUC against total compliance cost, with the Pareto front marked."""
+def pareto_figure(points: Sequence[StrategyPoint], currency: str = "USD", years: int = 1) -> bytes:
+    """AUC against total compliance cost over ``years``, with the Pareto front marked."""
     figure = Figure(figsize=(8, 5))
     ax = figure.add_subplot()
     priced = [(p, p.cost) for p in points if p.cost is not None and math.isfinite(p.cost)]
@@ -99,7 +123,8 @@ def pareto_figure(points: Sequence[StrategyPoint], currency: str = "USD") -> byt
     ax.scatter([], [], marker="o", color="tab:blue", label="dominated")
     if infeasible:
         ax.scatter([], [], marker="x", color="tab:red", label="infeasible: not priced")
-    ax.set_xlabel(f"total first-year compliance cost ({currency})")
+    horizon = "first-year" if years == 1 else f"{years}-year"
+    ax.set_xlabel(f"total {horizon} compliance cost ({currency})")
     ax.set_ylabel("ROC AUC, pooled test splits")
     ax.set_title("Model quality against compliance cost")
     ax.set_xlim(left=-0.03 * band, right=band * 1.08)
@@ -126,14 +151,23 @@ def _scatter(ax: Axes, local: list[float], fed: list[float]) -> None:
     ax.set_ylabel("federated")
 
 
-def uplift_figure(points: Sequence[InstitutionPoint], target_bad_rate: float) -> bytes:
-    """Per-institution AUC and approval rate, local-only against federated."""
+def uplift_figure(points: Sequence[InstitutionPoint], target_bad_rate: float | None) -> bytes:
+    """Per-institution AUC and approval rate, local-only against federated.
+
+    ``target_bad_rate`` None: each institution's approval rate is at half its training
+    split's bad rate (the simulation's default).
+    """
     figure = Figure(figsize=(11, 4.8))
+    at = (
+        "half the training bad rate"
+        if target_bad_rate is None
+        else f"a {target_bad_rate:.0%} bad rate"
+    )
     for index, (title, pick) in enumerate(
         (
             ("ROC AUC", lambda p: (p.local_auc, p.federated_auc)),
             (
-                f"approval rate at a {target_bad_rate:.0%} bad rate",
+                f"approval rate at {at}",
                 lambda p: (p.local_approval, p.federated_approval),
             ),
         )
@@ -151,4 +185,65 @@ def uplift_figure(points: Sequence[InstitutionPoint], target_bad_rate: float) ->
         ax.legend(fontsize="small")
     figure.suptitle("Per-institution uplift: each institution alone against the federation")
     figure.tight_layout()
+    return _png(figure)
+
+
+def _short(value: float, flag: bool) -> str:
+    if flag:
+        return "yes" if value else "no"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def tornado_figure(
+    points: Sequence[TornadoPoint], base: float | None, title: str, claim: float = 0.4
+) -> bytes:
+    """Horizontal bars of the saving (in %) at each input's low and high end.
+
+    The widest bars are on top; the base-case saving is a vertical line and the
+    claimed saving a dashed one. With no bars (a study without both FedAvg
+    strategies), the figure says so.
+    """
+    shown = [p for p in points if p.saving_at_low is not None and p.saving_at_high is not None]
+    shown = shown[:_TORNADO_BARS]
+    figure = Figure(figsize=(10, 0.42 * max(len(shown), 4) + 1.6))
+    ax = figure.add_subplot()
+    if not shown or base is None:
+        ax.text(0.5, 0.5, "no saving to show (a strategy is missing or infeasible)", ha="center")
+        ax.set_axis_off()
+        return _png(figure)
+    ends = [100.0 * float(v or 0.0) for p in shown for v in (p.saving_at_low, p.saving_at_high)]
+    ends += [100.0 * base, 100.0 * claim]
+    span = max(ends) - min(ends) or 1.0
+    ax.set_xlim(min(ends) - 0.18 * span, max(ends) + 0.18 * span)
+    for row, point in enumerate(reversed(shown)):
+        flag = ".flags." in point.label
+        low = 100.0 * float(point.saving_at_low or 0.0)
+        high = 100.0 * float(point.saving_at_high or 0.0)
+        left = min(low, high)
+        ax.barh(row, abs(high - low), left=left, color="tab:blue", alpha=0.75, height=0.6)
+        ax.annotate(
+            _short(point.low, flag),
+            (low, row),
+            textcoords="offset points",
+            xytext=(-3 if low <= high else 3, -3),
+            ha="right" if low <= high else "left",
+            fontsize="x-small",
+            color="dimgrey",
+        )
+        ax.annotate(
+            _short(point.high, flag),
+            (high, row),
+            textcoords="offset points",
+            xytext=(3 if high >= low else -3, -3),
+            ha="left" if high >= low else "right",
+            fontsize="x-small",
+            color="dimgrey",
+        )
+    ax.set_yticks(range(len(shown)), [p.label for p in reversed(shown)], fontsize="small")
+    ax.axvline(100.0 * base, color="black", linewidth=1.2, label=f"base case {100 * base:.0f} %")
+    ax.axvline(100.0 * claim, color="tab:red", linestyle="--", label=f"claimed {100 * claim:.0f} %")
+    ax.set_xlabel("saving in total compliance cost (%), each input at its low and high end")
+    ax.set_title(f"What moves the saving most: {title}")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(loc="lower right", fontsize="small")
     return _png(figure)

@@ -5,7 +5,8 @@ second implementation):
 
 - **by column** (:class:`~flwr_datasets.partitioner.NaturalIdPartitioner`): one
   institution per distinct value of a column — a branch, a region, a product
-  line standing in for a lender;
+  line standing in for a lender; rows without a value are dropped (and counted
+  by the caller) or form an institution of their own;
 - **Dirichlet** (:class:`~flwr_datasets.partitioner.DirichletPartitioner`): ``N``
   institutions whose label mixes are drawn from ``Dirichlet(alpha)`` (Hsu et al.,
   2019, "Measuring the Effects of Non-Identical Data Distribution for Federated
@@ -21,14 +22,16 @@ import io
 import re
 from contextlib import redirect_stderr
 from dataclasses import dataclass
+from typing import Literal
 
 import datasets
 import pandas as pd
 from flwr_datasets.partitioner import DirichletPartitioner, NaturalIdPartitioner, Partitioner
 
+from clients.tables import quote
 from simulations.errors import SimulationError
 
-__all__ = ["Partition", "partition_by_column", "partition_dirichlet"]
+__all__ = ["Partition", "partition_by_column", "partition_dirichlet", "rows_without_value"]
 
 
 @dataclass(frozen=True)
@@ -72,30 +75,54 @@ def _load_all(partitioner: Partitioner) -> list[pd.DataFrame]:
     return frames
 
 
-def partition_by_column(frame: pd.DataFrame, column: str) -> list[Partition]:
+def partition_by_column(
+    frame: pd.DataFrame, column: str, *, missing: Literal["drop", "own"] = "drop"
+) -> list[Partition]:
     """One institution per distinct value of ``column``, in sorted order of the values.
+
+    Rows without a value in ``column`` belong to no institution: with
+    ``missing="drop"`` they are left out (the caller counts and reports them:
+    :func:`rows_without_value`); with ``missing="own"`` they form one more
+    institution, ``<column>-missing``, last.
 
     Raises
     ------
     SimulationError
-        The column is absent, has missing values, or has a single value.
+        The column is absent, or fewer than two institutions result.
     """
     if column not in frame.columns:
-        raise SimulationError(f"partition column {column!r} is not in the table")
-    if frame[column].isna().any():
-        raise SimulationError(f"partition column {column!r} has missing values")
-    if frame[column].nunique() < 2:
-        raise SimulationError(f"partition column {column!r} has a single value: one institution")
-    partitioner = NaturalIdPartitioner(partition_by=column)
-    partitioner.dataset = _dataset(frame)
-    frames = _load_all(partitioner)
-    names = [
-        f"{_slug(column)}-{_slug(partitioner.partition_id_to_natural_id[pid])}"
-        for pid in range(len(frames))
-    ]
+        raise SimulationError(f"partition column {quote(column)} is not in the table")
+    absent = frame[column].isna()
+    present = frame.loc[~absent]
+    distinct = present[column].nunique()
+    if distinct + (1 if missing == "own" and absent.any() else 0) < 2:
+        without = f" ({int(absent.sum())} rows without a value)" if absent.any() else ""
+        raise SimulationError(
+            f"partition column {quote(column)} has {distinct} value(s){without}: "
+            "a federation needs at least two institutions"
+        )
+    partitions: list[Partition] = []
+    if distinct:
+        partitioner = NaturalIdPartitioner(partition_by=column)
+        partitioner.dataset = _dataset(present)
+        frames = _load_all(partitioner)
+        names = [
+            f"{_slug(column)}-{_slug(partitioner.partition_id_to_natural_id[pid])}"
+            for pid in range(len(frames))
+        ]
+        partitions = [Partition(name, part) for name, part in zip(names, frames, strict=True)]
+    if missing == "own" and absent.any():
+        rows = frame.loc[absent].reset_index(drop=True)
+        partitions.append(Partition(f"{_slug(column)}-missing", rows))
+    names = [p.name for p in partitions]
     if len(set(names)) != len(names):  # two values with the same slug
-        names = [f"{name}-{pid}" for pid, name in enumerate(names)]
-    return [Partition(name, part) for name, part in zip(names, frames, strict=True)]
+        partitions = [Partition(f"{p.name}-{pid}", p.frame) for pid, p in enumerate(partitions)]
+    return partitions
+
+
+def rows_without_value(frame: pd.DataFrame, column: str) -> int:
+    """Rows of ``frame`` with no value in ``column`` (0 if the column is absent)."""
+    return int(frame[column].isna().sum()) if column in frame.columns else 0
 
 
 def partition_dirichlet(

@@ -22,6 +22,9 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 tr.front td { background: #eef8ee; } .infeasible { color: #b00; }
 img { max-width: 100%; } .note { color: #555; font-size: 0.9em; }
+.box { border: 1px solid #c90; background: #fff8e6; padding: 0.5em 1em; margin: 1em 0; }
+.claim { border: 1px solid #36c; background: #eef3ff; padding: 0.5em 1em; margin: 1em 0; }
+td.small, th.small { font-size: 0.85em; text-align: left; max-width: 32em; }
 """
 
 
@@ -195,10 +198,209 @@ def _list(items: Iterable[str]) -> str:
     return "<ul>" + "".join(f"<li>{_e(x)}</li>" for x in items) + "</ul>"
 
 
+def _link(text: str, url: str | None) -> str:
+    if url and url.startswith(("http://", "https://")):
+        return f'<a href="{_e(url)}">{_e(text)}</a>'
+    return _e(text)
+
+
+def _money(value: Any) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def _routes(routes: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for name in dict.fromkeys(r["strategy"] for r in routes):
+        rows = []
+        for r in (x for x in routes if x["strategy"] == name):
+            cites = "<br>".join(_link(c["text"], c["url"]) for c in r["citations"])
+            extra = [*r["changes"], *r["notes"]]
+            if r["prohibited"]:
+                extra.insert(0, f"prohibited: {r['prohibited']}")
+            decision = _e(r["decision"]) + "".join(f"<br><i>{_e(x)}</i>" for x in extra)
+            rows.append(
+                [
+                    _e(r["direction"]),
+                    f"{_e(r['exporter'])} → {_e(r['recipient'])}",
+                    f"{_e(r['origin'])} → {_e(r['destination'])}",
+                    _e(r["data_class"]),
+                    f"{r['people']:,}",
+                    _fmt(r["personal_data"]),
+                    _e(r["mechanism"]),
+                    _money(r["fixed_cost"]),
+                    _money(r["recurring_cost"]),
+                    f"{r['lead_time_days']:.0f}",
+                    _money(r["residual_risk"]),
+                    f'<span class="small">{decision}</span>',
+                    f'<span class="small">{cites}</span>',
+                ]
+            )
+        parts.append(f"<h3>{_e(name)}</h3>")
+        parts.append(
+            _table(
+                [
+                    "direction",
+                    "exporter → recipient",
+                    "route",
+                    "data",
+                    "people",
+                    "personal data",
+                    "mechanism",
+                    "fixed $",
+                    "recurring $",
+                    "lead (d)",
+                    "risk $",
+                    "decision",
+                    "citations",
+                ],
+                rows,
+            )
+        )
+    return "".join(parts)
+
+
+def _risks(risks: Sequence[Mapping[str, Any]], strategies: Sequence[str]) -> str:
+    parties = list(dict.fromkeys((r["institution"], r["jurisdiction"]) for r in risks))
+    index = {(r["strategy"], r["institution"]): r["residual_risk"] for r in risks}
+    rows = [
+        [_e(f"{name} ({code})")] + [_money(index.get((s, name))) for s in strategies]
+        for name, code in parties
+    ]
+    return _table(["exporter", *strategies], rows)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f} %"
+
+
+def _monte_carlo(mc: Mapping[str, Any] | None) -> str:
+    if not mc:
+        return "<p>No Monte Carlo was run.</p>"
+    rows = [
+        [
+            _e(name),
+            _money(q["p5"]),
+            _money(q["p50"]),
+            _money(q["p95"]),
+            f"{q['feasible_share']:.0%}",
+        ]
+        for name, q in mc["strategies"].items()
+    ]
+    table = _table(["strategy", "p5 $", "p50 $", "p95 $", "feasible in"], rows)
+    comparisons = []
+    for c in mc["comparisons"]:
+        for what, prefix in (("total", ""), ("transfer + risk only", "legal_")):
+            q = c[f"{prefix}saving"]
+            p = c[f"{prefix}p_saves_claim"]
+            comparisons.append(
+                [
+                    _e(f"{c['candidate']} against {c['baseline']}: {what}"),
+                    _pct(c[f"{prefix}saving_base"]),
+                    _pct(q["p5"]),
+                    _pct(q["p50"]),
+                    _pct(q["p95"]),
+                    "—" if p is None else f"{p:.1%}",
+                    f"{q['defined_share']:.0%}",
+                ]
+            )
+    comp = _table(
+        ["saving of", "base case", "p5", "p50", "p95", "P(saving ≥ 40 %)", "defined in"],
+        comparisons,
+    )
+    return (
+        f"<p>{mc['draws']:,} draws, seed {mc['seed']}: every ranged number drawn from a "
+        "triangular distribution on its low-to-high range (mode at the base value), every "
+        "unsettled legal question answered yes with its probability; the same draws price "
+        "every strategy. Percentiles over the draws where a strategy is feasible.</p>"
+        + table
+        + comp
+    )
+
+
+def _claim(mc: Mapping[str, Any] | None) -> str:
+    head = (mc or {}).get("comparisons") or []
+    if not head:
+        verdict = "<p>The study lacks plaintext or encrypted FedAvg: no saving to test.</p>"
+    else:
+        c = head[0]
+
+        def share(p: float | None) -> str:
+            return "—" if p is None else f"{p:.1%}"
+
+        verdict = (
+            f"<p>Under the assumptions below, encrypted FedAvg saves <b>"
+            f"{_pct(c['saving_base'])}</b> of plaintext FedAvg's total compliance cost in the "
+            f"base case (a negative saving is a higher cost), and the probability that it "
+            f"saves at least 40 % is <b>{share(c['p_saves_claim'])}</b> over the Monte Carlo "
+            f"draws. Counting only the legal parts (transfer mechanisms and residual risk, "
+            f"without the operational part and the technology's cost lines), it saves "
+            f"<b>{_pct(c['legal_saving_base'])}</b> in the base case, with probability "
+            f"<b>{share(c['legal_p_saves_claim'])}</b> of at least 40 %.</p>"
+        )
+    return (
+        '<div class="claim"><p>The paper this project answers reports that a privacy-computing '
+        "pilot cut compliance cost by about 40 %. No source states the figure "
+        "(REGULATION.md §10: searched in English and Chinese); it is therefore never an "
+        "input here, only a question. What decides the answer is in the tornado: the privacy "
+        "technology's own costs (integration, key ceremonies, reviews — labelled assumptions), "
+        "the residual-risk assumptions, and whether encryption takes updates out of scope, "
+        "which lets encrypted flows skip a mechanism. Encryption gives no advantage on the "
+        "downlink while every institution holds the key.</p>" + verdict + "</div>"
+    )
+
+
+def _register(rows: Sequence[Mapping[str, Any]]) -> str:
+    body = []
+    for r in rows:
+        if not r["used"]:
+            continue
+        ranged = r["low"] is not None and r["high"] is not None and r["low"] != r["high"]
+
+        def num(v: Any) -> str:
+            if isinstance(v, bool):
+                return "yes" if v else "no"
+            return "—" if v is None else f"{v:,.6g}"
+
+        body.append(
+            [
+                _e(r["id"]),
+                num(r["value"]),
+                num(r["low"]) if ranged else "",
+                num(r["high"]) if ranged else "",
+                _e(r["unit"]),
+                _e(r["kind"]),
+                f'<span class="small">{_link(r["provenance"], r["url"])}</span>',
+            ]
+        )
+    return _table(["id", "base", "low", "high", "unit", "kind", "source or rationale"], body)
+
+
+def _sweep(rows: Sequence[Mapping[str, Any]], strategies: Sequence[str]) -> str:
+    keys = list(dict.fromkeys((r["jurisdiction"], r["flag"], r["settled"]) for r in rows))
+    index = {(r["strategy"], r["jurisdiction"], r["flag"], r["answer"]): r for r in rows}
+    body = []
+    for code, flag, settled in keys:
+        cells = [_e(code), _e(flag), "settled: kept" if settled else "open"]
+        for name in strategies:
+            ends = [index.get((name, code, flag, answer)) for answer in (False, True)]
+            cells.append(
+                " → ".join(
+                    "—"
+                    if e is None
+                    else ("infeasible" if not e["feasible"] else _money(e["total"]))
+                    for e in ends
+                )
+            )
+        body.append(cells)
+    return _table(
+        ["jurisdiction", "question", "status"] + [f"{s}: no → yes" for s in strategies], body
+    )
+
+
 def render_html(results: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     """The report page for ``results`` (as :func:`~simulations.report.results_dict` builds it).
 
-    ``images`` holds the PNG bytes of ``"pareto"`` and ``"uplift"``.
+    ``images`` holds the PNG bytes of ``"pareto"``, ``"uplift"`` and ``"tornado"``.
     """
     scenario = results["scenario"]
     strategies = results["strategies"]
@@ -209,24 +411,51 @@ def render_html(results: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         [_e(code), _fmt(f["updates_are_personal_data"]), _fmt(f["encryption_exits_scope"])]
         for code, f in sorted(flags.items())
     ]
-    target = scenario["settings"]["target_bad_rate"]
+    target = scenario.get("approval_target") or "a bad rate of " + _fmt(
+        scenario["settings"]["target_bad_rate"], "rate"
+    )
     federated = scenario["federated_strategy_per_institution"]
+    compliance = results.get("compliance", {})
+    types = compliance.get("institution_types", {})
     sections = [
         "<h1>crossfed: accuracy against compliance cost</h1>",
+        f"<p><b>Law as at {_e(results.get('as_of', ''))}</b>; costs in USD over a "
+        f"{results.get('years', 1)}-year horizon (undiscounted; each year takes the law in "
+        "force on its first day).</p>",
         f"<p class='note'>Quality is {_e(scenario['quality_metric'])}; approval rate is the "
-        f"share approved at a {target:.0%} observed bad rate. Costs are first-year, in USD.</p>",
+        f"share approved at the largest score cut-off keeping {_e(target)}.</p>",
         "<h2>Scenario</h2>",
         _scenario(scenario),
         "<h2>Strategies</h2>",
         _strategies(strategies),
+        "<p class='note'>Operational cost is the measured run (CPU, bytes) times the runs a "
+        "year plus the privacy technology's cost lines (assumptions, in the register).</p>",
         _image(images["pareto"], "AUC against total compliance cost, Pareto front marked"),
+        "<h2>The 40 % claim</h2>",
+        _claim(results.get("monte_carlo")),
+        "<h2>Uncertainty: Monte Carlo and tornado</h2>",
+        _monte_carlo(results.get("monte_carlo")),
+        _image(images["tornado"], "tornado: the assumptions that move the saving most"),
+        "<h2>Routes: what each flow needs, and why</h2>",
+        "<p>Every flow of every strategy: uplink (institution to aggregator), downlink "
+        "(aggregate or model to each institution: with one shared key every recipient can "
+        "decrypt it) and pooling (raw records). Institution types: "
+        + _e(", ".join(f"{k}: {v}" for k, v in types.items()))
+        + f" ({_e(compliance.get('institution_types_provenance') or '')}). Residual risk "
+        "falls only on regulated cross-border flows.</p>",
+        _routes(results.get("routes", [])),
+        "<h3>Expected penalties by exporter (USD over the horizon)</h3>",
+        _risks(results.get("risks", []), names),
         "<h2>Unsettled legal questions: sensitivity</h2>",
         "<p>Whether model updates are personal data, and whether encryption takes them out of "
         "a regime's scope, have no settled answer. The table above uses each profile's own "
         "answer:</p>",
         _table(["jurisdiction", "updates are personal data", "encryption exits scope"], flag_rows),
-        "<p>Total cost (USD) under each answer, applied to every jurisdiction at once:</p>",
+        "<p>Total cost (USD) under each answer, applied at once to every jurisdiction that "
+        "leaves the question open (a settled answer is kept):</p>",
         _sensitivity(results["sensitivity"], names),
+        "<p>One jurisdiction's question at a time, the rest as profiled (total USD):</p>",
+        _sweep(results.get("sweep", []), names),
         "<h2>Per-institution uplift</h2>",
         f"<p>Each institution's own model (local-only) against the federated model "
         f"({_e(federated)}), on the institution's own test split.</p>",
@@ -239,6 +468,11 @@ def render_html(results: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         _list(provenance["sourced"]),
         "<h3>Assumed (override with --profiles DIR)</h3>",
         _list(provenance["assumed"]),
+        "<h3>Assumption register: every number the pricing read, with its range</h3>",
+        _register(results.get("assumptions", [])),
+        '<div class="box"><b>Not modelled</b>',
+        _list(compliance.get("not_modelled", [])),
+        "</div>",
     ]
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

@@ -2,10 +2,14 @@
 
 :func:`run_study` prepares the scenario, trains each strategy
 (:mod:`simulations.strategies`), prices each with the compliance-cost model
-under the profiles' own answers to the two unsettled legal questions and under
-all four combinations of answers (the sensitivity table), and marks the
+(:mod:`simulations.compliance`: flows, dated rules, the law as at a date, over a
+horizon of years) under the profiles' own answers to the unsettled legal
+questions, under all four combinations of answers (the sensitivity table) and
+one jurisdiction's flag at a time (the sweep); runs the seeded Monte Carlo over
+every ranged assumption (cost distributions, the probability that encrypted
+FedAvg saves 40 % against plaintext FedAvg, the tornado); and marks the
 strategies on the Pareto front of model quality (ROC AUC on the pooled test
-splits) against total compliance cost. A strategy that a sector rule forbids is
+splits) against total compliance cost. A strategy that a rule forbids is
 infeasible: it is trained and reported, but not priced and never on the front.
 
 The federated strategies run one after another in a single Flower simulation
@@ -16,18 +20,28 @@ Ray runs in-process, or on the user's cluster given by address.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any
 
 from simulations.compliance import (
+    AGGREGATOR,
+    DEFAULT_DRAWS,
+    DEFAULT_YEARS,
     ComplianceCost,
+    Consortium,
+    CostModel,
+    MonteCarloResult,
     Prices,
     Profile,
+    Registry,
     SensitivityRow,
-    compliance_cost,
+    SweepRow,
+    jurisdiction_sweep,
+    load_consortium,
     load_profiles,
+    run_monte_carlo,
     sensitivity,
 )
 from simulations.engine import default_backend_config
@@ -43,10 +57,61 @@ from simulations.strategies import (
     run_local_strategy,
 )
 
-__all__ = ["Progress", "StrategyResult", "StudyResult", "mark_front", "price", "run_study"]
+__all__ = [
+    "CompliancePlan",
+    "Progress",
+    "StrategyResult",
+    "StudyResult",
+    "cost_model",
+    "mark_front",
+    "price",
+    "price_strategies",
+    "run_study",
+]
 
 #: Called before each step with (steps done, steps in all, what comes next).
 Progress = Callable[[int, int, str], None]
+
+#: Comparisons the Monte Carlo reports, headline first: (baseline, candidate).
+COMPARISONS = (("fedavg", "he-fedavg"), ("centralized", "he-fedavg"))
+
+
+@dataclass(frozen=True)
+class CompliancePlan:
+    """How a study prices its strategies.
+
+    Attributes
+    ----------
+    as_of
+        The law as at this date (default: today) for the first year of the horizon.
+    years
+        The horizon: recurring costs, renewals and expected penalties over it.
+    turnover_usd
+        Annual turnover per institution name (``aggregator`` for the hub operator),
+        for turnover-based penalty caps; others use their profile's reference.
+    draws, seed
+        Monte Carlo draws, and its seed (default: the scenario's).
+    """
+
+    as_of: date | None = None
+    years: int = DEFAULT_YEARS
+    turnover_usd: Mapping[str, float] = field(default_factory=dict)
+    draws: int = DEFAULT_DRAWS
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.years < 1:
+            raise StrategyError(f"--years must be at least 1, got {self.years}")
+        if self.draws < 1:
+            raise StrategyError(f"Monte Carlo draws must be at least 1, got {self.draws}")
+        bad = sorted(n for n, v in self.turnover_usd.items() if not v >= 0)
+        if bad:
+            raise StrategyError(f"turnover must be a non-negative amount: {', '.join(bad)}")
+
+    @property
+    def date(self) -> date:
+        """The ``as_of`` date, today if not given."""
+        return self.as_of or date.today()
 
 
 @dataclass(frozen=True)
@@ -63,12 +128,15 @@ class StrategyResult:
         Cost under each of the four combinations of answers.
     on_front
         Whether the strategy is on the Pareto front of AUC against total cost.
+    sweep
+        Cost with one jurisdiction's flag answered each way, the rest as profiled.
     """
 
     run: StrategyRun
     cost: ComplianceCost
     sensitivity: tuple[SensitivityRow, ...]
     on_front: bool = False
+    sweep: tuple[SweepRow, ...] = ()
 
     @property
     def name(self) -> str:
@@ -87,6 +155,10 @@ class StudyResult:
     profiles_dir: str | None
     ray_address: str | None
     wall_s: float
+    compliance: CompliancePlan = field(default_factory=CompliancePlan)
+    consortium: Consortium | None = None
+    registry: Registry | None = None
+    monte_carlo: MonteCarloResult | None = None
 
     def strategy(self, name: str) -> StrategyResult:
         """The result of the strategy called ``name``."""
@@ -96,35 +168,62 @@ class StudyResult:
         raise KeyError(name)
 
 
+def cost_model(
+    run: StrategyRun,
+    scenario: Scenario,
+    profiles: Mapping[str, Profile],
+    prices: Prices,
+    *,
+    consortium: Consortium | None = None,
+    plan: CompliancePlan | None = None,
+) -> CostModel:
+    """The cost model of a trained strategy (its flows and dated decisions).
+
+    The epsilon priced for a DP strategy is the one the accountant reports for
+    the run, falling back to the target if the run reported none.
+    """
+    plan = plan or CompliancePlan()
+    consortium = consortium or load_consortium()
+    kind = run.plan.kind
+    epsilon = run.epsilon if run.epsilon is not None else run.plan.epsilon
+    return CostModel(
+        kind,
+        scenario.institutions,
+        profiles,
+        consortium,
+        cpu_s=run.cpu_s,
+        bytes_sent=float(run.bytes_sent),
+        hub=scenario.hub,
+        as_of=plan.date,
+        years=plan.years,
+        epsilon=epsilon if kind == "he-fedavg-dp" else None,
+        prices=prices,
+        turnover_usd={**consortium.turnover_usd, **plan.turnover_usd},
+    )
+
+
 def price(
     run: StrategyRun,
     scenario: Scenario,
     profiles: Mapping[str, Profile],
     prices: Prices,
+    *,
+    consortium: Consortium | None = None,
+    plan: CompliancePlan | None = None,
+    registry: Registry | None = None,
 ) -> tuple[ComplianceCost, list[SensitivityRow]]:
-    """Compliance cost of a trained strategy, and its four-way sensitivity.
-
-    The epsilon priced for a DP strategy is the one the accountant reports for
-    the run, falling back to the target if the run reported none.
-    """
-    plan = run.plan
-    epsilon = run.epsilon if run.epsilon is not None else plan.epsilon
-    kwargs: dict[str, Any] = {
-        "cpu_s": run.cpu_s,
-        "bytes_sent": float(run.bytes_sent),
-        "prices": prices,
-        "epsilon": epsilon if plan.kind == "he-fedavg-dp" else None,
-        "hub": scenario.hub,
-    }
-    cost = compliance_cost(plan.kind, scenario.institutions, profiles, **kwargs)
-    return cost, sensitivity(plan.kind, scenario.institutions, profiles, **kwargs)
+    """Compliance cost of a trained strategy at base values, and its four-way sensitivity."""
+    consortium = consortium or load_consortium()
+    registry = registry or Registry(profiles, consortium)
+    model = cost_model(run, scenario, profiles, prices, consortium=consortium, plan=plan)
+    return model.cost(registry.base(), registry), sensitivity(model, registry)
 
 
 def mark_front(results: list[StrategyResult]) -> list[StrategyResult]:
     """The results with ``on_front`` set: the Pareto front of AUC against total cost."""
     front = set(pareto_front([(r.run.evaluation.overall.auc, r.cost.total_usd) for r in results]))
     return [
-        StrategyResult(r.run, r.cost, r.sensitivity, on_front=i in front)
+        StrategyResult(r.run, r.cost, r.sensitivity, on_front=i in front, sweep=r.sweep)
         for i, r in enumerate(results)
     ]
 
@@ -139,6 +238,51 @@ def _check_profiles(scenario: Scenario, profiles: Mapping[str, Profile]) -> None
         )
 
 
+def _check_turnover(scenario: Scenario, plan: CompliancePlan) -> None:
+    known = {i.name for i in scenario.institutions} | {AGGREGATOR}
+    unknown = sorted(set(plan.turnover_usd) - known)
+    if unknown:
+        raise StrategyError(
+            f"--turnover names no institution: {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+
+
+def price_strategies(
+    runs: Sequence[StrategyRun],
+    scenario: Scenario,
+    profiles: Mapping[str, Profile],
+    prices: Prices,
+    consortium: Consortium,
+    compliance: CompliancePlan,
+) -> tuple[list[StrategyResult], Registry, MonteCarloResult]:
+    """Price trained strategies: base case, sensitivity, sweep, Monte Carlo, Pareto front.
+
+    The Monte Carlo's seed is the plan's, or the scenario's seed.
+    """
+    registry = Registry(profiles, consortium)
+    results, models = [], {}
+    for run in runs:
+        model = cost_model(run, scenario, profiles, prices, consortium=consortium, plan=compliance)
+        models[run.plan.name] = model
+        results.append(
+            StrategyResult(
+                run,
+                model.cost(registry.base(), registry),
+                tuple(sensitivity(model, registry)),
+                sweep=tuple(jurisdiction_sweep(model, registry)),
+            )
+        )
+    monte_carlo = run_monte_carlo(
+        models,
+        registry,
+        draws=compliance.draws,
+        seed=scenario.spec.seed if compliance.seed is None else compliance.seed,
+        comparisons=COMPARISONS,
+    )
+    return mark_front(results), registry, monte_carlo
+
+
 def run_study(
     spec: ScenarioSpec,
     work_dir: str | Path,
@@ -149,6 +293,7 @@ def run_study(
     num_cpus: int | None = None,
     progress: Progress | None = None,
     log_to_driver: bool = True,
+    compliance: CompliancePlan | None = None,
 ) -> StudyResult:
     """Prepare the scenario, train and price every strategy, mark the Pareto front.
 
@@ -169,6 +314,8 @@ def run_study(
         Called before each step.
     log_to_driver
         Whether the Ray actors' logs are shown in this process.
+    compliance
+        The compliance side: law as at, horizon, turnovers, Monte Carlo draws.
 
     Raises
     ------
@@ -178,12 +325,15 @@ def run_study(
     started = time.perf_counter()
     report = progress or (lambda done, total, what: None)
     profiles = load_profiles(profiles_dir)  # malformed profiles fail before any training
+    consortium = load_consortium(profiles_dir)
+    compliance = compliance or CompliancePlan()
     prices = prices or Prices()
     plans: list[StrategyPlan] = plan_strategies(spec)
     total = len(plans) + 1
     report(0, total, "preparing the scenario")
     scenario = prepare_scenario(spec, work_dir)
     _check_profiles(scenario, profiles)
+    _check_turnover(scenario, compliance)
     splits = load_splits(scenario)
     runs: dict[str, StrategyRun] = {}
     for plan in (p for p in plans if not p.federated):
@@ -210,16 +360,19 @@ def run_study(
             on_done=finished,
         )
     report(total, total, "pricing")
-    results = []
-    for plan in plans:
-        cost, rows = price(runs[plan.name], scenario, profiles, prices)
-        results.append(StrategyResult(runs[plan.name], cost, tuple(rows)))
+    results, registry, monte_carlo = price_strategies(
+        [runs[p.name] for p in plans], scenario, profiles, prices, consortium, compliance
+    )
     return StudyResult(
         scenario=scenario,
-        strategies=tuple(mark_front(results)),
+        strategies=tuple(results),
         prices=prices,
         profiles=profiles,
         profiles_dir=str(profiles_dir) if profiles_dir is not None else None,
         ray_address=ray_address,
         wall_s=time.perf_counter() - started,
+        compliance=compliance,
+        consortium=consortium,
+        registry=registry,
+        monte_carlo=monte_carlo,
     )

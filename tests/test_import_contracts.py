@@ -42,6 +42,9 @@ CONTRACTS: dict[str, set[str]] = {
     "clients.models": {"flwr", "tenseal", "crypto", "federation", "simulations"},
     "clients.training": {"flwr", "tenseal", "crypto", "federation", "simulations"},
     "clients.metrics": {"flwr", "tenseal", "crypto", "federation", "simulations", "torch"},
+    # Scoring with a saved model needs NumPy, not the training stack.
+    "clients.model_file": {"flwr", "tenseal", "crypto", "federation", "simulations", "torch"},
+    "clients.scoring": {"federation", "simulations", "crossfed.cli", "torch"},
 }
 
 

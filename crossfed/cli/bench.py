@@ -86,7 +86,10 @@ def crypto_command(
         str, typer.Option(help=f"Comma-separated modes from: {', '.join(MODES)}.")
     ] = ",".join(MODES),
     clients: Annotated[
-        int, typer.Option(min=1, help="Institutions whose updates are summed.")
+        int,
+        typer.Option(
+            "--institutions", "--clients", min=1, help="Institutions whose updates are summed."
+        ),
     ] = 10,
     paillier_values: Annotated[
         int, typer.Option(min=1, max=1000, help="Values Paillier really encrypts; rest scaled.")
@@ -146,7 +149,10 @@ def crypto_command(
 @app.command("round")
 def round_command(
     params: Annotated[int, typer.Option(min=10, help="Model size (an MLP sized to it).")] = 100_000,
-    clients: Annotated[int, typer.Option(min=1, help="Institutions in the federation.")] = 10,
+    clients: Annotated[
+        int,
+        typer.Option("--institutions", "--clients", min=1, help="Institutions in the federation."),
+    ] = 10,
     rounds: Annotated[int, typer.Option(min=1, help="Training rounds per mode.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of data, model and training.")] = 0,
     json_path: Annotated[

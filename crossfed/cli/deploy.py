@@ -15,7 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from clients import ClientError, DataValidationError, SuperNodeError, run_institution
+from clients import (
+    ClientError,
+    DataValidationError,
+    SuperNodeError,
+    check_institution,
+    run_institution,
+)
 from crossfed.protocol import ProtocolError, ProvisioningError
 from federation import (
     AggregatorKit,
@@ -88,8 +94,22 @@ def client(
         float,
         typer.Option("--connect-timeout", help="Seconds to keep retrying the aggregator."),
     ] = 120.0,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Only check the kit, the data file and this machine; send nothing, start "
+            "nothing (exit 0: ready, 2: problems named).",
+        ),
+    ] = False,
 ) -> None:
-    """Check the data against the schema, join the federation, keep the final model."""
+    """Check the data against the schema, join the federation, keep the final model.
+
+    Earlier outputs in --out are replaced only when this run succeeds.
+    """
+    if check:
+        _check(kit, data, out)
+        return
     try:
         result = run_institution(
             kit,
@@ -105,7 +125,7 @@ def client(
     except SuperNodeError as exc:
         code = f", Flower exit code {exc.exit_code}" if exc.exit_code is not None else ""
         raise _fail(f"{exc}{code} (log: {exc.log_path})", 1) from exc
-    except (ClientError, ProvisioningError) as exc:
+    except (ClientError, ProtocolError) as exc:
         raise _fail(f"{exc}; nothing was sent", 2) from exc
     metrics = json.loads(result.metrics.read_text())
     federation = metrics.get("federation_test") or {}
@@ -118,9 +138,32 @@ def client(
         shared = [f"{federation[name]:.4f}" if name in federation else "-"] if federation else []
         table.add_row(name, f"{value:.4f}", *shared)
     console.print(table)
+    # Every approval rate says at which target bad rate it was measured.
+    target = (metrics.get("approval_target") or {}).get("description")
+    if target:
+        console.print(f"approval_rate, local: {escape(target)}", highlight=False)
+    if federation and metrics.get("federation_approval_target"):
+        fed_target = escape(metrics["federation_approval_target"])
+        console.print(f"approval_rate, federation: {fed_target}", highlight=False)
     if result.scorecard.is_file():
         console.print(f"scorecard: {escape(str(result.scorecard))}")
+    if metrics.get("model_card"):
+        console.print(f"model card: {escape(str(result.out_dir / metrics['model_card']))}")
     console.print(f"[bold green]OK[/] model and metrics in {escape(str(result.out_dir))}")
+
+
+def _check(kit: Path, data: Path, out: Path) -> None:
+    """``crossfed client --check``: every problem named, exit 0 (ready) or 2."""
+    report = check_institution(kit, data, out)
+    who = report.institution or str(kit)
+    for note in report.notes:
+        console.print(f"  {escape(note)}", highlight=False, soft_wrap=True)
+    if report.ok:
+        console.print(f"[bold green]OK[/] {who}: ready to join; nothing was sent", highlight=False)
+        return
+    for problem in report.problems:
+        err_console.print(f"[bold red]PROBLEM[/] {escape(problem)}", soft_wrap=True)
+    raise _fail(f"{who}: {len(report.problems)} problem(s); nothing was sent", 2)
 
 
 def status(

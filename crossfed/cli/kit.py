@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,8 @@ from rich.table import Table
 import crypto
 from clients import ClientError, load_schema
 from clients.shapes import model_shapes_json
+from crossfed.cli.choices import ModelChoice
+from crossfed.cli.kit_settings import read_settings_file, resolve_settings
 from crossfed.protocol import FederationSettings, ProvisioningError
 from federation import create_kits, parse_institution
 
@@ -21,6 +24,11 @@ __all__ = ["app"]
 app = typer.Typer(help="Provisioning kits: keys, certificates and settings for a deployment.")
 console = Console()
 err_console = Console(stderr=True)
+_D = FederationSettings(mode="plaintext")
+#: CKKS presets whose codec carries real numbers (the model's weights).
+PresetChoice = StrEnum(  # type: ignore[misc]  # members from the registry, not literals
+    "PresetChoice", {n: n for n, p in sorted(crypto.PRESETS.items()) if p.codec == "float"}
+)
 
 
 @app.callback()
@@ -36,7 +44,8 @@ def create(
         str,
         typer.Option(
             "--aggregator-address",
-            help="HOST:PORT institutions dial; HOST goes into the server certificate.",
+            help="HOST:PORT institutions dial (a DNS name or IP, not 0.0.0.0); HOST goes into "
+            "the server certificate.",
         ),
     ],
     institution: Annotated[
@@ -48,26 +57,127 @@ def create(
     schema: Annotated[
         Path, typer.Option("--schema", help="Federation schema (YAML) every kit carries.")
     ],
-    preset: Annotated[
-        str,
+    from_file: Annotated[
+        Path | None,
         typer.Option(
-            "--preset",
-            help="CKKS preset: "
-            + ", ".join(sorted(n for n, p in crypto.PRESETS.items() if p.codec == "float")),
+            "--from",
+            help="Take the settings of a study (results.json of `crossfed simulate`) or of a "
+            "YAML file of run settings (rounds, epochs, learning-rate, dp-epsilon, ...); "
+            "options given here win.",
         ),
-    ] = crypto.DEFAULT_PRESET,
-    rounds: Annotated[int, typer.Option("--rounds", help="Training rounds.")] = 3,
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            help="With a study in --from: the DP strategy whose clip and noise to take, "
+            "e.g. he-fedavg-dp-eps4.",
+        ),
+    ] = None,
+    preset: Annotated[
+        PresetChoice | None,
+        typer.Option("--preset", help=f"CKKS preset [default: {crypto.DEFAULT_PRESET}]."),
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option("--rounds", min=1, help=f"Training rounds [default: {_D.rounds}].")
+    ] = None,
     min_institutions: Annotated[
         int | None,
-        typer.Option("--min-institutions", help="Quorum per round (default: all)."),
+        typer.Option("--min-institutions", min=1, help="Quorum per round [default: all]."),
     ] = None,
     round_timeout: Annotated[
-        float, typer.Option("--round-timeout", help="Seconds the aggregator waits per round.")
-    ] = 600.0,
-    epochs: Annotated[int, typer.Option("--epochs", help="Local epochs per round.")] = 5,
-    model: Annotated[str, typer.Option("--model", help="logistic or mlp.")] = "logistic",
+        float | None,
+        typer.Option(
+            "--round-timeout",
+            min=1.0,
+            help=f"Seconds the aggregator waits per round [default: {_D.round_timeout:g}].",
+        ),
+    ] = None,
+    model: Annotated[
+        ModelChoice | None, typer.Option("--model", help=f"The model [default: {_D.model}].")
+    ] = None,
+    hidden: Annotated[
+        str | None,
+        typer.Option("--hidden", help=f"MLP hidden widths [default: {_D.hidden}]."),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", min=1, help=f"Local epochs per round [default: {_D.epochs}]."),
+    ] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--learning-rate",
+            min=0.0,
+            help=f"SGD step size [default: {_D.learning_rate:g}].",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help=f"Mini-batch rows [default: {_D.batch_size}]."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            min=0,
+            help=f"Seed of the first model, shuffling, test split [default: {_D.seed}].",
+        ),
+    ] = None,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--test-fraction",
+            min=0.0,
+            max=1.0,
+            help=f"Share of each institution's rows held out [default: {_D.test_fraction:g}].",
+        ),
+    ] = None,
+    max_weight: Annotated[
+        int | None,
+        typer.Option(
+            "--max-weight",
+            min=1,
+            help=f"Per-institution weight cap, in rows [default: {_D.max_weight}].",
+        ),
+    ] = None,
+    max_update_norm: Annotated[
+        float | None,
+        typer.Option(
+            "--max-update-norm",
+            min=0.0,
+            help=f"Per-round L2 bound on the model's change [default: {_D.max_update_norm:g}].",
+        ),
+    ] = None,
+    dp_clip: Annotated[
+        float | None,
+        typer.Option(
+            "--dp-clip", min=0.0, help="Distributed DP: L2 clip of each update [default: off]."
+        ),
+    ] = None,
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            "--dp-epsilon",
+            min=0.0,
+            help="Distributed DP: target ε after all rounds (sets the noise multiplier).",
+        ),
+    ] = None,
+    dp_noise_multiplier: Annotated[
+        float | None,
+        typer.Option("--dp-noise-multiplier", min=0.0, help="Distributed DP: noise multiplier."),
+    ] = None,
+    dp_delta: Annotated[
+        float | None,
+        typer.Option(
+            "--dp-delta",
+            min=0.0,
+            max=1.0,
+            help=f"Distributed DP: δ [default: {_D.dp_delta:g}].",
+        ),
+    ] = None,
     valid_days: Annotated[
-        int, typer.Option("--valid-days", help="Lifetime of the server certificate.")
+        int, typer.Option("--valid-days", min=1, help="Lifetime of the server certificate.")
     ] = 365,
 ) -> None:
     """Create OUT/aggregator and OUT/NAME for every institution.
@@ -78,23 +188,52 @@ def create(
     secret CKKS context (mode 0600). Hand each folder to its owner over a
     channel you trust; the institutions' folders must never reach the aggregator.
     Every federation.yaml pins the app bundle (this crossfed's source tree, as
-    `flwr run` ships it), the schema's SHA-256 and the model's shapes.
+    `flwr run` ships it), the schema's SHA-256, the model's shapes and every
+    training setting. Every value is checked before anything is written.
     """
+    options: dict[str, int | float | str | None] = {
+        "preset": preset.value if preset else None,
+        "rounds": rounds,
+        "min-institutions": min_institutions,
+        "round-timeout": round_timeout,
+        "model": model.value if model else None,
+        "hidden": hidden,
+        "epochs": epochs,
+        "learning-rate": learning_rate,
+        "batch-size": batch_size,
+        "seed": seed,
+        "test-fraction": test_fraction,
+        "max-weight": max_weight,
+        "max-update-norm": max_update_norm,
+        "dp-clip": dp_clip,
+        "dp-epsilon": dp_epsilon,
+        "dp-noise-multiplier": dp_noise_multiplier,
+        "dp-delta": dp_delta,
+    }
     try:
-        hidden = FederationSettings(mode="plaintext").hidden_sizes()
-        shapes = model_shapes_json(load_schema(schema), model, hidden)
+        if out.exists() and not out.is_dir():
+            raise ProvisioningError(f"--out {out} is a file, not a folder")
         parsed = [parse_institution(spec) for spec in institution]
+        notes: list[str] = []
+        from_values: dict[str, int | float | str] = {}
+        if from_file is not None:
+            from_values, notes = read_settings_file(from_file, strategy)
+        elif strategy is not None:
+            raise ProvisioningError("--strategy needs a study's results.json in --from")
+        chosen = resolve_settings(options, from_values, institutions=len(parsed), notes=notes)
+        settings = chosen.settings
+        shapes = model_shapes_json(load_schema(schema), settings.model, settings.hidden_sizes())
         manifest = create_kits(
             out,
             federation=federation,
             aggregator_address=aggregator_address,
             institutions=parsed,
             schema=schema,
-            preset=preset,
-            rounds=rounds,
-            min_institutions=min_institutions,
-            round_timeout=round_timeout,
-            training={"epochs": epochs, "model": model, "model-shapes": shapes},
+            preset=chosen.preset or crypto.DEFAULT_PRESET,
+            rounds=settings.rounds,
+            min_institutions=settings.min_institutions,
+            round_timeout=settings.round_timeout,
+            training={**chosen.training, "model-shapes": shapes},
             valid_days=valid_days,
         )
     except (ProvisioningError, ClientError, crypto.CryptoError) as exc:
@@ -114,5 +253,9 @@ def create(
         f"aggregator {escape(manifest.aggregator_address)}, {manifest.rounds} rounds, "
         f"preset {manifest.preset}, quorum {manifest.min_institutions}"
     )
+    recorded = ", ".join(f"{k} {v}" for k, v in chosen.training.items())
+    console.print(f"training: {escape(recorded)}", highlight=False, soft_wrap=True)
+    for note in chosen.notes:
+        console.print(f"  {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"institutions accept only the app bundle {manifest.app_pin}", highlight=False)
     console.print("[bold green]OK[/] institution kits hold the secret key: deliver them privately")

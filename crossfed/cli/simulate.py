@@ -13,6 +13,7 @@ import tempfile
 import time
 import warnings
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,10 +24,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clients import ClientError
-from crossfed.protocol import ProtocolError
+from crossfed.cli.choices import ModelChoice, PartitionMissingChoice
+from crossfed.protocol import FederationSettings, ProtocolError
 from federation import FederationError
 from simulations import (
+    DEFAULT_DRAWS,
+    DEFAULT_YEARS,
     GENERATORS,
+    CompliancePlan,
     Prices,
     ScenarioSpec,
     SimulationError,
@@ -39,8 +44,15 @@ __all__ = ["simulate"]
 
 console = Console()
 err_console = Console(stderr=True)
+_DEFAULTS = FederationSettings(mode="plaintext")
+#: The synthetic generators, as an enumeration (choices in ``--help``).
+GeneratorChoice = StrEnum(  # type: ignore[misc]  # members from the registry, not literals
+    "GeneratorChoice", {name: name for name in sorted(GENERATORS)}
+)
+_DEFAULT_GENERATOR = GeneratorChoice(ScenarioSpec.generator)
+_DEFAULT_MODEL = ModelChoice(_DEFAULTS.model)
 if not console.is_terminal:  # piped or captured: keep the table readable
-    console.width = max(console.width, 160)
+    console.width = max(console.width, 170)
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
@@ -58,12 +70,36 @@ def _usd(value: float | None) -> str:
     return "[red]infeasible[/]" if value is None else f"{value:,.0f}"
 
 
+def _dash(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def _turnover(items: list[str] | None) -> dict[str, float]:
+    """``NAME=USD`` pairs (``--turnover``) as a mapping."""
+    amounts: dict[str, float] = {}
+    for item in items or []:
+        name, sep, amount = item.partition("=")
+        try:
+            value = float(amount.replace(",", "").replace("_", ""))
+        except ValueError:
+            value = float("nan")
+        if not sep or not name.strip() or not value >= 0:
+            raise typer.BadParameter(f"{item!r} is not NAME=USD", param_hint="--turnover")
+        amounts[name.strip()] = value
+    return amounts
+
+
 def _table(study: StudyResult) -> Table:
-    table = Table(title="Strategies: quality on the same test splits, first-year compliance cost")
+    plan = study.compliance
+    table = Table(
+        title="Strategies: quality on the same test splits; compliance cost over "
+        f"{plan.years} year(s), law as at {plan.date.isoformat()}"
+    )
     columns = (
         "AUC", "KS", "approval", "mean inst. AUC", "transfer $", "risk $", "ops $", "total $",
         "lead time", "MB sent", "CPU s", "wall s", "ε", "front",
     )  # fmt: skip
+    table.caption = f"approval: share approved at {study.scenario.spec.approval_target}"
     table.add_column("strategy", no_wrap=True)
     for name in columns:
         table.add_column(name, justify="right")
@@ -75,9 +111,9 @@ def _table(study: StudyResult) -> Table:
             f"{overall.ks:.3f}",
             f"{overall.approval_rate:.1%}",
             f"{run.evaluation.mean_institution_auc:.4f}",
-            _usd(cost.transfer_cost_usd),
-            _usd(cost.residual_risk_usd),
-            f"{cost.operational_cost_usd:.4f}",
+            _dash(cost.transfer_cost_usd),  # "infeasible" once, in the total
+            _dash(cost.residual_risk_usd),
+            _usd(cost.operational_cost_usd),
             _usd(cost.total_usd),
             "—" if cost.lead_time_days is None else f"{cost.lead_time_days:.0f} d",
             f"{run.bytes_sent / 1e6:.2f}",
@@ -114,6 +150,41 @@ def _sensitivity_table(study: StudyResult) -> Table:
     return table
 
 
+def _uncertainty_table(study: StudyResult) -> Table | None:
+    mc = study.monte_carlo
+    if mc is None:
+        return None
+    table = Table(
+        title=f"Total cost $ over {mc.draws:,} Monte Carlo draws of the assumptions "
+        f"(seed {mc.seed})"
+    )
+    for name in ("strategy", "p5", "p50", "p95", "feasible in"):
+        table.add_column(name, justify="left" if name == "strategy" else "right")
+    for name, q in mc.strategies.items():
+        table.add_row(name, _usd(q.p5), _usd(q.p50), _usd(q.p95), f"{q.defined_share:.0%}")
+    return table
+
+
+def _claim(study: StudyResult) -> str:
+    mc = study.monte_carlo
+    head = mc.headline if mc is not None else None
+    if mc is None or head is None or head.p_saves_claim is None:
+        return ""
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.0f} %"
+
+    legal = head.legal_p_saves_claim
+    drivers = ", ".join(b.id for b in mc.tornado[:3])
+    return (
+        f"{head.candidate} against {head.baseline}: saving {pct(head.saving_base)} of total "
+        f"cost in the base case, P(saving >= {100 * mc.claim:.0f} %) = "
+        f"{head.p_saves_claim:.1%}; transfer + risk only: {pct(head.legal_saving_base)}, "
+        f"P = {'—' if legal is None else f'{legal:.1%}'}. Moved most by {drivers or '—'} "
+        "(tornado.png)."
+    )
+
+
 def _summary(study: StudyResult) -> str:
     names = {r.name for r in study.strategies}
     if not {"centralized", "local-only", "fedavg", "he-fedavg"} <= names:
@@ -130,24 +201,46 @@ def _summary(study: StudyResult) -> str:
 
 def simulate(
     generator: Annotated[
-        str, typer.Option(help=f"Synthetic data: {', '.join(sorted(GENERATORS))}.")
-    ] = "sme-credit",
+        GeneratorChoice, typer.Option(help="Synthetic data, when no --data is given.")
+    ] = _DEFAULT_GENERATOR,
     institutions: Annotated[
-        int, typer.Option(min=2, help="Generated institutions (default mix of 7 jurisdictions).")
-    ] = 7,
+        int | None,
+        typer.Option(
+            min=2,
+            help="Institutions: generated ones (default a mix of 7 jurisdictions), or with "
+            "--data and no --partition-by, a Dirichlet split into this many.",
+        ),
+    ] = None,
     rows: Annotated[
         int | None, typer.Option(min=100, help="Generated rows in all (default 12,000).")
     ] = None,
     data: Annotated[
-        Path | None, typer.Option(help="A CSV or Parquet table to use instead of a generator.")
+        Path | None,
+        typer.Option(
+            help="A table (CSV with any delimiter, Parquet, Excel) instead of a generator."
+        ),
     ] = None,
     target: Annotated[str | None, typer.Option(help="The table's label column.")] = None,
     positive: Annotated[str | None, typer.Option(help="The bad (positive) label.")] = None,
+    negative: Annotated[
+        str | None,
+        typer.Option(help="The good labels, comma-separated (needed beyond two labels)."),
+    ] = None,
     partition_by: Annotated[
         str | None, typer.Option(help="One institution per value of this column.")
     ] = None,
+    partition_missing: Annotated[
+        PartitionMissingChoice,
+        typer.Option(
+            help="Rows without a --partition-by value: dropped (and counted), or their own "
+            "institution."
+        ),
+    ] = PartitionMissingChoice.drop,
     partitions: Annotated[
-        int | None, typer.Option(min=2, help="Or N institutions by a Dirichlet label split.")
+        int | None,
+        typer.Option(
+            min=2, help="Or N institutions by a Dirichlet label split (= --institutions)."
+        ),
     ] = None,
     alpha: Annotated[float, typer.Option(help="Dirichlet concentration for --partitions.")] = 0.5,
     schema: Annotated[
@@ -159,26 +252,57 @@ def simulate(
     hub: Annotated[
         str | None, typer.Option(help="Jurisdiction of the pool and the aggregator.")
     ] = None,
-    rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 10,
-    epochs: Annotated[int, typer.Option(min=1, help="Local epochs per round.")] = 2,
-    learning_rate: Annotated[float, typer.Option(min=0.0, help="SGD step size.")] = 0.3,
-    model: Annotated[str, typer.Option(help="logistic or mlp.")] = "logistic",
+    rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = _DEFAULTS.rounds,
+    epochs: Annotated[int, typer.Option(min=1, help="Local epochs per round.")] = _DEFAULTS.epochs,
+    learning_rate: Annotated[
+        float, typer.Option(min=0.0, help="SGD step size.")
+    ] = _DEFAULTS.learning_rate,
+    model: Annotated[ModelChoice, typer.Option(help="The model trained.")] = _DEFAULT_MODEL,
     epsilons: Annotated[
         str, typer.Option(help="Target epsilons of the DP runs; empty for none.")
     ] = "1,4,8",
     dp_clip: Annotated[float, typer.Option(help="L2 clip of each update in DP runs.")] = 0.5,
     target_bad_rate: Annotated[
-        float, typer.Option(help="Bad rate tolerated among approved applicants.")
-    ] = 0.02,
-    seed: Annotated[int, typer.Option(help="Seed of data, splits, model and shuffling.")] = 0,
+        float | None,
+        typer.Option(
+            help="Bad rate tolerated among approved applicants (default: half the training "
+            "split's bad rate, each institution's own)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of data, splits, model and shuffling.")
+    ] = _DEFAULTS.seed,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default reports/<timestamp>).")
     ] = None,
     profiles: Annotated[
-        Path | None, typer.Option(help="Folder of jurisdiction profiles overriding shipped ones.")
+        Path | None,
+        typer.Option(
+            help="Folder of jurisdiction profiles (and consortium.yaml) overriding shipped ones."
+        ),
     ] = None,
     cpu_hour_usd: Annotated[float, typer.Option(min=0.0, help="Price of a CPU-hour.")] = 0.05,
     gb_sent_usd: Annotated[float, typer.Option(min=0.0, help="Price of a GB sent.")] = 0.09,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"], help="Price under the law as at this date (default: today)."
+        ),
+    ] = None,
+    years: Annotated[
+        int,
+        typer.Option(min=1, help="Horizon: recurring costs, renewals and penalties over N years."),
+    ] = DEFAULT_YEARS,
+    turnover: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Annual turnover of an institution, NAME=USD (repeat; 'aggregator' for the "
+            "hub operator). Others: their profile's reference turnover."
+        ),
+    ] = None,
+    draws: Annotated[
+        int, typer.Option(min=1, help="Monte Carlo draws of the uncertain assumptions.")
+    ] = DEFAULT_DRAWS,
     ray_address: Annotated[
         str | None, typer.Option(help="Run the federations on this Ray cluster (host:port).")
     ] = None,
@@ -193,14 +317,18 @@ def simulate(
     started = time.perf_counter()
     out = out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
+        if data is not None and partition_by is None and partitions is None:
+            partitions = institutions  # --institutions N: a Dirichlet split into N
         spec = ScenarioSpec(
-            generator=generator,
-            institutions=institutions,
+            generator=generator.value,
+            institutions=institutions or ScenarioSpec.institutions,
             total_rows=rows,
             data=str(data) if data else None,
             target=target,
             positive=positive,
+            negatives=tuple(p.strip() for p in (negative or "").split(",") if p.strip()),
             partition_by=partition_by,
+            partition_missing=partition_missing.value,
             partitions=partitions,
             alpha=alpha,
             schema=str(schema) if schema else None,
@@ -210,7 +338,7 @@ def simulate(
             rounds=rounds,
             epochs=epochs,
             learning_rate=learning_rate,
-            model=model,
+            model=model.value,
             epsilons=_floats(epsilons, "--epsilons"),
             dp_clip=dp_clip,
             target_bad_rate=target_bad_rate,
@@ -221,6 +349,12 @@ def simulate(
             else Prices(
                 cpu_hour_usd, gb_sent_usd, rationale="given with --cpu-hour-usd, --gb-sent-usd"
             )
+        )
+        compliance = CompliancePlan(
+            as_of=as_of.date() if as_of else None,
+            years=years,
+            turnover_usd=_turnover(turnover),
+            draws=draws,
         )
     except (SimulationError, FederationError, ProtocolError) as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -253,6 +387,7 @@ def simulate(
                 ray_address=ray_address,
                 progress=step,
                 log_to_driver=verbose,
+                compliance=compliance,
             )
             paths = write_report(study, out)
     except (SimulationError, ClientError, FederationError, ProtocolError) as exc:
@@ -262,8 +397,14 @@ def simulate(
         flwr_logger.setLevel(flwr_level)
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)
+    for note in (*study.scenario.assumed, *study.scenario.excluded):  # dropped rows, left out
+        console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     console.print(_table(study))
     console.print(_sensitivity_table(study))
+    if (uncertainty := _uncertainty_table(study)) is not None:
+        console.print(uncertainty)
+    if claim := _claim(study):
+        console.print(claim, highlight=False)
     if summary := _summary(study):
         console.print(summary)
     console.print(f"report: {paths['report.html']}  (results.json, CSV tables and plots in {out})")

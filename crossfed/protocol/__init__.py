@@ -89,6 +89,7 @@ from crossfed.protocol.records import (
     STATS_KEY,
 )
 from crossfed.protocol.settings import (
+    MODELS,
     MODES,
     FederationSettings,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "MANIFEST",
     "MANIFEST_VERSION",
     "METRICS_KEY",
+    "MODELS",
     "MODES",
     "MODE_KEY",
     "NODES_DIR",

@@ -72,6 +72,9 @@ _TRAINING_KEYS = frozenset(
         "max-update-norm",
         "max-weight",
         "model-shapes",
+        "dp-clip",
+        "dp-noise-multiplier",
+        "dp-delta",
     }
 )
 
@@ -80,8 +83,10 @@ def parse_address(address: str) -> tuple[str, int]:
     """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6) and check the port."""
     host, sep, port_text = address.strip().rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not host or not port_text.isdigit():
         raise ProvisioningError(f"aggregator address must look like HOST:PORT, got {address!r}")
+    if not 0 < int(port_text) < 65536:
+        raise ProvisioningError(f"port {port_text} of {address!r} is outside 1-65535")
     return host, int(port_text)
 
 

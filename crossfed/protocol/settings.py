@@ -17,10 +17,14 @@ from typing import Any
 
 from crossfed.protocol.errors import ConfigurationError
 
-__all__ = ["MODES", "FederationSettings"]
+__all__ = ["MODELS", "MODES", "FederationSettings"]
 
 #: Aggregation modes: CKKS-encrypted FedAvg, or Flower's plaintext FedAvg to compare.
 MODES = ("encrypted", "plaintext")
+#: Models every institution can train (``clients.models``).
+MODELS = ("logistic", "mlp")
+#: Largest seed torch and numpy take.
+_MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,12 @@ class FederationSettings:
         ``"logistic"`` or ``"mlp"``; hidden sizes for the MLP, e.g. ``"32,16"``.
     epochs, batch_size, learning_rate, proximal_mu:
         Local training; ``proximal_mu > 0`` adds FedProx's proximal term.
+        These defaults (with ``rounds``) are the only ones: ``crossfed kit
+        create`` and ``crossfed simulate`` take theirs from here. 10 rounds of
+        2 epochs at step 0.3 bring FedAvg within about 0.015 ROC AUC of
+        centralized training on ``crossfed simulate``'s default scenario (four
+        seeds checked); the former deployment defaults, 3 rounds of 5 epochs at
+        0.1, gave FedAvg 0.026 less there (0.746 against 0.772, seed 0).
     seed:
         Seed of the round-1 model, shuffling and the local test split.
     test_fraction:
@@ -87,7 +97,7 @@ class FederationSettings:
     """
 
     mode: str = "encrypted"
-    rounds: int = 3
+    rounds: int = 10
     min_institutions: int = 2
     institutions: int = 0
     round_timeout: float = 600.0
@@ -97,9 +107,9 @@ class FederationSettings:
     data_files: str = ""
     model: str = "logistic"
     hidden: str = "32,16"
-    epochs: int = 5
+    epochs: int = 2
     batch_size: int = 64
-    learning_rate: float = 0.1
+    learning_rate: float = 0.3
     proximal_mu: float = 0.0
     seed: int = 0
     test_fraction: float = 0.25
@@ -125,6 +135,7 @@ class FederationSettings:
             raise ConfigurationError(f"institutions must not be negative, got {self.institutions}")
         if self.round_timeout <= 0:
             raise ConfigurationError(f"round-timeout must be positive, got {self.round_timeout}")
+        self._check_training()
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigurationError(f"test-fraction must be in (0, 1), got {self.test_fraction}")
         if self.mode == "encrypted" and not self.public_context and not self.secret_context:
@@ -143,6 +154,31 @@ class FederationSettings:
             raise ConfigurationError("dp-noise-multiplier needs a positive dp-clip")
         if not 0 < self.dp_delta < 1:
             raise ConfigurationError(f"dp-delta must be in (0, 1), got {self.dp_delta}")
+
+    def _check_training(self) -> None:
+        """Refuse local-training values every institution would fail on after joining."""
+        if self.model not in MODELS:
+            raise ConfigurationError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model == "mlp" and (not self.hidden_sizes() or min(self.hidden_sizes()) < 1):
+            raise ConfigurationError(
+                f"hidden must be positive widths like '32,16', got {self.hidden!r}"
+            )
+        if self.epochs < 1:
+            raise ConfigurationError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigurationError(f"batch-size must be at least 1, got {self.batch_size}")
+        if not 0 < self.learning_rate < float("inf"):
+            raise ConfigurationError(
+                f"learning-rate must be positive and finite, got {self.learning_rate}"
+            )
+        if not 0 <= self.proximal_mu < float("inf"):
+            raise ConfigurationError(f"proximal-mu must not be negative, got {self.proximal_mu}")
+        if not 0 <= self.seed <= _MAX_SEED:
+            raise ConfigurationError(f"seed must be in [0, 2**63 - 1], got {self.seed}")
+        if self.max_update_bytes < 1:
+            raise ConfigurationError(
+                f"max-update-bytes must be positive, got {self.max_update_bytes}"
+            )
 
     @property
     def dp_enabled(self) -> bool:

@@ -1,128 +1,126 @@
 """Jurisdiction profiles: the sourced parameters of the compliance-cost model.
 
-A profile is a YAML file describing one exporting jurisdiction: which transfer
-mechanism each destination needs and what it costs, whether raw personal financial
-records are localised, the penalty cap, the probability of an enforcement event per
-exposure class, and the two unsettled legal questions as flags. Every number is a
-:class:`Sourced` value carrying either ``source:`` (law and article or regulator text,
-from ``REGULATION.md``) or ``assumption: true`` with a ``rationale:``. All amounts are in
-the profile's ``currency``; ``usd_per_unit`` converts them for the report.
+A profile is a YAML file describing one exporting jurisdiction:
 
-Profiles ship inside the package (``simulations/compliance/profiles/*.yaml``);
-:func:`load_profiles` reads them and lets a user directory replace any of them, file by
-file. A malformed profile is refused with a :class:`~simulations.errors.ProfileError`
-naming the file and the field.
+- ``mechanisms``: what a cross-border flow may need before it happens (adequacy, a
+  standard contract, a security assessment, consent, a supervisor's approval), each
+  with its one-off, recurring and per-person cost, lead time and validity;
+- ``rule``: which dated rule function (:mod:`simulations.compliance.rules`) picks the
+  mechanism of a flow from its volume, data class, recipient and date, reading the
+  profile's ``facts`` (thresholds), ``dates`` (commencements) and ``lists``
+  (countries of concern); ``generic`` uses ``routes`` (a mechanism per destination);
+- ``overlays``: sector rules binding named institution types (a central bank's
+  localisation rule, banking secrecy) that prohibit a flow or add a mechanism;
+- ``penalties``: dated penalty tiers (a statute's maximum from a commencement date);
+- ``enforcement``: the annual probability of an enforcement event per exposure class,
+  the expected fine as a share of the maximum, and the chance of a suspension order;
+- ``flags``: the unsettled (or settled) legal questions.
+
+Every number is a :class:`~simulations.compliance.values.Sourced` value carrying
+``source:`` or ``assumption: true`` with a ``rationale:``, and a ``low``/``high``
+range when uncertain. Amounts are in the profile's ``currency``; ``usd_per_unit``
+converts them. Reading and validating files is :mod:`simulations.compliance.loading`.
 """
 
 from __future__ import annotations
 
-import math
-from importlib import resources
+from datetime import date
 from itertools import pairwise
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from simulations.errors import ProfileError
-
-__all__ = [
-    "EXPOSURES",
-    "EnforcementProbability",
-    "Exposure",
-    "Flag",
-    "Flags",
-    "Localisation",
-    "Mechanism",
-    "PenaltyCap",
-    "Profile",
-    "Routes",
-    "Sourced",
-    "load_profile",
-    "load_profiles",
-    "shipped_profiles_dir",
-]
-
-#: What leaves an institution, from most to least exposed.
-Exposure = Literal["raw_records", "plaintext_updates", "encrypted_updates", "encrypted_dp_updates"]
-EXPOSURES: tuple[Exposure, ...] = (
-    "raw_records",
-    "plaintext_updates",
-    "encrypted_updates",
-    "encrypted_dp_updates",
+from simulations.compliance.values import (
+    Amount,
+    Dated,
+    Flag,
+    Positive,
+    Provenanced,
+    Share,
+    Strict,
 )
 
+__all__ = [
+    "DATA_GROUPS",
+    "EXPOSURES",
+    "INSTITUTION_TYPES",
+    "REQUIRED_FLAGS",
+    "CodeList",
+    "DataGroup",
+    "Enforcement",
+    "Exposure",
+    "InstitutionType",
+    "Mechanism",
+    "Overlay",
+    "PenaltyTier",
+    "Profile",
+    "Routes",
+]
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+#: What an exposure-class probability is given for, from most to least exposed.
+Exposure = Literal["raw_records", "plaintext_updates", "encrypted_updates", "model"]
+EXPOSURES: tuple[Exposure, ...] = ("raw_records", "plaintext_updates", "encrypted_updates", "model")
 
+#: Institution types a sector rule can bind.
+InstitutionType = Literal[
+    "bank", "nonbank_lender", "payment_institution", "credit_reporting_agency"
+]
+INSTITUTION_TYPES: tuple[InstitutionType, ...] = (
+    "bank",
+    "nonbank_lender",
+    "payment_institution",
+    "credit_reporting_agency",
+)
 
-class _Provenanced(_Strict):
-    """Carries either a source or an explicit, explained assumption."""
+#: Data classes as sector rules name them: raw records, model updates, (aggregate) models.
+DataGroup = Literal["raw_records", "updates", "model"]
+DATA_GROUPS: tuple[DataGroup, ...] = ("raw_records", "updates", "model")
 
-    source: str | None = None
-    assumption: bool = False
-    rationale: str | None = None
-
-    @model_validator(mode="after")
-    def _has_provenance(self) -> _Provenanced:
-        if self.source and self.source.strip():
-            return self
-        if self.assumption and self.rationale and self.rationale.strip():
-            return self
-        raise ValueError("needs a non-empty 'source' or 'assumption: true' with a 'rationale'")
-
-    @property
-    def provenance(self) -> str:
-        """``"sourced: …"`` or ``"assumed: …"``, for reports."""
-        if self.source and self.source.strip():
-            return f"sourced: {self.source.strip()}"
-        return f"assumed: {(self.rationale or '').strip()}"
-
-
-class Sourced(_Provenanced):
-    """A number with its provenance."""
-
-    value: float
-
-
-class _Amount(Sourced):
-    """A non-negative amount (a cost, a duration, a turnover)."""
-
-    value: float = Field(ge=0)
-
-
-class _Share(Sourced):
-    """A probability or a share of turnover, in ``[0, 1]``."""
-
-    value: float = Field(ge=0, le=1)
+#: Flags every profile answers.
+REQUIRED_FLAGS = ("updates_are_personal_data", "encryption_exits_scope")
 
 
-class _Positive(Sourced):
-    value: float = Field(gt=0)
+def _in_force(start: date | None, until: date | None, when: date) -> bool:
+    return (start is None or start <= when) and (until is None or when < until)
 
 
-class Flag(_Provenanced):
-    """A yes/no legal reading, with its provenance and whether the law is settled."""
+class Mechanism(Strict):
+    """A transfer mechanism: what a cross-border flow needs before it may happen.
 
-    value: bool
-    settled: bool
-
-
-class Mechanism(_Strict):
-    """A transfer mechanism: what a cross-border flow needs before it may happen."""
+    Costs: ``fixed_cost`` once when the flow starts (and again at each renewal if
+    ``validity_years`` is set, as ``renewal_cost`` when given); ``recurring_cost``
+    every year (a transfer impact assessment's review, an audit); ``per_person_cost``
+    for each person whose data the flow carries in a year (consent campaigns).
+    """
 
     kind: Literal[
-        "none", "adequacy", "standard_contract", "security_assessment", "security_requirements"
+        "none",
+        "adequacy",
+        "standard_contract",
+        "contract",
+        "security_assessment",
+        "certification",
+        "consent",
+        "notification",
+        "approval",
     ]
     description: str
-    fixed_cost: _Amount
-    lead_time_days: _Amount
+    citation: str | None = None
+    url: str | None = None
+    fixed_cost: Amount
+    lead_time_days: Amount
+    recurring_cost: Amount | None = None
+    per_person_cost: Amount | None = None
+    validity_years: Positive | None = None
+    renewal_cost: Amount | None = None
 
 
-class Routes(_Strict):
-    """Mechanism name per destination jurisdiction, with a default for the rest."""
+class Routes(Strict):
+    """Mechanism name per destination jurisdiction, with a default for the rest.
+
+    Used by the ``generic`` rule, and by the specific rules for destinations they do
+    not decide themselves (an adequacy decision, for example).
+    """
 
     default: str
     destinations: dict[str, str] = Field(default_factory=dict)
@@ -133,32 +131,35 @@ class Routes(_Strict):
         return self.destinations.get(destination, self.default)
 
 
-class Localisation(_Strict):
-    """Whether a sector rule keeps raw personal financial records in the jurisdiction."""
+class PenaltyTier(Strict):
+    """A maximum penalty in force between two dates: fixed, a share of turnover, or both."""
 
-    raw_records_prohibited: bool
-    source: str = Field(min_length=1)
-    note: str | None = None
+    model_config = Strict.model_config | {"populate_by_name": True}
 
-
-class PenaltyCap(_Strict):
-    """Maximum penalty: a fixed amount, a share of turnover, or their max or min."""
-
+    name: str
+    description: str
     combine: Literal["fixed", "share", "max", "min"]
-    fixed: _Amount | None = None
-    turnover_share: _Share | None = None
+    fixed: Amount | None = None
+    turnover_share: Share | None = None
+    start: date | None = Field(default=None, alias="from")
+    until: date | None = None
+    url: str | None = None
     note: str | None = None
 
     @model_validator(mode="after")
-    def _parts_present(self) -> PenaltyCap:
+    def _parts_present(self) -> PenaltyTier:
         if self.combine != "share" and self.fixed is None:
             raise ValueError(f"combine={self.combine!r} needs 'fixed'")
         if self.combine != "fixed" and self.turnover_share is None:
             raise ValueError(f"combine={self.combine!r} needs 'turnover_share'")
         return self
 
+    def in_force(self, when: date) -> bool:
+        """Whether the tier applies on ``when``."""
+        return _in_force(self.start, self.until, when)
+
     def amount(self, turnover: float) -> float:
-        """The cap for an institution with this annual turnover (profile currency)."""
+        """The cap at base values for an annual ``turnover`` (profile currency)."""
         fixed = self.fixed.value if self.fixed is not None else 0.0
         share = self.turnover_share.value * turnover if self.turnover_share is not None else 0.0
         if self.combine == "fixed":
@@ -167,24 +168,83 @@ class PenaltyCap(_Strict):
             return share
         return max(fixed, share) if self.combine == "max" else min(fixed, share)
 
+    @property
+    def citation(self) -> str:
+        """The tier's sources, joined."""
+        parts = [p.detail for p in (self.fixed, self.turnover_share) if p is not None]
+        return "; ".join(dict.fromkeys(parts))
 
-class EnforcementProbability(_Strict):
-    """Annual probability of an enforcement event, per exposure class.
 
-    With distributed differential privacy at ``epsilon`` the probability falls from the
-    encrypted-updates level towards ``encrypted_dp_floor`` as epsilon shrinks::
+class Overlay(Strict):
+    """A sector rule binding some institution types: it prohibits a flow or adds a mechanism.
 
-        p(eps) = floor + (p_encrypted - floor) * (1 - exp(-eps / dp_epsilon_scale))
+    ``outcome``: ``prohibited`` (the flow may not happen: the strategy is infeasible),
+    ``mechanism`` (the named mechanism is needed too), or ``note`` (cited on the
+    route, priced nowhere: the rule's effect is open).
     """
 
-    raw_records: _Share
-    plaintext_updates: _Share
-    encrypted_updates: _Share
-    encrypted_dp_floor: _Share
-    dp_epsilon_scale: _Positive
+    model_config = Strict.model_config | {"populate_by_name": True}
+
+    name: str
+    description: str
+    source: str = Field(min_length=1)
+    url: str | None = None
+    applies_to: list[InstitutionType] = Field(min_length=1)
+    data: list[DataGroup] = Field(min_length=1)
+    outcome: Literal["prohibited", "mechanism", "note"]
+    mechanism: str | None = None
+    start: date | None = Field(default=None, alias="from")
+    until: date | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> EnforcementProbability:
+    def _mechanism_iff_needed(self) -> Overlay:
+        if (self.outcome == "mechanism") != (self.mechanism is not None):
+            raise ValueError("'mechanism' is given exactly when outcome is 'mechanism'")
+        return self
+
+    def applies(self, institution_type: str, group: DataGroup, when: date) -> bool:
+        """Whether the overlay binds this exporter type and data on ``when``."""
+        return (
+            institution_type in self.applies_to
+            and group in self.data
+            and _in_force(self.start, self.until, when)
+        )
+
+
+class CodeList(Provenanced):
+    """A list of jurisdiction codes a rule reads (countries of concern, adequacy)."""
+
+    items: list[str]
+
+
+class Enforcement(Strict):
+    """How likely a regulated flow draws enforcement, and what an event costs.
+
+    The probabilities are annual, per regulated cross-border flow *with its mechanism
+    in place*; without the mechanism they are multiplied by
+    ``without_mechanism_factor`` (capped at 1). With distributed differential
+    privacy at ``epsilon`` the probability of updates or models falls towards
+    ``encrypted_dp_floor``::
+
+        p(eps) = floor + (p - floor) * (1 - exp(-eps / dp_epsilon_scale))
+
+    An event costs ``expected_fine_share`` of the penalty cap (a fine is rarely the
+    statutory maximum) plus, with ``suspension_probability``, a suspension order
+    stopping the federation (its cost is a consortium assumption).
+    """
+
+    raw_records: Share
+    plaintext_updates: Share
+    encrypted_updates: Share
+    model: Share
+    encrypted_dp_floor: Share
+    dp_epsilon_scale: Positive
+    without_mechanism_factor: Positive
+    expected_fine_share: Share
+    suspension_probability: Share
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Enforcement:
         chain = [
             self.raw_records.value,
             self.plaintext_updates.value,
@@ -193,124 +253,63 @@ class EnforcementProbability(_Strict):
         ]
         if any(a < b for a, b in pairwise(chain)):
             raise ValueError(
-                "probabilities must not increase from raw_records to plaintext_updates "
+                "base probabilities must not increase from raw_records to plaintext_updates "
                 "to encrypted_updates to encrypted_dp_floor"
             )
+        if self.model.value < self.encrypted_dp_floor.value:
+            raise ValueError("the model's base probability must not be below encrypted_dp_floor")
+        if self.without_mechanism_factor.bounds[0] < 1:
+            raise ValueError("without_mechanism_factor must be at least 1")
         return self
 
-    def probability(self, exposure: Exposure, epsilon: float | None = None) -> float:
-        """Probability for ``exposure``; ``epsilon`` is required for DP updates."""
-        if exposure == "raw_records":
-            return self.raw_records.value
-        if exposure == "plaintext_updates":
-            return self.plaintext_updates.value
-        if exposure == "encrypted_updates":
-            return self.encrypted_updates.value
-        if epsilon is None or not epsilon > 0:
-            raise ValueError("encrypted_dp_updates needs a positive epsilon")
-        floor, top = self.encrypted_dp_floor.value, self.encrypted_updates.value
-        return floor + (top - floor) * (1.0 - math.exp(-epsilon / self.dp_epsilon_scale.value))
 
-
-class Flags(_Strict):
-    """The two unsettled legal questions, answered per jurisdiction."""
-
-    updates_are_personal_data: Flag
-    encryption_exits_scope: Flag
-
-
-class Profile(_Strict):
+class Profile(Strict):
     """One jurisdiction's compliance parameters (see the module docstring)."""
 
     jurisdiction: str = Field(pattern=r"^[A-Z]{2}$")
     name: str
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    usd_per_unit: _Positive
-    reference_turnover: _Amount
+    usd_per_unit: Positive
+    reference_turnover: Amount
+    rule: str = "generic"
     mechanisms: dict[str, Mechanism]
     routes: Routes
-    localisation: Localisation
-    penalty_cap: PenaltyCap
-    enforcement_probability: EnforcementProbability
-    flags: Flags
+    penalties: list[PenaltyTier] = Field(min_length=1)
+    overlays: list[Overlay] = Field(default_factory=list)
+    facts: dict[str, Amount] = Field(default_factory=dict)
+    dates: dict[str, Dated] = Field(default_factory=dict)
+    lists: dict[str, CodeList] = Field(default_factory=dict)
+    enforcement: Enforcement
+    flags: dict[str, Flag]
+    not_modelled: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _routes_name_mechanisms(self) -> Profile:
-        for name in [self.routes.default, *self.routes.destinations.values()]:
+    def _consistent(self) -> Profile:
+        named = [self.routes.default, *self.routes.destinations.values()]
+        named += [o.mechanism for o in self.overlays if o.mechanism is not None]
+        for name in named:
             if name not in self.mechanisms:
-                raise ValueError(f"route names unknown mechanism {name!r}")
+                raise ValueError(f"route or overlay names unknown mechanism {name!r}")
+        missing = [f for f in REQUIRED_FLAGS if f not in self.flags]
+        if missing:
+            raise ValueError(f"flags must answer {', '.join(missing)}")
+        names = [t.name for t in self.penalties]
+        if len(set(names)) != len(names):
+            raise ValueError(f"penalty tier names must be unique, got {names}")
         return self
 
+    def penalty(self, name: str) -> PenaltyTier:
+        """The penalty tier called ``name``."""
+        for tier in self.penalties:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
 
-def _describe(exc: ValidationError) -> tuple[str, str]:
-    """First offending field (dotted) and a message listing every error."""
-    errors = exc.errors()
-    fields = [".".join(str(p) for p in e["loc"]) or "<root>" for e in errors]
-    message = "; ".join(f"{f}: {e['msg']}" for f, e in zip(fields, errors, strict=True))
-    return fields[0], f"invalid profile: {message}"
+    def penalty_at(self, when: date) -> PenaltyTier:
+        """The penalty tier in force on ``when`` (the last listed, if several are)."""
+        current = [t for t in self.penalties if t.in_force(when)]
+        return current[-1] if current else self.penalties[-1]
 
-
-def load_profile(path: str | Path) -> Profile:
-    """Read and validate one profile file.
-
-    Raises
-    ------
-    ProfileError
-        The file cannot be read, is not YAML, or fails validation; the error names the
-        file and the first offending field.
-    """
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ProfileError(f"cannot read profile: {exc}", path=str(path)) from exc
-    if not isinstance(raw, dict):
-        raise ProfileError("profile must be a YAML mapping", path=str(path))
-    try:
-        return Profile.model_validate(raw)
-    except ValidationError as exc:
-        field, message = _describe(exc)
-        raise ProfileError(message, path=str(path), field=field) from exc
-
-
-def _load_dir(files: list[Path]) -> dict[str, Profile]:
-    profiles: dict[str, Profile] = {}
-    for path in sorted(files):
-        profile = load_profile(path)
-        if profile.jurisdiction in profiles:
-            raise ProfileError(
-                f"second profile for jurisdiction {profile.jurisdiction}",
-                path=str(path),
-                field="jurisdiction",
-            )
-        profiles[profile.jurisdiction] = profile
-    return profiles
-
-
-def shipped_profiles_dir() -> Path:
-    """Folder of the profiles shipped with the package."""
-    return Path(str(resources.files("simulations.compliance") / "profiles"))
-
-
-def load_profiles(directory: str | Path | None = None) -> dict[str, Profile]:
-    """Shipped profiles, each replaced by the user's profile for the same jurisdiction.
-
-    Parameters
-    ----------
-    directory
-        Optional folder of ``*.yaml`` profiles (``--profiles DIR``). A file there
-        replaces the shipped profile of the jurisdiction it names, whole; jurisdictions
-        it does not name keep the shipped profile; new jurisdictions are added.
-
-    Returns
-    -------
-    dict[str, Profile]
-        Profiles by jurisdiction code, sorted by code.
-    """
-    profiles = _load_dir(list(shipped_profiles_dir().glob("*.yaml")))
-    if directory is not None:
-        folder = Path(directory)
-        if not folder.is_dir():
-            raise ProfileError("profiles directory does not exist", path=str(folder))
-        profiles.update(_load_dir(list(folder.glob("*.yaml"))))
-    return dict(sorted(profiles.items()))
+    def flag(self, name: str) -> Flag | None:
+        """The flag called ``name``, if the profile answers it."""
+        return self.flags.get(name)

@@ -13,9 +13,9 @@ from clients import (
     LogisticRegression,
     ModelSpec,
     build_model,
+    coefficient_table,
     get_weights,
     predict_proba,
-    scorecard,
     set_weights,
 )
 
@@ -80,16 +80,16 @@ def test_set_weights_round_trip_and_checks() -> None:
         assert np.array_equal(a, b)  # unchanged after a refused update
 
 
-def test_scorecard_lists_every_coefficient() -> None:
+def test_coefficient_table_lists_every_coefficient() -> None:
     model = build_model(ModelSpec(), 3, seed=0)
     assert isinstance(model, LogisticRegression)
     set_weights(model, [np.array([[0.5, -2.0, 0.1]], dtype=np.float32), np.array([0.3])])
-    table = scorecard(model, ["a", "b", "c"])
+    table = coefficient_table(model, ["a", "b", "c"])
     assert table["feature"].tolist() == ["b", "a", "c", "(intercept)"]
     assert np.allclose(table["odds_ratio"], np.exp(table["coefficient"]))
     assert model.intercept == pytest.approx(0.3)
     with pytest.raises(ConfigError):
-        scorecard(model, ["a"])
+        coefficient_table(model, ["a"])
 
 
 @pytest.mark.parametrize(

@@ -34,9 +34,9 @@ if count == 1:  # the SuperLink restarted and forgot this node; the process hang
     print("grpc: status = StatusCode.UNAUTHENTICATED, details = Invalid node ID", flush=True)
     print("RuntimeError: Heartbeat sender is not running.", flush=True)
     time.sleep(600)
-# The SuperNode's working files sit in OUT/.supernode, beside the runner's secret.
-out = Path(sys.argv[sys.argv.index("--superexec-auth-secret-file") + 1]).parents[1]
-(out / "metrics.json").write_text(json.dumps({{"test": {{}}}}))
+# The runner's outputs go to OUT/.supernode/outputs (beside its secret) until the run succeeded.
+staging = Path(sys.argv[sys.argv.index("--superexec-auth-secret-file") + 1]).parent / "outputs"
+(staging / "metrics.json").write_text(json.dumps({{"test": {{}}}}))
 print("Sending: query.final message", flush=True)
 print("Sent successfully", flush=True)
 time.sleep(600)  # a SuperNode never stops by itself

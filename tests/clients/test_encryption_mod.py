@@ -18,7 +18,7 @@ from flwr.app import (
 
 import crypto
 from clients import InboundMessageError, TamperedAggregateError, make_encryption_mod
-from clients.run_state import admit
+from clients.run_state import SEEDED_START, admit, model_binding, remember_start
 from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -72,7 +72,11 @@ def _settings(path: str, **overrides: object) -> FederationSettings:
 
 
 def _updates(
-    secret: crypto.SecretContext, weights: list[int], round_id: int = 1, session: str = SESSION
+    secret: crypto.SecretContext,
+    weights: list[int],
+    round_id: int = 1,
+    session: str = SESSION,
+    binding: bytes = SEEDED_START,
 ) -> list[crypto.EncryptedUpdate]:
     rng = np.random.default_rng(5)
     return [
@@ -83,6 +87,7 @@ def _updates(
             contributor=f"bank-{i}",
             round_id=round_id,
             session=session,
+            binding=binding,
         )
         for i, w in enumerate(weights)
     ]
@@ -285,14 +290,11 @@ def test_an_evaluation_reaches_the_aggregator_encrypted_with_its_size_inside(
     np.testing.assert_allclose(values, [reported[n] for n in EVALUATION_METRICS], atol=1e-5)
 
 
-def _final(
-    context: crypto.SecretContext, evaluation: crypto.EncryptedUpdate, rounds: int
-) -> Message:
-    model = crypto.aggregate(context, _updates(context, list(ROWS), round_id=rounds))
-    message = _message(context, model, kind=FINAL_QUERY, server_round=rounds)
+def _final(context: crypto.SecretContext, model: bytes, evaluation: bytes, rounds: int) -> Message:
+    message = _message(context, ciphertext_record(model), kind=FINAL_QUERY, server_round=rounds)
     config = message.content.config_records[CONFIG_KEY]
     del config[ROUND_KEY], config[SESSION_KEY]  # the final message names neither
-    config[EVALUATION_CIPHERTEXT_KEY] = evaluation.to_bytes()
+    config[EVALUATION_CIPHERTEXT_KEY] = evaluation
     return message
 
 
@@ -301,16 +303,27 @@ def test_the_final_message_opens_the_federation_evaluation_or_refuses_it(
 ) -> None:
     context, path = secret
     settings = _settings(path, rounds=3)
+    model = crypto.aggregate(context, _updates(context, list(ROWS), round_id=3)).to_bytes()
     sizes = {50: [0.7, 0.3, 0.2, 0.5, 0.4], 150: [0.8, 0.5, 0.1, 0.3, 0.6], 100: [0.5] * 5}
-    summed = crypto.aggregate(
-        context,
-        [
-            crypto.encrypt_update(
-                context, [np.array(v)], n, contributor=f"bank-{n}", round_id=3, session=SESSION
-            )
-            for n, v in sizes.items()
-        ],
-    )
+
+    def evaluations(evaluated: bytes) -> bytes:
+        """The round's evaluation sum, each made on the model serialised as ``evaluated``."""
+        return crypto.aggregate(
+            context,
+            [
+                crypto.encrypt_update(
+                    context,
+                    [np.array(v)],
+                    n,
+                    contributor=f"bank-{n}",
+                    round_id=3,
+                    session=SESSION,
+                    binding=model_binding(evaluated),
+                )
+                for n, v in sizes.items()
+            ],
+        ).to_bytes()
+
     node = _node()
     pin = Message(
         content=RecordDict(
@@ -320,7 +333,7 @@ def test_the_final_message_opens_the_federation_evaluation_or_refuses_it(
         message_type=MessageType.QUERY,
     )
     admit(pin, node, settings)
-    seen, reply = _run(_final(context, summed, 3), settings, node=node)
+    seen, reply = _run(_final(context, model, evaluations(model), 3), settings, node=node)
     config = seen.content.config_records[CONFIG_KEY]
     assert EVALUATION_CIPHERTEXT_KEY not in config
     expected = sum(n * np.array(v) for n, v in sizes.items()) / sum(sizes)
@@ -332,7 +345,11 @@ def test_the_final_message_opens_the_federation_evaluation_or_refuses_it(
     # A model update where the evaluation belongs is refused by its shape.
     wrong = crypto.aggregate(context, _updates(context, list(ROWS), round_id=3))
     with pytest.raises(crypto.ShapeMismatchError):
-        _run(_final(context, wrong, 3), settings, node=node)
+        _run(_final(context, model, wrong.to_bytes(), 3), settings, node=node)
+    # Evaluations of another model (another aggregate of round 3) are refused.
+    other = crypto.aggregate(context, _updates(context, list(ROWS), round_id=3)).to_bytes()
+    with pytest.raises(crypto.IntegrityError):
+        _run(_final(context, model, evaluations(other), 3), settings, node=node)
 
 
 def test_a_training_reply_carries_the_update_and_nothing_in_clear(
@@ -390,3 +407,106 @@ def test_an_institution_needs_a_name_for_its_check_values(
         context, read_ciphertext(reply.content.array_records[ARRAYS_KEY])
     )
     assert update.contributor_names == ("bank-eu",)
+
+
+def _trained_reply() -> RecordDict:
+    return RecordDict(
+        {
+            ARRAYS_KEY: ArrayRecord([np.zeros((1, 4)), np.zeros(1)]),
+            METRICS_KEY: MetricRecord({NUM_EXAMPLES_KEY: 30}),
+        }
+    )
+
+
+def _binding_of(reply: Message, context: crypto.SecretContext) -> bytes:
+    return crypto.EncryptedUpdate.from_bytes(
+        context, read_ciphertext(reply.content.array_records[ARRAYS_KEY])
+    ).binding
+
+
+def _train_as_bank(
+    message: Message, settings: FederationSettings, node: Context
+) -> tuple[Message, Message]:
+    """Run a train message through the mod with a handler that, as the bounds mod does,
+    remembers the model it starts from."""
+    seen: list[Message] = []
+
+    def handler(msg: Message, ctx: Context) -> Message:
+        seen.append(msg)
+        weights = msg.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
+        remember_start(ctx, settings, 2, weights)
+        return Message(content=_trained_reply(), reply_to=msg)
+
+    admit(message, node, settings)
+    reply = make_encryption_mod(lambda _: settings)(message, node, handler)
+    return seen[0], reply
+
+
+def test_every_reply_is_bound_to_the_model_it_was_made_from(
+    secret: tuple[crypto.SecretContext, str],
+) -> None:
+    context, path = secret
+    settings = _settings(path)
+    start = crypto.aggregate(context, _updates(context, list(ROWS))).to_bytes()
+    _, reply = _run(_message(context, ciphertext_record(start)), settings, _trained_reply())
+    assert _binding_of(reply, context) == model_binding(start)
+
+    first = _message(context, ArrayRecord(), server_round=1)  # round 1: the seeded model
+    _, reply = _run(first, settings, _trained_reply())
+    assert _binding_of(reply, context) == SEEDED_START
+
+    reported = {name: 0.5 for name in EVALUATION_METRICS}
+    evaluated = crypto.aggregate(context, _updates(context, list(ROWS), round_id=2)).to_bytes()
+    message = _message(
+        context, ciphertext_record(evaluated), kind=MessageType.EVALUATE, server_round=2
+    )
+    handler_reply = RecordDict({METRICS_KEY: MetricRecord({**reported, NUM_EXAMPLES_KEY: 9})})
+    _, reply = _run(message, settings, handler_reply)
+    assert _binding_of(reply, context) == model_binding(evaluated)
+    assert model_binding(evaluated) != model_binding(start)
+
+
+def test_a_model_is_applied_only_if_made_from_this_institutions_own_start(
+    secret: tuple[crypto.SecretContext, str],
+) -> None:
+    """The movement oracle's precondition (red team F1): an institution is handed one
+    genuine round-1 sum as its start, and round-2 sums of contributors that started from
+    another genuine round-1 sum are refused before anything is decrypted."""
+    context, path = secret
+    settings = _settings(path, min_institutions=2)
+    node = _node()
+    own = crypto.aggregate(context, _updates(context, list(ROWS[:2]))).to_bytes()
+    other = crypto.aggregate(context, _updates(context, list(ROWS[1:]))).to_bytes()
+    _, reply = _train_as_bank(_message(context, ciphertext_record(own)), settings, node)
+    assert not reply.has_error()
+
+    def evaluate(binding: bytes, server_round: int = 2) -> Message:
+        model = crypto.aggregate(
+            context, _updates(context, list(ROWS), round_id=server_round, binding=binding)
+        )
+        return _message(context, model, kind=MessageType.EVALUATE, server_round=server_round)
+
+    handler_reply = RecordDict(
+        {METRICS_KEY: MetricRecord({**dict.fromkeys(EVALUATION_METRICS, 0.5), NUM_EXAMPLES_KEY: 9})}
+    )
+    _, accepted = _run(evaluate(model_binding(own)), settings, handler_reply, node=node)
+    assert not accepted.has_error()
+    for foreign in (model_binding(other), SEEDED_START):
+        with pytest.raises(crypto.IntegrityError):
+            _run(evaluate(foreign), settings, handler_reply, node=node)
+    # A header that claims the institution's start for updates made from another one
+    # fails the check value itself (the binding is in the key derivation).
+    lying = crypto.aggregate(
+        context, _updates(context, list(ROWS), round_id=2, binding=model_binding(other))
+    )
+    lying = dataclasses.replace(lying, binding=model_binding(own))
+    with pytest.raises(crypto.IntegrityError):
+        _run(
+            _message(context, lying, kind=MessageType.EVALUATE, server_round=2),
+            settings,
+            handler_reply,
+            node=node,
+        )
+    # A round this institution did not start has no start to compare with: refused.
+    with pytest.raises(TamperedAggregateError):
+        _run(evaluate(model_binding(own), server_round=3), settings, handler_reply, node=node)

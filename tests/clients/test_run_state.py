@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 
-from clients import InboundMessageError
+from clients import InboundMessageError, TamperedAggregateError
 from clients.run_state import (
+    SEEDED_START,
     admit,
     classify,
+    expected_binding,
+    model_binding,
     pinned_session,
+    remember_binding,
     remember_start,
     round_start,
     state_key,
@@ -137,3 +141,41 @@ def test_the_start_of_the_last_round_is_remembered() -> None:
     assert found is not None
     assert found[0] == 2
     assert [a.tolist() for a in found[1]] == [[[1.0, 1.0]], [0.0]]
+
+
+def test_the_binding_is_a_digest_of_the_exact_ciphertext_bytes() -> None:
+    blob = bytes(range(256)) * 4
+    assert model_binding(blob) == model_binding(bytes(blob))
+    assert len(model_binding(blob)) == 32
+    flipped = blob[:-1] + bytes([blob[-1] ^ 1])
+    assert model_binding(flipped) != model_binding(blob)
+    assert model_binding(b"") != SEEDED_START
+
+
+def test_a_model_must_verify_under_the_start_of_its_own_round() -> None:
+    node = _node()
+    admit(_stats(), node, SETTINGS)
+    # Nothing started yet: the start the aggregate's contributors declare is accepted.
+    assert expected_binding(node, SETTINGS, 2) is None
+    with pytest.raises(InboundMessageError):
+        remember_binding(_node(), SETTINGS, 1, SEEDED_START)  # no session pinned
+    start = model_binding(b"round-1 aggregate")
+    remember_binding(node, SETTINGS, 2, start)
+    remember_start(node, SETTINGS, 2, [np.ones(2)])
+    assert expected_binding(node, SETTINGS, 2) == start
+    for other_round in (1, 3):  # a round this institution did not start from that model
+        with pytest.raises(TamperedAggregateError):
+            expected_binding(node, SETTINGS, other_round)
+    remember_binding(node, SETTINGS, 3, SEEDED_START)  # started round 3, but no reference kept
+    with pytest.raises(TamperedAggregateError):
+        expected_binding(node, SETTINGS, 3)
+    remember_start(node, SETTINGS, 3, [np.ones(2)])
+    assert expected_binding(node, SETTINGS, 3) == SEEDED_START
+
+
+def test_a_movement_reference_without_its_binding_is_refused() -> None:
+    node = _node()
+    admit(_stats(), node, SETTINGS)
+    remember_start(node, SETTINGS, 1, [np.ones(2)])
+    with pytest.raises(TamperedAggregateError):
+        expected_binding(node, SETTINGS, 1)

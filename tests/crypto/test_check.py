@@ -21,6 +21,7 @@ import pytest
 
 from crypto import (
     PRESETS,
+    ContextMismatchError,
     EncryptedUpdate,
     IntegrityError,
     MalformedDataError,
@@ -41,10 +42,12 @@ from crypto.check import (
     CheckLayout,
     RoundCheck,
     Segment,
+    _coefficients,
     largest_prime_below,
     valid_nonce,
 )
 from crypto.constants import CONTEXT_MAGIC, UPDATE_MAGIC
+from crypto.integrity import round_check
 from crypto.update import AVERAGE, SUM
 from crypto.wire import pack_envelope, unpack_envelope
 
@@ -380,6 +383,7 @@ def test_the_check_is_bound_to_every_field_and_key(rng: np.random.Generator) -> 
                 {"encoding": SUM},
                 {"shapes": ((20, 25),)},
                 {"payload_slots": 502},
+                {"caller": b"another start"},
             )
         ),
     ]
@@ -441,3 +445,143 @@ def test_check_slots_fit_the_headroom_of_every_preset(preset_name: str, encoding
     codec = preset.build_sum_codec() if encoding == SUM else preset.build_codec()
     for segment in codec.mac_segments(1000):
         assert segment.bound <= codec.slot_bound
+
+
+# --- no key-independent period (red team F2) ---------------------------------------------------
+
+
+def test_the_coefficients_are_uniform_on_the_multiples_of_two_to_the_minus_51() -> None:
+    high, low = _coefficients(secrets.token_bytes(8 * 100_000))
+    units = (high + low) * 2.0**51
+    assert np.array_equal(units, np.round(units))  # multiples of 2^-51, exactly
+    assert np.all(np.abs(high + low) <= 1.0)
+    assert np.mean(units % 2 == 1) == pytest.approx(0.5, abs=0.01)  # the finest step is used
+    for half in (high, low):  # each half has at most 26 significant bits: exact products
+        mantissa, _ = np.frexp(half)
+        assert np.array_equal(mantissa * 2.0**26, np.round(mantissa * 2.0**26))
+
+
+def test_no_shift_the_slots_can_hold_passes_for_every_key() -> None:
+    """Before: ``r_j`` had 26-bit granularity, so ``d = M 2^25 / f_j`` passed every lane for
+    every key (on ``standard`` it fits a slot). Now no ``d = M 2^k / f_j`` with ``k <= 51``
+    passes for any of 40 keys, while the range check refuses anything larger."""
+    preset = PRESETS["standard"]
+    codec = preset.build_codec()
+    layout = CheckLayout.build(
+        codec.mac_segments(5),
+        modulus_bits=preset.build_sum_codec().limb_bits,
+        slot_bound=codec.slot_bound,
+        scale_bits=preset.params.scale_bits,
+    )
+    bound = Binding("f" * 64, "run", 3, AVERAGE, ((5,),), 6, layout.entries)
+    values = codec.encode(
+        np.array([0.71, 0.35, 0.18, 0.52, 0.64]), 250, None, np.random.default_rng(0)
+    )
+    who = [("bank-a", secrets.token_hex(16))]
+    factor = layout.factor(layout.segments[0])
+    checks = [RoundCheck(secrets.token_bytes(32), bound, layout) for _ in range(40)]
+    tags = [check.tags(values, *who[0]) for check in checks]
+    for bits in range(52):
+        shifted = values.copy()
+        shifted[0] += layout.modulus * 2.0**bits / factor
+        passed = 0
+        for check, tag in zip(checks, tags, strict=True):
+            residuals, tolerances = check.residuals(shifted, tag, who)
+            passed += bool(np.all(np.abs(residuals) <= tolerances))
+        assert passed == 0, bits
+    # 2^51 periods of M / f: beyond the 128 x slot_bound a sum may hold.
+    assert layout.modulus * 2.0**51 / factor > 2 * 128 * codec.slot_bound
+
+
+@pytest.mark.parametrize("preset_name", PRESET_NAMES)
+def test_a_slot_beyond_what_its_contributors_can_hold_is_refused(
+    preset_name: str, secret_contexts: dict[str, SecretContext]
+) -> None:
+    """Even with a matching check value (a key holder forged it), a payload slot beyond
+    ``count x slot_bound`` is refused before anything is decoded."""
+    import tenseal as ts
+
+    secret = secret_contexts[preset_name]
+    codec = secret.preset.build_codec()
+    honest = one_update(secret, np.random.default_rng(1))
+    payload = codec.slot_count(honest.n_values)
+    slots = np.zeros(payload)
+    slots[0] = 3.0 * codec.slot_bound  # one contribution, three times what it can hold
+    slots[-1] = 10.0  # a weight
+    check = round_check(
+        secret, codec, encoding=AVERAGE, shapes=honest.shapes, session="", round_id=0
+    )
+    nonce = secrets.token_hex(16)
+    tags = check.tags(codec.mac_values(slots, honest.n_values), "bank-a", nonce)
+    vector = ts.ckks_vector(secret.tenseal_context, np.concatenate([slots, tags]).tolist())
+    forged = dataclasses.replace(
+        honest, vectors=(vector,), contributors=(("bank-a", nonce),), count=1
+    )
+    with pytest.raises(IntegrityError):
+        decrypt_average(secret, forged, total_weight=total_for(preset_name))
+    # The same forgery inside the range passes: the range check is what refused it.
+    slots[0] = 0.5 * codec.slot_bound
+    tags = check.tags(codec.mac_values(slots, honest.n_values), "bank-a", nonce)
+    vector = ts.ckks_vector(secret.tenseal_context, np.concatenate([slots, tags]).tolist())
+    inside = dataclasses.replace(forged, vectors=(vector,))
+    decrypt_average(secret, inside, total_weight=total_for(preset_name))
+
+
+# --- the caller's binding ----------------------------------------------------------------------
+
+
+def test_a_binding_travels_in_the_header_and_is_held_by_the_check(
+    lean_secret: SecretContext, lean_public: PublicContext, rng: np.random.Generator
+) -> None:
+    start, other = b"\x01" * 32, b"\x02" * 32
+    bound = [one_update(lean_secret, rng, binding=start) for _ in range(3)]
+    assert all(update.binding == start for update in bound)
+    parsed = [EncryptedUpdate.from_bytes(lean_public, u.to_bytes()) for u in bound]
+    summed = aggregate(lean_public, parsed)
+    assert summed.binding == start
+    decrypt_average(lean_secret, summed, binding=start)  # as expected
+    decrypt_average(lean_secret, summed)  # None: as the header declares
+    with pytest.raises(IntegrityError):
+        decrypt_average(lean_secret, summed, binding=other)
+    with pytest.raises(IntegrityError):  # the header lies: the check value refuses
+        decrypt_average(lean_secret, dataclasses.replace(summed, binding=other), binding=other)
+    # Updates made from different starts are not summed; by hand, the sum never verifies.
+    mixed = [*bound[:2], one_update(lean_secret, rng, binding=other)]
+    with pytest.raises(ContextMismatchError):
+        aggregate(lean_public, mixed)
+    vectors = [a + b + c for a, b, c in zip(*(u.vectors for u in mixed), strict=True)]
+    by_hand = dataclasses.replace(
+        summed,
+        vectors=tuple(vectors),
+        contributors=tuple(pair for u in mixed for pair in u.contributors),
+    )
+    for declared in (start, other):
+        with pytest.raises(IntegrityError):
+            decrypt_average(lean_secret, dataclasses.replace(by_hand, binding=declared))
+
+
+def test_bindings_are_bytes_of_bounded_length(
+    lean_secret: SecretContext, rng: np.random.Generator
+) -> None:
+    with pytest.raises(TypeError):
+        one_update(lean_secret, rng, binding="a digest")
+    with pytest.raises(ValueError, match="at most"):
+        one_update(lean_secret, rng, binding=bytes(65))
+    sums = encrypt_sums(lean_secret, [np.ones(3)], contributor="bank-a", binding=bytes(64))
+    assert sums.binding == bytes(64)
+    with pytest.raises(TypeError):
+        decrypt_sums(lean_secret, sums, binding="00" * 64)  # type: ignore[arg-type]
+    assert decrypt_sums(lean_secret, sums, binding=bytes(64))[1] == 1
+
+
+@pytest.mark.parametrize("written", ["AB", "zz", "a", "00" * 65, 7, None])
+def test_a_header_with_a_malformed_binding_is_refused(
+    written: object, lean_public: PublicContext, lean_update_bytes: bytes
+) -> None:
+    header, blobs = split_update(lean_update_bytes)
+    data = pack_envelope(UPDATE_MAGIC, {**header, "binding": written}, blobs)
+    with pytest.raises(MalformedDataError):
+        EncryptedUpdate.from_bytes(lean_public, data)
+    del header["binding"]  # an update of the format before bindings
+    with pytest.raises(MalformedDataError):
+        EncryptedUpdate.from_bytes(lean_public, pack_envelope(UPDATE_MAGIC, header, blobs))

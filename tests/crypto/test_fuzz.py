@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -162,19 +163,22 @@ def _still_valid(key: str, value: Any, original: dict[str, Any], max_count: int)
         return type(value) is int and value >= 0
     if key == "count":
         return type(value) is int and 1 <= value <= max_count
+    if key == "binding":  # any caller binding: lowercase hex of at most 64 bytes
+        return isinstance(value, str) and re.fullmatch(r"(?:[0-9a-f]{2}){0,64}", value) is not None
     if key == "shapes":
-        try:
-            sizes = [math.prod(shape) for shape in value]
+        try:  # types first: math.prod of [10**10, "0"] would build a 10 GB string
             ok = all(type(d) is int and d >= 0 for shape in value for d in shape)
         except TypeError:
             return False
+        sizes = [math.prod(shape) for shape in value] if ok else []
         return ok and sum(sizes) == sum(math.prod(s) for s in original["shapes"])
     return value == original[key]
 
 
 @FUZZ
 @given(
-    key=st.sampled_from(["kind", "encoding", "fingerprint", "round", "count", "shapes"]), value=JSON
+    key=st.sampled_from(["kind", "encoding", "fingerprint", "round", "count", "shapes", "binding"]),
+    value=JSON,
 )
 def test_one_header_field_replaced_by_random_json_is_refused(
     lean_public: PublicContext, lean_update_bytes: bytes, key: str, value: Any
@@ -187,7 +191,9 @@ def test_one_header_field_replaced_by_random_json_is_refused(
 
 
 @FUZZ
-@given(key=st.sampled_from(["kind", "encoding", "fingerprint", "round", "count", "shapes"]))
+@given(
+    key=st.sampled_from(["kind", "encoding", "fingerprint", "round", "count", "shapes", "binding"])
+)
 def test_a_missing_header_field_is_refused(
     lean_public: PublicContext, lean_update_bytes: bytes, key: str
 ) -> None:

@@ -299,9 +299,15 @@ def test_all_parties_finish_with_the_same_model(deployment: dict[str, object]) -
         # The federation's size-weighted evaluation, decrypted by each institution.
         shared.append(metrics["federation_test"])
         assert set(shared[-1]) == set(metrics["test"]) and 0.5 < shared[-1]["auc"] <= 1.0
+        # A points-based scorecard, binned on this institution's own training split.
         card = pd.read_csv(root / f"out-{name}" / "scorecard.csv")
-        assert card["feature"].iloc[-1] == "(intercept)"
-        assert {"coefficient", "odds_ratio", "federation_mean"} <= set(card.columns)
+        assert list(card.columns[:3]) == ["characteristic", "type", "bin"]
+        assert "points" in card.columns
+        assert metrics["scorecard"]["produced"] and metrics["scorecard"]["bins"] == len(card)
+        assert metrics["approval_target"]["fraction"] == 0.5
+        # The model card knows the federation's size from the decrypted statistics round.
+        rows = f"{metrics['federation_train_rows']:,} training rows over all institutions"
+        assert rows in (root / f"out-{name}" / "model_card.md").read_text()
     assert shared[0] == shared[1] == shared[2]
     # The aggregator kept only counts: no institution's metric or test-set size.
     written = json.loads((root / "agg-out" / "metrics.json").read_text())
@@ -324,7 +330,7 @@ def test_aggregator_output_is_ciphertext_only(deployment: dict[str, object]) -> 
     # Only the institutions' key opens it, and it is the model they wrote.
     weights, _ = crypto.decrypt_average(secret, crypto.EncryptedUpdate.from_bytes(secret, blob))
     model = np.load(root / "out-bank-eu" / "global_model.npz")
-    kept = [model[key] for key in model.files]
+    kept = [model[key] for key in model["parameter_names"]]
     for a, b in zip(weights, kept, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     # No plaintext parameter array sits anywhere in the aggregator's outputs or state.

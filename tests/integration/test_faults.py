@@ -385,7 +385,7 @@ def test_a_client_killed_mid_round_leaves_the_rest_to_finish(
     )
     assert record.aggregate_sha256 is not None
     models = [np.load(fed.client_out(name) / "global_model.npz") for name in survivors]
-    for key in models[0].files:
+    for key in models[0]["parameter_names"]:
         assert np.all(np.isfinite(models[0][key]))
         np.testing.assert_array_equal(models[0][key], models[1][key])
     assert not (fed.client_out(victim) / "global_model.npz").exists()
@@ -411,7 +411,8 @@ def test_a_restarted_aggregator_resumes_and_matches_an_uninterrupted_run(
     blob = (fed.out / "global_model.bin").read_bytes()
     resumed, _ = crypto.decrypt_average(secret, crypto.EncryptedUpdate.from_bytes(secret, blob))
     kept = np.load(fed.client_out(fed.names[0]) / "global_model.npz")
-    for a, b, c in zip(resumed, fed.seen["uninterrupted"], kept.values(), strict=True):
+    kept_arrays = [kept[name] for name in kept["parameter_names"]]
+    for a, b, c in zip(resumed, fed.seen["uninterrupted"], kept_arrays, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)  # CKKS precision, summed in another order
         np.testing.assert_allclose(a, c, atol=1e-6)
 
@@ -452,7 +453,7 @@ def test_a_refused_round_is_retried_when_the_aggregator_restarts(
     _, after = fed.seen["node_ids"]
     assert sorted(records[2].replied) == sorted(after.values())
     models = [np.load(fed.client_out(name) / "global_model.npz") for name in fed.names]
-    for key in models[0].files:
+    for key in models[0]["parameter_names"]:
         assert np.all(np.isfinite(models[0][key]))
         for other in models[1:]:
             np.testing.assert_array_equal(models[0][key], other[key])

@@ -80,7 +80,7 @@ def test_every_file_with_the_documented_keys(generated: tuple[Path, dict[str, An
     csv = pd.read_csv(out / "results.csv")
     assert list(csv["name"]) == [s["name"] for s in strategies]
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3  # pareto, tornado, uplift
     assert "he-fedavg-dp-eps4" in html and "Assumed" in html and "Measured" in html
 
 
@@ -93,11 +93,15 @@ def test_measurements_and_costs_are_consistent(generated: tuple[Path, dict[str, 
     assert by_name["he-fedavg"]["bytes_sent"] > 10 * by_name["fedavg"]["bytes_sent"] > 0
     assert by_name["local-only"]["bytes_sent"] == 0
     assert by_name["he-fedavg-dp-eps4"]["epsilon"] == pytest.approx(4.0, rel=0.01)
-    # The default mix puts a CN lender in a three-institution federation: pooling its raw
-    # records is forbidden, so centralized is infeasible, unpriced, and off the front.
+    # The default mix puts a CN platform lender (not a bank: the PBoC 2011 notice does not
+    # bind it) in a three-institution federation: pooling its 434 people's records needs the
+    # CAC standard contract (sensitive PI of fewer than 10,000 people), so it is priced.
     centralized = by_name["centralized"]
-    assert centralized["feasible"] is False and centralized["compliance_cost"]["total"] is None
-    assert not centralized["on_pareto_front"]
+    assert centralized["feasible"] is True and centralized["compliance_cost"]["total"] > 0
+    cn_pool = [
+        r for r in results["routes"] if r["strategy"] == "centralized" and r["origin"] == "CN"
+    ]
+    assert [r["mechanism"] for r in cn_pool] == ["standard_contract + separate_consent"]
     assert by_name["local-only"]["compliance_cost"]["transfer"] == 0
     for strategy in results["strategies"]:
         cost = strategy["compliance_cost"]

@@ -29,6 +29,7 @@ import pytest
 import tenseal as ts
 
 import crypto
+import crypto.integrity
 from crypto.constants import UPDATE_MAGIC
 from crypto.wire import pack_envelope, unpack_envelope
 
@@ -198,6 +199,57 @@ def test_a_shift_of_every_slot_check_slots_included_is_refused(preset: str) -> N
     vector = summed.vectors[0]
     forged = with_vectors(summed, [vector + rng.uniform(-50, 50, vector.size()).tolist()])
     refusal(preset, forged)
+
+
+@pytest.mark.parametrize("multiple", [1.0, -1.0, 2.0, 0.5, 2.0**-10])
+def test_a_shift_by_the_check_values_old_period_is_refused(multiple: float) -> None:
+    """Red team F2: check coefficients of 26-bit granularity made ``M 2^25 / f`` a period of
+    the check value for every key, and on ``standard`` such a shift fits a slot (it was
+    accepted: a federation "auc" of 4.7e10). Now the coefficients have 2^-51 granularity and
+    slots beyond what the contributors can hold are refused."""
+    summed = honest_sum("standard", sent("standard", 2))
+    secret, _ = keys("standard")
+    check = crypto.integrity.round_check(
+        secret,
+        secret.preset.build_codec(),
+        encoding=summed.encoding,
+        shapes=summed.shapes,
+        session=SESSION,
+        round_id=2,
+    )
+    layout = check.layout
+    old_period = layout.modulus * 2.0**25 / layout.factor(layout.segments[0])
+    refusal("standard", shifted(summed, 0, multiple * old_period))
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_a_sum_made_from_another_start_is_refused(preset: str) -> None:
+    """Updates bound to one start (``binding``) verify only for a caller expecting it, and a
+    header rewritten to claim that start does not verify (the binding keys the check)."""
+    secret, _ = keys(preset)
+    start, other = b"s" * 32, b"o" * 32
+    bound = [
+        crypto.encrypt_update(
+            secret,
+            layers(1, index),
+            WEIGHTS[index],
+            contributor=name,
+            round_id=2,
+            session=SESSION,
+            total_weight=total(preset),
+            binding=other,
+        ).to_bytes()
+        for index, name in enumerate(BANKS)
+    ]
+    summed = honest_sum(preset, bound)
+    for claimed in (summed, dataclasses.replace(summed, binding=start)):
+        with pytest.raises(crypto.IntegrityError):
+            crypto.decrypt_average(
+                secret, claimed, total_weight=total(preset), min_contributors=3, binding=start
+            )
+    crypto.decrypt_average(
+        secret, summed, total_weight=total(preset), min_contributors=3, binding=other
+    )
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)

@@ -19,17 +19,19 @@ two settings (:mod:`clients.bounds`):
   contributor is refused, so an inflated example count buys nothing beyond it.
 
 The test plays the malicious institution (it encrypts any update, any weight,
-with the real ``crypto.encrypt_update`` and its own name) together with the
-aggregator, against two honest banks running the real ClientApp on German
-credit. Each round the coalition searches (bisection on the length of its
-update, probing the honest bank with candidate sums, the strongest attacker)
-for the largest push towards a model of its choice that is still accepted,
-applies it, and the honest banks train on from there. Measured with ``N = 1``
-(``A = 1.0018``): the largest accepted movement was 1.0016 in each of the three
-rounds, a push 1 % longer was refused, and pushing the same way every round
-took the model 3.004 from the seeded start (``3 A = 3.005``): the bound is
-reached, never exceeded, and grows linearly with the rounds. A huge update
-(length 10^4) or an inflated weight (100 times the cap) is refused outright.
+with the real ``crypto.encrypt_update``, its own name and the binding of the
+round's start, :func:`clients.run_state.model_binding`, as the honest banks'
+check values require) together with the aggregator, against two honest banks
+running the real ClientApp on German credit. Each round the coalition searches
+(bisection on the length of its update, probing the honest bank with candidate
+sums, the strongest attacker) for the largest push towards a model of its
+choice that is still accepted, applies it, and the honest banks train on from
+there. Measured with ``N = 1`` (``A = 1.0018``): the largest accepted movement
+was 1.0016 in each of the three rounds, a push 1 % longer was refused, and
+pushing the same way every round took the model 3.004 from the seeded start
+(``3 A = 3.005``): the bound is reached, never exceeded, and grows linearly
+with the rounds. A huge update (length 10^4) or an inflated weight (100 times
+the cap) is refused outright.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import crypto
 from clients import ModelSpec, build_model, get_weights, load_schema
 from clients.bounds import ckks_slack, update_norm
 from clients.data import feature_names
+from clients.run_state import SEEDED_START, model_binding
 
 pytestmark = pytest.mark.usefixtures("flower_task")
 
@@ -60,11 +63,18 @@ def _malicious_update(
     weight: int,
     server_round: int,
     session: str,
+    binding: bytes,
 ) -> crypto.EncryptedUpdate:
     """``start + length * direction``, weighted by ``weight``: any values it likes."""
     arrays = [s + length * d for s, d in zip(start, direction, strict=True)]
     return crypto.encrypt_update(
-        secret, arrays, weight, contributor=MALICIOUS, round_id=server_round, session=session
+        secret,
+        arrays,
+        weight,
+        contributor=MALICIOUS,
+        round_id=server_round,
+        session=session,
+        binding=binding,
     )
 
 
@@ -79,8 +89,17 @@ def _sum_with(
 ) -> bytes:
     """The round's aggregate: the honest updates and the malicious one."""
     federation = aggregator.federation
+    previous = aggregator.models.get(server_round - 1)
+    binding = SEEDED_START if previous is None else model_binding(previous)
     bad = _malicious_update(
-        federation.secret, start, direction, push, weight, server_round, aggregator.session
+        federation.secret,
+        start,
+        direction,
+        push,
+        weight,
+        server_round,
+        aggregator.session,
+        binding,
     )
     return crypto.aggregate(federation.public, [*honest, bad]).to_bytes()
 
