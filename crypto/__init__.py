@@ -9,6 +9,7 @@ declared contributors (secret-keyed check slots, :mod:`crypto.check`). Presets
 :mod:`crypto.hazmat`. This package imports no Flower, torch or gRPC.
 """
 
+from crypto.encrypted import EncryptedUpdate
 from crypto.errors import (
     ContextMismatchError,
     CryptoError,
@@ -26,7 +27,6 @@ from crypto.errors import (
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
 from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from crypto.update import (
-    EncryptedUpdate,
     aggregate,
     decrypt_average,
     decrypt_sums,

@@ -47,8 +47,8 @@ from crypto.check import (
     valid_nonce,
 )
 from crypto.constants import CONTEXT_MAGIC, UPDATE_MAGIC
+from crypto.encrypted import AVERAGE, SUM
 from crypto.integrity import round_check
-from crypto.update import AVERAGE, SUM
 from crypto.wire import pack_envelope, unpack_envelope
 
 PRESET_NAMES = ("standard", "lean", "packed")

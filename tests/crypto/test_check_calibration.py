@@ -23,8 +23,9 @@ from crypto import (
     generate_secret_context,
 )
 from crypto.codec import FloatCodec
+from crypto.encrypted import AVERAGE, SUM
+from crypto.encrypted import codec_of as _codec
 from crypto.integrity import round_check
-from crypto.update import AVERAGE, SUM, _codec
 
 CONFIGS = [(p, e) for p in ("lean", "standard", "packed") for e in (AVERAGE, SUM)]
 
