@@ -4,7 +4,10 @@ Institutions share a :class:`SecretContext`; the aggregator holds only its
 :class:`PublicContext`. An institution calls :func:`encrypt_update`, the
 aggregator :func:`aggregate`, the institutions :func:`decrypt_average`, which
 refuses with :class:`IntegrityError` anything but this round's exact sum of the
-declared contributors (secret-keyed check slots, :mod:`crypto.check`). Presets
+declared contributors (secret-keyed check slots, :mod:`crypto.check`). With a
+masked preset (``masked16``, ``masked8``) updates are quantised deltas under
+pairwise masks (:mod:`crypto.masked`): :func:`quantise_update`,
+:class:`MaskedRound`, :func:`aggregate`, :func:`decrypt_masked`. Presets
 (:data:`PRESETS`) make every parameter choice; raw CKKS parameters live in
 :mod:`crypto.hazmat`. This package imports no Flower, torch or gRPC.
 """
@@ -15,8 +18,10 @@ from crypto.errors import (
     CryptoError,
     DecryptionError,
     IntegrityError,
+    InvalidPeerKeyError,
     InvalidWeightError,
     MalformedDataError,
+    MaskingRefusedError,
     NonFiniteInputError,
     OverflowRiskError,
     SecretKeyPresentError,
@@ -25,6 +30,8 @@ from crypto.errors import (
     WeakParametersError,
 )
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
+from crypto.masked import MaskedRound, MaskedSum, QuantisedUpdate, decrypt_masked, quantise_update
+from crypto.masks import AgreementKey
 from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from crypto.update import (
     aggregate,
@@ -37,17 +44,23 @@ from crypto.update import (
 __all__ = [
     "DEFAULT_PRESET",
     "PRESETS",
+    "AgreementKey",
     "ContextMismatchError",
     "CryptoError",
     "DecryptionError",
     "EncryptedUpdate",
     "IntegrityError",
+    "InvalidPeerKeyError",
     "InvalidWeightError",
     "MalformedDataError",
+    "MaskedRound",
+    "MaskedSum",
+    "MaskingRefusedError",
     "NonFiniteInputError",
     "OverflowRiskError",
     "Preset",
     "PublicContext",
+    "QuantisedUpdate",
     "SecretContext",
     "SecretKeyPresentError",
     "SecretKeyRequiredError",
@@ -55,10 +68,12 @@ __all__ = [
     "WeakParametersError",
     "aggregate",
     "decrypt_average",
+    "decrypt_masked",
     "decrypt_sums",
     "encrypt_sums",
     "encrypt_update",
     "generate_secret_context",
     "get_preset",
     "load_context",
+    "quantise_update",
 ]

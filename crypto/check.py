@@ -147,6 +147,7 @@ __all__ = [
     "CheckLayout",
     "RoundCheck",
     "Segment",
+    "keystream",
     "largest_prime_below",
     "valid_nonce",
 ]
@@ -410,10 +411,63 @@ class RoundCheck:
 
     def _stream(self, label: bytes, lane: int) -> Any:
         """A ChaCha20 keystream under a key derived for ``label`` and ``lane``."""
-        key = HKDFExpand(algorithm=hashes.SHA256(), length=32, info=label + bytes([lane])).derive(
+        return keystream(self._round_key, label + bytes([lane]))
+
+    def exact_tags(self, values: np.ndarray, contributor: str, nonce: str) -> np.ndarray:
+        """Integer check values ``(<k_l, m> + t_l) mod M`` of integer entries ``m``.
+
+        For encodings whose every entry is an exact integer (the masked codec,
+        :mod:`crypto.lanes`): the tag is then an integer too and can be masked
+        modulo ``M`` like any lane (a real-valued tag's fraction would leak
+        ``<r, m>`` to anyone holding the check key). ``k_l`` and ``t_l`` are the
+        same keyed streams as :meth:`tags` uses, bound to the same binding.
+        """
+        modulus = self._layout.modulus
+        dots = self._exact_dots(values)
+        offsets = self._integer_offsets(contributor, nonce)
+        return np.array([(d + t) % modulus for d, t in zip(dots, offsets, strict=True)], np.int64)
+
+    def exact_matches(
+        self, values: np.ndarray, checks: np.ndarray, contributors: Sequence[tuple[str, str]]
+    ) -> bool:
+        """Whether summed integer check values match integer entries ``values`` exactly.
+
+        ``checks`` are the summed tags reduced modulo ``M``. A change of any entry
+        by a nonzero amount below ``M`` (``M`` prime) passes a lane with
+        probability ``1 / M``; all :data:`CHECK_LANES` lanes, ``M^-4``.
+        """
+        modulus = self._layout.modulus
+        dots = self._exact_dots(values)
+        rows = [self._integer_offsets(name, nonce) for name, nonce in contributors]
+        for lane in range(CHECK_LANES):
+            expected = (dots[lane] + sum(row[lane] for row in rows)) % modulus
+            if int(checks[lane]) % modulus != expected:
+                return False
+        return True
+
+    def _exact_dots(self, values: np.ndarray) -> list[int]:
+        """Per lane, ``<k_l, values> mod M`` over every entry (all of them integers)."""
+        flat = np.asarray(values).reshape(-1)
+        if flat.size != self._layout.entries:
+            raise ValueError(f"{flat.size} check entries, the layout has {self._layout.entries}")
+        modulus = self._layout.modulus
+        dots: list[int] = []
+        for lane in range(CHECK_LANES):
+            integer = self._stream(b"k\x00", lane)
+            total = 0
+            for start in range(0, flat.size, _CHUNK):
+                chunk = flat[start : start + _CHUNK]
+                total += _modular_dot(integer.update(bytes(8 * chunk.size)), chunk, modulus)
+            dots.append(total % modulus)
+        return dots
+
+    def _integer_offsets(self, contributor: str, nonce: str) -> list[int]:
+        """``t_l(name, nonce)`` for every lane as integers in ``[0, M)`` (bias below ``2^-32``)."""
+        info = b"t\x00" + json.dumps([contributor, nonce]).encode()
+        raw = HKDFExpand(algorithm=hashes.SHA256(), length=8 * CHECK_LANES, info=info).derive(
             self._round_key
         )
-        return Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
+        return [int(word) % self._layout.modulus for word in np.frombuffer(raw, dtype="<u8")]
 
     def _offsets(self, contributor: str, nonce: str) -> list[float]:
         """``t_l(name, nonce)`` for every lane, uniform in ``[0, M)``."""
@@ -470,6 +524,18 @@ class RoundCheck:
             dots.append(math.fmod(math.fsum(parts), real_modulus))
             norms.append(math.fsum(norm_parts))
         return dots, norms
+
+
+def keystream(key: bytes, info: bytes) -> Any:
+    """A ChaCha20 keystream (an encryptor: ``update(bytes(n))`` gives ``n`` bytes).
+
+    The key is HKDF-expanded (RFC 5869) from ``key`` with ``info``, so every
+    distinct ``info`` gives an independent stream; the nonce is fixed at zero,
+    which is safe because each derived key is used for one stream only. The one
+    generator of keyed randomness in :mod:`crypto` (check values, masks).
+    """
+    derived = HKDFExpand(algorithm=hashes.SHA256(), length=32, info=info).derive(key)
+    return Cipher(algorithms.ChaCha20(derived, bytes(16)), mode=None).encryptor()
 
 
 def _coefficients(keystream: bytes) -> tuple[np.ndarray, np.ndarray]:

@@ -44,6 +44,9 @@ NOISE_BITS = 12
 #: Bits an IEEE double keeps through CKKS encoding and decoding, with a margin (about 51.8).
 _DOUBLE_BITS = 49
 
+#: Widest low limb: the check modulus (one limb wide) must stay within 32 bits.
+_MAX_LIMB_BITS = 32
+
 
 @dataclass(frozen=True)
 class FloatCodec:
@@ -318,7 +321,7 @@ class SumCodec:
         at the ``standard`` preset's 2^40 scale would swamp the noise bound.
         """
         headroom = self.capacity_bits - math.ceil(math.log2(self.max_institutions + 1)) - 1
-        return min(headroom, _DOUBLE_BITS + NOISE_BITS - self.scale_bits)
+        return min(headroom, _DOUBLE_BITS + NOISE_BITS - self.scale_bits, _MAX_LIMB_BITS)
 
     def slot_count(self, n_values: int) -> int:
         """Slots needed for ``n_values`` sums (two limbs each)."""

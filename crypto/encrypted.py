@@ -26,6 +26,7 @@ from crypto.errors import (
     ContextMismatchError,
     MalformedDataError,
     ShapeMismatchError,
+    WeakParametersError,
 )
 from crypto.integrity import (
     MAX_BINDING_BYTES,
@@ -36,10 +37,19 @@ from crypto.keys import PublicContext, SecretContext
 from crypto.presets import Preset
 from crypto.wire import pack_envelope, unpack_envelope
 
-__all__ = ["AVERAGE", "MAX_PARAMETERS", "SUM", "EncryptedUpdate", "codec_of", "vector_sizes"]
+__all__ = [
+    "AVERAGE",
+    "MASKED",
+    "MAX_PARAMETERS",
+    "SUM",
+    "EncryptedUpdate",
+    "codec_of",
+    "vector_sizes",
+]
 
-#: The two encodings an update can have: weighted values to average, or plain sums.
-AVERAGE, SUM = "average", "sum"
+#: The encodings an update can have: weighted values to average, plain sums, or
+#: masked quantised deltas (:mod:`crypto.masked`).
+AVERAGE, SUM, MASKED = "average", "sum", "masked"
 
 #: Largest parameter count an update may declare (bounds allocation on parse).
 MAX_PARAMETERS = 1 << 28
@@ -177,7 +187,7 @@ class EncryptedUpdate:
             binding = _parse_binding(header["binding"])
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedDataError(f"update header is incomplete or invalid: {exc!r}") from exc
-        if kind != "update" or encoding not in (AVERAGE, SUM):
+        if kind != "update" or encoding not in (AVERAGE, SUM, MASKED):
             raise MalformedDataError(f"not an update: kind {kind!r}, encoding {encoding!r}")
         if not isinstance(session, str) or len(session) > 256:
             raise MalformedDataError("update header has an invalid session")
@@ -211,8 +221,18 @@ class EncryptedUpdate:
         n_values = sum(math.prod(shape) for shape in update_shapes)
         if n_values > MAX_PARAMETERS:
             raise MalformedDataError(f"update declares {n_values} parameters, over the bound")
-        codec = codec_of(preset, encoding)
-        expected = vector_sizes(codec.slot_count(n_values) + CHECK_LANES, preset.params.slots)
+        try:
+            masked = preset.build_masked_codec()
+            if (encoding == MASKED) != (masked is not None and encoding != SUM):
+                raise MalformedDataError(f"a {encoding} update does not fit preset {preset.name!r}")
+            payload = (
+                masked.slot_count(n_values)
+                if masked is not None and encoding == MASKED
+                else codec_of(preset, encoding).slot_count(n_values)
+            )
+        except WeakParametersError as exc:
+            raise MalformedDataError(f"a {encoding} update does not fit this preset") from exc
+        expected = vector_sizes(payload + CHECK_LANES, preset.params.slots)
         if len(blobs) != len(expected):
             raise MalformedDataError(
                 f"update carries {len(blobs)} ciphertexts, its shapes need {len(expected)}"

@@ -15,8 +15,10 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "IntegrityError",
+    "InvalidPeerKeyError",
     "InvalidWeightError",
     "MalformedDataError",
+    "MaskingRefusedError",
     "NonFiniteInputError",
     "OverflowRiskError",
     "SecretKeyPresentError",
@@ -77,4 +79,18 @@ class IntegrityError(CryptoError):
     sentences (contributor list refused; check value refused) and never holds a
     decrypted value, a difference or a count, so an institution that reports it
     tells the aggregator nothing it did not already know.
+    """
+
+
+class InvalidPeerKeyError(CryptoError):
+    """An agreement public key is malformed or of low order (its shared secret would be zero)."""
+
+
+class MaskingRefusedError(CryptoError):
+    """An institution refuses to mask or reveal for a contributor set.
+
+    The set has fewer than three members, does not name this institution, names
+    one whose agreement key it does not hold, or this round's self-mask seed
+    was already revealed for another set (revealing two would let the
+    aggregator and one institution subtract two sums).
     """

@@ -19,6 +19,7 @@ from crypto.check import CHECK_LANES, Binding, CheckLayout, RoundCheck, valid_no
 from crypto.codec import FloatCodec, PackedCodec, SumCodec
 from crypto.errors import IntegrityError
 from crypto.keys import SecretContext
+from crypto.lanes import TAG_BITS, MaskedCodec
 
 __all__ = [
     "MAX_BINDING_BYTES",
@@ -135,7 +136,7 @@ def check_binding(declared: bytes, expected: bytes | None) -> None:
 
 def round_check(
     context: SecretContext,
-    codec: Codec,
+    codec: Codec | MaskedCodec,
     *,
     encoding: str,
     shapes: Shapes,
@@ -146,9 +147,12 @@ def round_check(
     """The check of one (run, round, encoding, shapes, binding) under ``context``'s check key."""
     preset = context.preset
     n_values = sum(math.prod(shape) for shape in shapes)
+    modulus_bits = (
+        TAG_BITS if isinstance(codec, MaskedCodec) else preset.build_sum_codec().limb_bits
+    )
     layout = CheckLayout.build(
         codec.mac_segments(n_values),
-        modulus_bits=preset.build_sum_codec().limb_bits,
+        modulus_bits=modulus_bits,
         slot_bound=codec.slot_bound,
         scale_bits=preset.params.scale_bits,
     )

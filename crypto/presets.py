@@ -6,7 +6,17 @@ name       ring, coefficient bits      scale  use
 standard   8192, [60, 40, 40, 60]      2^40   TenSEAL's tutorial setting: the comparison
 lean       8192, [60, 60]              2^25   addition-only default, one float per slot
 packed     8192, [60, 60]              2^17   clipped, quantised, two 21-bit lanes a slot
+masked16   4096, [56, 53]              2^15   masked 16-bit deltas, two 20-bit lanes a slot
+masked8    4096, [32, 32, 45]          2^14   masked 8-bit deltas, four 12-bit lanes a slot
 =========  ==========================  =====  ==========================================
+
+The masked presets (:mod:`crypto.masked`) sum at most 16 institutions: each
+lane needs ``log2(institutions)`` bits above its value bits, and a slot holds
+at most 48 bits through the double-precision decoder. Measured here (TenSEAL
+0.3.18, 16 institutions summed, 30,000 slots at random and extreme lane
+values): every slot decoded within 0.08 (masked16) and 0.16 (masked8) of its
+integer, a limit of 0.5; 30.3 and 33.7 serialised bytes a slot, so 15.1 and
+8.4 bytes a parameter (3.8x and 2.1x a float32).
 
 Federated averaging only adds ciphertexts, so two primes suffice (DESIGN.md).
 Every preset, and any custom one, passes :func:`~crypto.hazmat.check_security`
@@ -19,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crypto.codec import FloatCodec, PackedCodec, SumCodec
-from crypto.errors import CryptoError, WeakParametersError
+from crypto.errors import CryptoError, OverflowRiskError, WeakParametersError
 from crypto.hazmat.params import CKKSParameters, check_security
+from crypto.lanes import MaskedCodec
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "Preset", "get_preset"]
 
@@ -60,16 +71,48 @@ class Preset:
 
     def __post_init__(self) -> None:
         check_security(self.params)
-        if self.codec not in ("float", "packed"):
-            raise WeakParametersError(f"unknown codec {self.codec!r}: use 'float' or 'packed'")
+        if self.codec not in ("float", "packed", "masked"):
+            raise WeakParametersError(
+                f"unknown codec {self.codec!r}: use 'float', 'packed' or 'masked'"
+            )
         if not 1 <= self.max_institutions <= 1 << 16:
             raise WeakParametersError(
                 f"max_institutions must be 1..65536, got {self.max_institutions}"
             )
-        self.build_codec()  # validates lanes against the capacity
+        try:  # validates lanes against the capacity
+            self.build_codec() if self.codec != "masked" else self.build_masked_codec()
+        except OverflowRiskError as exc:
+            raise WeakParametersError(f"preset {self.name!r}: {exc}") from exc
+
+    def build_masked_codec(self) -> MaskedCodec | None:
+        """The masked codec (:mod:`crypto.lanes`) of a masked preset; ``None`` for others.
+
+        For a masked preset ``lane_bits`` is ``B``, the bits of each value;
+        lanes are ``B + ceil(log2(max_institutions))`` bits wide.
+        """
+        if self.codec != "masked":
+            return None
+        return MaskedCodec(
+            capacity_bits=self.params.capacity_bits,
+            lanes=self.lanes,
+            value_bits=self.lane_bits,
+            clip=self.clip,
+            max_institutions=self.max_institutions,
+        )
 
     def build_codec(self) -> FloatCodec | PackedCodec:
-        """The codec object this preset's updates are encoded with."""
+        """The codec object this preset's updates are encoded with (float or packed).
+
+        Raises
+        ------
+        WeakParametersError
+            A masked preset: its updates go through :class:`crypto.MaskedRound`.
+        """
+        if self.codec == "masked":
+            raise WeakParametersError(
+                f"preset {self.name!r} masks updates: quantise and mask them with "
+                "crypto.quantise_update and crypto.MaskedRound"
+            )
         if self.codec == "float":
             return FloatCodec(
                 capacity_bits=self.params.capacity_bits,
@@ -142,6 +185,26 @@ PRESETS: dict[str, Preset] = {
             name="lean",
             params=CKKSParameters(8192, (60, 60), 25),
             description="addition-only (8192, [60,60], 2^25): one float per slot",
+        ),
+        Preset(
+            name="masked16",
+            params=CKKSParameters(4096, (56, 53), 15),
+            codec="masked",
+            max_institutions=16,
+            lanes=2,
+            lane_bits=16,
+            description="masked 16-bit deltas, two 20-bit lanes a slot, up to 16 "
+            "institutions (4096, [56,53], 2^15)",
+        ),
+        Preset(
+            name="masked8",
+            params=CKKSParameters(4096, (32, 32, 45), 14),
+            codec="masked",
+            max_institutions=16,
+            lanes=4,
+            lane_bits=8,
+            description="masked 8-bit deltas, four 12-bit lanes a slot, up to 16 "
+            "institutions (4096, [32,32,45], 2^14)",
         ),
         Preset(
             name="packed",

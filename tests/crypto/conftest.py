@@ -27,6 +27,9 @@ from crypto import (
 
 PRESET_NAMES = ("standard", "lean", "packed")
 
+#: Presets whose updates are masked quantised deltas (tests/crypto/test_masked*.py).
+MASKED_PRESET_NAMES = ("masked16", "masked8")
+
 #: A fresh institution name for every update (the check refuses a name twice in a sum).
 NAMES = (f"institution-{i}" for i in itertools.count())
 
@@ -55,7 +58,7 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
 @pytest.fixture(scope="session")
 def secret_contexts() -> dict[str, SecretContext]:
     """One federation key per shipped preset."""
-    assert set(PRESET_NAMES) == set(PRESETS)
+    assert set(PRESET_NAMES) | set(MASKED_PRESET_NAMES) == set(PRESETS)
     return {name: generate_secret_context(name) for name in PRESET_NAMES}
 
 
