@@ -111,6 +111,13 @@ def crypto_command(
     if quick:
         clients = min(clients, 3)
         paillier_values = min(paillier_values, 50)
+    masked = [m for m in chosen_modes if m.startswith("ckks-masked")]
+    if masked and not 3 <= clients <= 16:
+        raise typer.BadParameter(
+            f"{', '.join(masked)} sum 3 to 16 institutions, got {clients}: choose other modes "
+            "or another count",
+            param_hint="--institutions",
+        )
     rows: list[CryptoBenchRow] = []
     with Progress(
         TextColumn("[bold]bench crypto"),

@@ -35,12 +35,16 @@ def test_crypto_bench_measures_every_mode_on_odd_sizes() -> None:
         assert by[("ckks-lean", params)].expansion >= by[("ckks-packed", params)].expansion
         assert by[("ckks-lean", params)].max_abs_error < 1e-6
         assert by[("ckks-packed", params)].max_abs_error < 1e-4
+        # Masked deltas: 16-bit steps of 2 / 32751, 8-bit steps of 2 / 111, one per institution.
+        assert by[("ckks-masked", params)].max_abs_error < 3 * 2 / 32751
+        assert by[("ckks-masked8", params)].max_abs_error < 3 * 2 / 111
         assert all(r.encrypt_s > 0 and r.aggregate_s > 0 for r in rows if r.mode != "plaintext")
     # A whole ciphertext for 37 values costs more than Paillier's per-value ones;
     # from a few thousand values on, Paillier expands most.
     assert by[("paillier", 37)].expansion < by[("ckks-lean", 37)].expansion
     assert by[("paillier", 4_099)].expansion > by[("ckks-standard", 4_099)].expansion
     assert by[("paillier", 4_099)].extrapolated_from == 5
+    assert by[("ckks-masked8", 4_099)].expansion < by[("ckks-masked", 4_099)].expansion
 
 
 def test_crypto_bench_refuses_unknown_modes_and_sizes() -> None:
@@ -48,6 +52,8 @@ def test_crypto_bench_refuses_unknown_modes_and_sizes() -> None:
         run_crypto_bench([10], ["ckks-turbo"])
     with pytest.raises(ValueError, match="at least 1"):
         run_crypto_bench([0], ["plaintext"])
+    with pytest.raises(ValueError, match="3 to 16"):
+        run_crypto_bench([10], ["ckks-masked"], clients=2)
 
 
 def test_bench_crypto_cli_writes_the_documented_json(tmp_path: Path) -> None:
