@@ -117,9 +117,18 @@ their start). A stale aggregate with its own header intact verifies under its
 own round: the
 caller checks ``round_id`` and ``session``
 (``EncryptedUpdate.from_bytes(expected_round=..., expected_session=...)``).
-With pairwise masks under the encryption (DESIGN.md) the check carries over:
-institutions compute it on their unmasked values, the verifier on the decoded
-(unmasked) sum, and a mask added modulo ``M`` to a check slot cancels there.
+Masked updates (:mod:`crypto.masked`) use the integer part alone,
+:meth:`RoundCheck.exact_tags`: ``(<k_l, m> + t_l) mod M`` over the signed
+integer values and the weight, ``M = 2^32 - 5``, under this same key
+derivation and binding. A real-valued ``<r, m>`` would be unusable there: every
+institution holds the check key, so the fraction of an unmasked real tag is a
+function of the values any institution could read. Integer tags are masked
+modulo ``M`` like every lane (pairwise masks cancel in the sum, self masks are
+removed with the revealed seeds), and the verifier compares exactly: a sum
+whose entries differ from the genuine one by anything nonzero modulo ``M``
+(every lane change: lane sums are below ``2^24``) passes each of the four lanes
+with probability ``1 / M``, all of them ``2^-128``; a wrong contributor list,
+round, run, encoding, shapes or binding leaves uniform offsets.
 """
 
 from __future__ import annotations

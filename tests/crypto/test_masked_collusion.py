@@ -98,28 +98,29 @@ def test_a_reply_stripped_of_every_mask_the_colluder_knows_is_uniform(
     bits = _codec(context).value_bits
     modulus = 1 << bits
     replies = {name: rounds[name].encrypt(NAMES) for name in NAMES}
-    # The colluder's knowledge: its pair key with the victim (from its own private key).
+    seeds = {name: rounds[name].reveal(NAMES) for name in NAMES}  # the aggregator gets them
+    # The colluder's knowledge: its pair key with the victim (from its own private key)
+    # and the victim's self-mask seed, revealed for this set at the end of the round.
     colluder_key = keys[COLLUDER].pair_key(
         COLLUDER, VICTIM, keys[VICTIM].public_bytes(), context.fingerprint
     )
     known = (1 if VICTIM < COLLUDER else -1) * _masks(context, colluder_key, NAMES, "pair")
+    known = known + _masks(context, seeds[VICTIM], NAMES, "self")
     seen = (_lanes(context, replies[VICTIM], 1) - known) % modulus
     assert _chi2(seen, bits) < CHI2_63_P1E6
 
-    # Control: with the honest peers' pair masks and the victim's self mask removed too
-    # (what the attacker cannot compute), the same statistic sees the victim's values.
+    # Control: with the honest peers' pair masks removed too (what the attacker cannot
+    # compute), the same statistic sees the victim's values.
     honest = sum(
         _pair(keys, VICTIM, peer, context) for peer in NAMES if peer not in (VICTIM, COLLUDER)
     )
-    own = _masks(context, rounds[VICTIM]._seeds[NAMES], NAMES, "self")
-    exposed = (seen - honest - own) % modulus
+    exposed = (seen - honest) % modulus
     np.testing.assert_array_equal(exposed, quantised[VICTIM] % modulus)
     assert _chi2(exposed, bits) > CHI2_63_P1E6
 
     # Meanwhile the sum of all is exact.
     public = context.public()
     summed = crypto.aggregate(public, list(replies.values()))
-    seeds = {name: rounds[name].reveal(NAMES) for name in NAMES}
     result = crypto.decrypt_masked(context, summed, self_seeds=seeds)
     np.testing.assert_array_equal(result.values, sum(quantised.values()))
 
