@@ -239,3 +239,41 @@ def test_the_mask_path_calls_no_numpy_generator(
     fed = _federation(context, fed_rng)
     result = fed.open(NAMES, fed.replies(NAMES, NAMES))
     np.testing.assert_array_equal(result.values, sum(fed.quantised[name] for name in NAMES))
+
+
+def test_a_set_beyond_the_lanes_headroom_is_refused_before_masking(
+    context: SecretContext, rng: np.random.Generator
+) -> None:
+    codec = context.preset.build_masked_codec()
+    assert codec is not None
+    names = tuple(f"bank-{i:02d}" for i in range(codec.max_institutions + 1))
+    keys = {name: AgreementKey.generate() for name in names}
+    update = quantise_update(context, [rng.uniform(-1, 1, 10)], 10, normaliser=NORMALISER)
+    masked = MaskedRound(
+        context,
+        keys[names[0]],
+        names[0],
+        {name: key.public_bytes() for name, key in keys.items() if name != names[0]},
+        update,
+        session=SESSION,
+        round_id=ROUND,
+    )
+    masked.encrypt(names[:-1])  # the largest federation the layout allows
+    with pytest.raises(MaskingRefusedError):
+        masked.encrypt(names)
+
+
+def test_masked_presets_refuse_the_unmasked_recipes_and_vice_versa(
+    context: SecretContext, rng: np.random.Generator
+) -> None:
+    with pytest.raises(WeakParametersError):
+        crypto.encrypt_update(context, [np.zeros(3)], 5, contributor="amsterdam")
+    lean = crypto.generate_secret_context("lean")
+    with pytest.raises(OverflowRiskError):
+        quantise_update(lean, [np.zeros(3)], 5, normaliser=10)
+    fed = _federation(context, rng)
+    summed = aggregate(context.public(), fed.replies(NAMES, NAMES))
+    with pytest.raises(crypto.ShapeMismatchError):
+        crypto.decrypt_average(context, summed)
+    with pytest.raises(crypto.MalformedDataError):  # a masked update under an unmasked preset
+        EncryptedUpdate.from_bytes(lean, replace(summed, fingerprint=lean.fingerprint).to_bytes())
