@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import tenseal as ts
 
 from crypto.blobs import load_vector
@@ -24,13 +25,17 @@ from crypto.codec import FloatCodec, PackedCodec, SumCodec
 from crypto.constants import UPDATE_MAGIC
 from crypto.errors import (
     ContextMismatchError,
+    DecryptionError,
     MalformedDataError,
+    SecretKeyRequiredError,
     ShapeMismatchError,
     WeakParametersError,
 )
 from crypto.integrity import (
     MAX_BINDING_BYTES,
     Contributors,
+    check_binding,
+    check_contributors,
     parse_contributors,
 )
 from crypto.keys import PublicContext, SecretContext
@@ -44,6 +49,7 @@ __all__ = [
     "SUM",
     "EncryptedUpdate",
     "codec_of",
+    "decrypted_slots",
     "vector_sizes",
 ]
 
@@ -281,3 +287,40 @@ def _max_vectors(slots: int) -> int:
 
 def codec_of(preset: Preset, encoding: str) -> FloatCodec | PackedCodec | SumCodec:
     return preset.build_sum_codec() if encoding == SUM else preset.build_codec()
+
+
+def decrypted_slots(
+    context: SecretContext,
+    encrypted_sum: EncryptedUpdate,
+    min_contributors: int,
+    binding: bytes | None,
+) -> np.ndarray:
+    """The slots of an aggregate, decrypted after its header passed every check.
+
+    The steps every recipe that opens a sum shares: the secret context, this
+    federation's fingerprint, at least ``min_contributors`` distinct declared
+    contributors, the expected ``binding``; then decryption. The slots are not
+    yet verified against the check values: that is the recipe's.
+
+    Raises
+    ------
+    SecretKeyRequiredError
+        ``context`` is public.
+    ContextMismatchError
+        The sum was made under another federation's context.
+    IntegrityError
+        Contributors repeated, malformed or too few, or another binding.
+    DecryptionError
+        TenSEAL failed to decrypt.
+    """
+    if not isinstance(context, SecretContext):
+        raise SecretKeyRequiredError("decryption needs the institutions' secret context")
+    if encrypted_sum.fingerprint != context.fingerprint:
+        raise ContextMismatchError("the sum was made under another federation's context")
+    check_contributors(encrypted_sum.contributors, encrypted_sum.count, min_contributors)
+    check_binding(encrypted_sum.binding, binding)
+    try:
+        secret_key = context.tenseal_context.secret_key()
+        return np.concatenate([np.asarray(v.decrypt(secret_key)) for v in encrypted_sum.vectors])
+    except Exception as exc:
+        raise DecryptionError("decryption failed") from exc

@@ -34,10 +34,9 @@ import numpy as np
 import tenseal as ts
 
 from crypto.check import CHECK_LANES, NONCE_BYTES, RoundCheck
-from crypto.encrypted import MASKED, EncryptedUpdate
+from crypto.encrypted import MASKED, EncryptedUpdate, decrypted_slots
 from crypto.errors import (
     ContextMismatchError,
-    DecryptionError,
     IntegrityError,
     MaskingRefusedError,
     NonFiniteInputError,
@@ -45,7 +44,7 @@ from crypto.errors import (
     SecretKeyRequiredError,
     ShapeMismatchError,
 )
-from crypto.integrity import check_binding, check_contributors, round_check, valid_binding
+from crypto.integrity import round_check, valid_binding
 from crypto.keys import SecretContext
 from crypto.lanes import WEIGHT_BITS, MaskedCodec
 from crypto.masks import (
@@ -322,22 +321,16 @@ def decrypt_masked(
     codec = _codec(context)
     if encrypted_sum.encoding != MASKED:
         raise ShapeMismatchError("this aggregate is not masked: use decrypt_average")
-    if encrypted_sum.fingerprint != context.fingerprint:
-        raise ContextMismatchError("the sum was made under another federation's context")
     contributors = encrypted_sum.contributors
-    check_contributors(contributors, encrypted_sum.count, max(MIN_CONTRIBUTORS, min_contributors))
-    check_binding(encrypted_sum.binding, binding)
     names = [name for name, _ in contributors]
     if encrypted_sum.count > codec.max_institutions or any(
         not isinstance(self_seeds.get(name), bytes) for name in names
     ):
         raise IntegrityError(_REFUSED)
+    slots = decrypted_slots(
+        context, encrypted_sum, max(MIN_CONTRIBUTORS, min_contributors), binding
+    )
     n_values = encrypted_sum.n_values
-    try:
-        secret_key = context.tenseal_context.secret_key()
-        slots = np.concatenate([np.asarray(v.decrypt(secret_key)) for v in encrypted_sum.vectors])
-    except Exception as exc:
-        raise DecryptionError("decryption failed") from exc
     values, weight, tags = codec.unpack(slots, n_values, encrypted_sum.count)
     shape = _mask_shape(context, codec, n_values)
     digest = set_digest(tuple(names))

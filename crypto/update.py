@@ -42,10 +42,10 @@ from crypto.encrypted import (
     SUM,
     EncryptedUpdate,
     codec_of,
+    decrypted_slots,
 )
 from crypto.errors import (
     ContextMismatchError,
-    DecryptionError,
     IntegrityError,
     InvalidWeightError,
     MalformedDataError,
@@ -57,8 +57,6 @@ from crypto.errors import (
 from crypto.integrity import (
     MAX_BINDING_BYTES,
     MAX_CONTRIBUTOR_NAME,
-    check_binding,
-    check_contributors,
     round_check,
     valid_binding,
     valid_name,
@@ -398,19 +396,9 @@ def _decrypt(
     min_contributors: int,
     binding: bytes | None,
 ) -> tuple[list[np.ndarray], float]:
-    if not isinstance(context, SecretContext):
-        raise SecretKeyRequiredError("decryption needs the institutions' secret context")
-    if encrypted_sum.fingerprint != context.fingerprint:
-        raise ContextMismatchError("the sum was made under another federation's context")
-    check_contributors(encrypted_sum.contributors, encrypted_sum.count, min_contributors)
-    check_binding(encrypted_sum.binding, binding)
+    slots = decrypted_slots(context, encrypted_sum, min_contributors, binding)
     codec = codec_of(context.preset, encrypted_sum.encoding)
     n_values = encrypted_sum.n_values
-    try:
-        secret_key = context.tenseal_context.secret_key()
-        slots = np.concatenate([np.asarray(v.decrypt(secret_key)) for v in encrypted_sum.vectors])
-    except Exception as exc:
-        raise DecryptionError("decryption failed") from exc
     check = round_check(
         context,
         codec,

@@ -40,6 +40,7 @@ INTERNAL = {
     "AVERAGE",
     "SUM",
     "codec_of",
+    "decrypted_slots",
     "vector_sizes",
     "MAX_BINDING_BYTES",
     "pack_envelope",
