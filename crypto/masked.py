@@ -38,6 +38,7 @@ from crypto.encrypted import MASKED, EncryptedUpdate, decrypted_slots
 from crypto.errors import (
     ContextMismatchError,
     IntegrityError,
+    InvalidWeightError,
     MaskingRefusedError,
     NonFiniteInputError,
     OverflowRiskError,
@@ -91,16 +92,42 @@ class MaskedSum:
         ``sum_i n_i``, the summed example counts.
     step:
         The value of one integer unit (:attr:`~crypto.lanes.MaskedCodec.step`).
+    weight_headroom:
+        ``h``: how far the summed count may exceed the normaliser
+        (:attr:`~crypto.lanes.MaskedCodec.weight_headroom`).
     """
 
     shapes: Shapes
     values: np.ndarray
     total_weight: int
     step: float
+    weight_headroom: int = 2
 
     def average(self, normaliser: int) -> list[np.ndarray]:
-        """FedAvg's average delta, ``sum(q) step N / sum(n)``, for the normaliser ``N`` used."""
-        flat = self.values.astype(np.float64) * (self.step * normaliser / self.total_weight)
+        """FedAvg's average delta, ``sum(q) step N / max(sum(n), N / h)``, for the normaliser used.
+
+        ``sum(n)`` is what the contributors *declared*: one malicious
+        institution can declare any count and tag it consistently. Dividing by
+        it unguarded would let a count that makes ``sum(n)`` tiny multiply the
+        average a thousandfold. So a total above ``h N`` (``h`` the codec's
+        weight headroom: the honest sum could have wrapped) is refused, and the
+        divisor is at least ``N / h``: a declared count can scale the average
+        by at most ``h``. An honest set whose counts sum below ``N / h`` (a few
+        small institutions) moves the model by a proportionally smaller step.
+
+        Raises
+        ------
+        InvalidWeightError
+            ``normaliser`` is not a positive integer.
+        IntegrityError
+            The summed count exceeds ``h`` times the normaliser.
+        """
+        if isinstance(normaliser, bool) or not isinstance(normaliser, int) or normaliser < 1:
+            raise InvalidWeightError(f"normaliser must be a positive integer, got {normaliser!r}")
+        if self.total_weight > self.weight_headroom * normaliser:
+            raise IntegrityError(_REFUSED)
+        divisor = max(self.total_weight, normaliser / self.weight_headroom)
+        flat = self.values.astype(np.float64) * (self.step * normaliser / divisor)
         arrays, offset = [], 0
         for shape in self.shapes:
             size = math.prod(shape)
@@ -169,6 +196,8 @@ class MaskedRound:
         self._codec = _codec(context)
         if round_id < 0 or len(session) > 256 or not valid_binding(binding):
             raise ContextMismatchError("invalid round, run identifier or binding")
+        _check_update(self._codec, update)
+        _check_peers(agreement, name, peers)
         self._context = context
         self._agreement = agreement
         self._name = name
@@ -355,9 +384,11 @@ def decrypt_masked(
         encrypted_sum.binding,
     )
     checks = tags % shape.tag_modulus
-    if total < 1 or not check.exact_matches(np.append(sums, total), checks, contributors):
+    if total < encrypted_sum.count or not check.exact_matches(
+        np.append(sums, total), checks, contributors
+    ):
         raise IntegrityError(_REFUSED)
-    return MaskedSum(encrypted_sum.shapes, sums, total, codec.step)
+    return MaskedSum(encrypted_sum.shapes, sums, total, codec.step, codec.weight_headroom)
 
 
 def _codec(context: SecretContext) -> MaskedCodec:
@@ -392,3 +423,36 @@ def _check(
 
 def _mask_shape(context: SecretContext, codec: MaskedCodec, n_values: int) -> MaskShape:
     return MaskShape(n_values, codec.value_bits, 1, CHECK_LANES, codec.tag_modulus)
+
+
+def _check_update(codec: MaskedCodec, update: QuantisedUpdate) -> None:
+    """Refuse a quantised update :func:`quantise_update` could not have made.
+
+    This catches a caller's mistake, not a modified client: a malicious
+    institution masks whatever it likes, and the bounds that hold against it
+    are :meth:`MaskedSum.average`'s and the institutions' movement bound.
+    """
+    weight = update.weight
+    if isinstance(weight, bool) or not isinstance(weight, int | np.integer):
+        raise InvalidWeightError(f"a contribution's example count is an integer, got {weight!r}")
+    if not 1 <= weight <= codec.max_weight:
+        raise InvalidWeightError(f"a contribution carries 1 to {codec.max_weight} examples")
+    values = np.asarray(update.values)
+    if values.dtype.kind != "i" or (values.size and int(np.abs(values).max()) > codec.levels + 1):
+        raise MaskingRefusedError("quantised values outside the codec's range: quantise again")
+
+
+def _check_peers(agreement: AgreementKey, name: str, peers: Mapping[str, bytes]) -> None:
+    """Refuse a peer list in which one key stands for two names.
+
+    A key listed twice, or this institution's own key under another name, would
+    let whoever controls the list pair this institution with itself or with
+    one party under two names, and count one party as two of the three
+    contributors a masked aggregate needs.
+    """
+    own = agreement.public_bytes()
+    listed = list(peers.values())
+    if name in peers or own in listed or len(set(listed)) != len(listed):
+        raise MaskingRefusedError(
+            "the agreement keys list one key under two names (or this institution's own key)"
+        )

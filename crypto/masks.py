@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -115,8 +116,9 @@ class AgreementKey:
     ) -> bytes:
         """``k_ij``: the 32-byte key this institution shares with ``peer_name``.
 
-        Bound to both names (sorted) and the federation's context fingerprint,
-        so a key agreed in one federation or between other names is unrelated.
+        Bound to both names and both public keys (sorted by name) and the
+        federation's context fingerprint, so a key agreed in one federation,
+        between other names or under another listed key is unrelated.
 
         Raises
         ------
@@ -136,7 +138,8 @@ class AgreementKey:
             raise InvalidPeerKeyError(
                 f"the agreement key of {peer_name!r} is of low order: refused"
             ) from exc
-        info = _PAIR_LABEL + _canonical([sorted([own_name, peer_name]), fingerprint])
+        ends = sorted([(own_name, self.public_bytes().hex()), (peer_name, peer_public.hex())])
+        info = _PAIR_LABEL + _canonical([[list(end) for end in ends], fingerprint])
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=_PAIR_SALT, info=info).derive(shared)
 
 
@@ -146,14 +149,18 @@ def contributor_set(names: Iterable[str]) -> tuple[str, ...]:
     Raises
     ------
     MaskingRefusedError
-        A name repeats, is not a non-empty string, or fewer than
+        A name repeats (also as a case or Unicode variant: ``Bank-A`` and
+        ``bank-a`` are one institution), is not a non-empty string, or fewer than
         :data:`MIN_CONTRIBUTORS` names are given.
     """
     listed = list(names)
     if not all(isinstance(name, str) and name for name in listed):
         raise MaskingRefusedError("contributor names are non-empty strings")
-    if len(set(listed)) != len(listed):
-        raise MaskingRefusedError("a contributor set names an institution twice")
+    if len({_folded(name) for name in listed}) != len(listed):
+        raise MaskingRefusedError(
+            "a contributor set names an institution twice (names are compared "
+            "case-folded and NFKC-normalised)"
+        )
     if len(listed) < MIN_CONTRIBUTORS:
         raise MaskingRefusedError(
             f"a masked aggregate needs at least {MIN_CONTRIBUTORS} contributors, got {len(listed)}"
@@ -219,3 +226,8 @@ def mask_entries(
 
 def _canonical(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _folded(name: str) -> str:
+    """``name`` as compared for uniqueness: NFKC-normalised, then case-folded."""
+    return unicodedata.normalize("NFKC", name).casefold()
