@@ -52,6 +52,13 @@ from crossfed.protocol.manifest import (
     parse_address,
     require_kit_file,
 )
+from crossfed.protocol.masking import (
+    CONTRIBUTORS_KEY,
+    PHASE_REMASK,
+    PHASE_REVEAL,
+    SELF_SEED_KEY,
+    SELF_SEEDS_KEY,
+)
 from crossfed.protocol.node_keys import (
     load_node_private_key,
     load_node_public_key,
@@ -109,6 +116,7 @@ __all__ = [
     "CA_CERT",
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
+    "CONTRIBUTORS_KEY",
     "CPU_METRIC",
     "DP_SHARES_KEY",
     "EVALUATION_CIPHERTEXT_KEY",
@@ -127,12 +135,16 @@ __all__ = [
     "NODE_PUB",
     "NUM_EXAMPLES_KEY",
     "PHASE_KEY",
+    "PHASE_REMASK",
+    "PHASE_REVEAL",
     "PHASE_STATS",
     "PUBLIC_CONTEXT",
     "REASON_PREFIX",
     "ROUND_KEY",
     "SCHEMA",
     "SECRET_CONTEXT",
+    "SELF_SEEDS_KEY",
+    "SELF_SEED_KEY",
     "SERVER_CERT",
     "SERVER_KEY",
     "SESSION_KEY",

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import crypto
-from clients import InstitutionKit, check_institution
+from clients import InstitutionKit, KeyMaterialError, check_institution
 from crossfed.protocol import FederationManifest, ProvisioningError, load_manifest
 from federation import AggregatorKit, create_kits
 
@@ -191,3 +191,23 @@ def test_a_kit_made_before_agreement_keys_loads_only_while_updates_are_not_maske
     listed = yaml.safe_load((kits / "bank-sg" / "federation.yaml").read_text())
     listed["preset"] = "masked16"
     assert FederationManifest.from_dict(listed).masked
+
+
+def test_masking_keys_come_from_a_masked_kit_only(kits: Path, tmp_path: Path) -> None:
+    from clients.masked_round import MaskingKeys
+
+    lean = InstitutionKit.load(kits / "bank-id")
+    with pytest.raises(KeyMaterialError, match="does not mask updates"):
+        MaskingKeys.from_kit(lean, crypto.SecretContext.load(kits / "bank-id" / "secret.ctx"))
+    masked = crypto.generate_secret_context("masked16")
+    copy = _copy(kits, "bank-id", tmp_path)
+
+    def to_masked(data: dict[str, Any]) -> None:
+        data["preset"], data["context-fingerprint"] = "masked16", masked.fingerprint
+
+    _edit_manifest(copy, to_masked)
+    keys = MaskingKeys.from_kit(InstitutionKit.load(copy), masked)
+    assert keys.name == "bank-id" and sorted(keys.peers) == ["bank-sg", "lender-br"]
+    assert keys.peers["bank-sg"] == lean.manifest.agreement_keys()["bank-sg"]
+    with pytest.raises(KeyMaterialError, match="not this federation's"):
+        MaskingKeys.from_kit(InstitutionKit.load(copy), crypto.generate_secret_context("masked16"))
