@@ -98,8 +98,8 @@ _MAX_NORMALISER = 1 << 62
 #: Domain separation of :func:`_masked_binding`.
 _BINDING_LABEL = b"crossfed/masked-start/v1\x00"
 
-#: This process's masked rounds: (run memory key, node id) -> (round, MaskedRound).
-_ROUNDS: dict[tuple[str, int], tuple[int, crypto.MaskedRound]] = {}
+#: This process's masked rounds: (run memory key, node id) -> (session, round, MaskedRound).
+_ROUNDS: dict[tuple[str, int], tuple[str, int, crypto.MaskedRound]] = {}
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def masked_train_reply(
     memory[_NORMALISER] = scale
     remember_start(context, settings, inbound.round, [np.asarray(s) for s in start])
     remember_binding(context, settings, inbound.round, binding)
-    _ROUNDS[_slot(context, settings)] = (inbound.round, masked)
+    _ROUNDS[_slot(context, settings)] = (session, inbound.round, masked)
     return Message(content=_sealed(sealed), reply_to=msg)
 
 
@@ -242,14 +242,15 @@ def masked_query_reply(
     phase = config.get(PHASE_KEY)
     if phase not in (PHASE_REMASK, PHASE_REVEAL):
         raise InboundMessageError("a query that is neither a remask nor a reveal query")
-    if config.get(SESSION_KEY) != pinned_session(context, settings):
+    session = pinned_session(context, settings)
+    if config.get(SESSION_KEY) != session:
         raise InboundMessageError(f"a {phase} query of another session")
     round_id = config.get(ROUND_KEY)
     kept = _ROUNDS.get(_slot(context, settings))
-    if type(round_id) is not int or kept is None or kept[0] != round_id:
+    if type(round_id) is not int or kept is None or kept[:2] != (session, round_id):
         raise InboundMessageError(f"a {phase} query for a round with no masked update kept")
     members = _contributors(config)
-    masked = kept[1]
+    masked = kept[2]
     if phase == PHASE_REMASK:
         return Message(content=_sealed(masked.encrypt(members)), reply_to=msg)
     seed = masked.reveal(members)

@@ -304,3 +304,17 @@ def test_statistics_over_another_subset_for_one_institution_fail_the_sum(
     for name in ("bank-a", "bank-d"):
         with pytest.raises(crypto.IntegrityError):
             play.apply(name, summed, seeds)
+
+
+def test_a_new_run_cannot_reach_the_last_runs_masked_round(keys: dict[str, MaskingKeys]) -> None:
+    """Same node, same settings, a new Flower run: fresh state, another session."""
+    play = Round(keys)
+    play.train(NAMES)  # bank-a, node 1, keeps round 1 of the first run
+    fresh = Context(run_id=2, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    first = _train(1, NAMES)
+    first.content[CONFIG_KEY][SESSION_KEY] = "run-2"
+    admit(first, fresh, SETTINGS)  # the new run pins its own session
+    query = _query(PHASE_REMASK, 1, NAMES[:3])
+    query.content[CONFIG_KEY][SESSION_KEY] = "run-2"
+    with pytest.raises(InboundMessageError, match="no masked update kept"):
+        masked_query_reply(query, fresh, SETTINGS, keys["bank-a"])
