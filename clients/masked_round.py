@@ -43,6 +43,7 @@ presets' until the aggregator side of a masked round exists too.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -157,6 +158,7 @@ def normaliser(config: ConfigRecord) -> int:
     if (
         isinstance(first, bool)
         or not isinstance(first, int | float)
+        or not math.isfinite(first)
         or not 1 <= round(first) < _MAX_NORMALISER
     ):
         raise InboundMessageError("no federation row count to normalise a masked update by")

@@ -22,6 +22,7 @@ from clients.masked_round import (
     apply_masked_aggregate,
     masked_query_reply,
     masked_train_reply,
+    normaliser,
 )
 from clients.run_state import SEEDED_START, admit
 from crossfed.protocol import (
@@ -318,3 +319,13 @@ def test_a_new_run_cannot_reach_the_last_runs_masked_round(keys: dict[str, Maski
     query.content[CONFIG_KEY][SESSION_KEY] = "run-2"
     with pytest.raises(InboundMessageError, match="no masked update kept"):
         masked_query_reply(query, fresh, SETTINGS, keys["bank-a"])
+
+
+@pytest.mark.parametrize("rows", [0.0, -5.0, float("inf"), float("nan"), 2.0**70])
+def test_a_normaliser_no_federation_has_is_refused(rows: float) -> None:
+    config = _config(1, NAMES)
+    config[STATS_KEY] = [rows, 1.0, 2.0]
+    with pytest.raises(InboundMessageError, match="row count"):
+        normaliser(config)
+    config[STATS_KEY] = [float(NORMALISER), 1.0, 2.0]
+    assert normaliser(config) == NORMALISER
