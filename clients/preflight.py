@@ -5,8 +5,9 @@ every other institution has joined and waits on it. :func:`check_institution`
 (``crossfed client --check``) runs, without sending anything or starting a
 SuperNode, every check whose failure would otherwise surface later:
 
-* the kit loads (files present, node key listed, schema pinned), pins an app
-  bundle, and its secret key is this federation's (fingerprint);
+* the kit loads (files present, node key listed, schema pinned, its agreement
+  key the one the manifest lists for it and every listed agreement key usable),
+  pins an app bundle, and its secret key is this federation's (fingerprint);
 * the kit's settings are valid and its recorded model shapes are those of
   the schema and model (the aggregator refuses other shapes);
 * the file reads (delimiter and encoding as the ClientApp will detect them)
@@ -186,6 +187,11 @@ def check_institution(kit_dir: Path, data_path: Path, out_dir: Path) -> CheckRep
         return CheckReport(None, None, (f"kit: {exc}",), ())
     if not kit.manifest.app_pin:
         problems.append(f"kit: {kit.path} pins no app bundle: recreate it with `crossfed kit`")
+    if kit.agreement is None:
+        notes.append(
+            f"kit: {kit.path} holds no agreement key (made before masked updates); preset "
+            f"{kit.manifest.preset} does not need one, a masked federation needs new kits"
+        )
     try:
         check_secret(kit)
     except ProvisioningError as exc:

@@ -16,6 +16,9 @@ NAME/ca.crt            the CA certificate                          0644
 NAME/node.key          the institution's SuperNode key (OpenSSH)   0600
 NAME/node.pub          its public half                             0644
 NAME/secret.ctx        the shared secret CKKS context              0600
+NAME/agreement.key     its own X25519 agreement private key        0600
+                       (32 raw bytes; the public half of every
+                       institution's is in federation.yaml)
 */federation.yaml      :class:`FederationManifest`                 0644
 */schema.yaml          the federation schema                       0644
 =====================  ==========================================  =========
@@ -24,7 +27,9 @@ The CA's private key is used to sign the server certificate and then
 discarded: nobody, the operator included, can mint another certificate the
 institutions would trust. Nothing secret to the institutions goes into the
 aggregator's folder; :class:`AggregatorKit` refuses a folder holding a secret
-context.
+context or an agreement private key. Each institution's agreement key
+(:class:`crypto.AgreementKey`, for the pair keys of masked updates) goes into
+its own folder only; the manifest lists every public half.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from pathlib import Path
 import crypto
 from crossfed.protocol import (
     AGGREGATOR_DIR,
+    AGREEMENT_KEY,
     CA_CERT,
     MANIFEST,
     NODE_KEY,
@@ -55,6 +61,7 @@ from crossfed.protocol import (
     FederationSettings,
     KitInstitution,
     ProvisioningError,
+    agreement_key_hex,
     app_pin,
     check_schema_pin,
     load_manifest,
@@ -65,6 +72,7 @@ from crossfed.protocol import (
     require_kit_file,
 )
 from federation.pki import (
+    SecretBytes,
     certificate_to_pem,
     create_ca,
     create_node_keypair,
@@ -192,6 +200,7 @@ def create_kits(
 
     secret = crypto.generate_secret_context(preset)
     keys = {name: create_node_keypair() for name in names}
+    agreement = {name: crypto.AgreementKey.generate() for name in names}
     manifest = FederationManifest(
         name=federation,
         aggregator_address=aggregator_address,
@@ -201,7 +210,12 @@ def create_kits(
         round_timeout=round_timeout,
         context_fingerprint=secret.fingerprint,
         institutions=tuple(
-            KitInstitution(name, jurisdiction, node_key_fingerprint(keys[name].public_openssh))
+            KitInstitution(
+                name,
+                jurisdiction,
+                node_key_fingerprint(keys[name].public_openssh),
+                agreement_key_hex(agreement[name].public_bytes()),
+            )
             for name, jurisdiction in institutions
         ),
         training=dict(training or {}),
@@ -230,6 +244,7 @@ def create_kits(
             write_public(agg / NODES_DIR / f"{name}.pub", pair.public_openssh)
             pair.write(out / name / NODE_KEY, out / name / NODE_PUB)
             secret.save(out / name / SECRET_CONTEXT)
+            write_private(out / name / AGREEMENT_KEY, SecretBytes(agreement[name].private_bytes()))
     except (OSError, crypto.CryptoError, ProvisioningError) as exc:
         for folder in created:
             shutil.rmtree(folder, ignore_errors=True)
@@ -254,12 +269,13 @@ class AggregatorKit:
 
     @classmethod
     def load(cls, path: Path) -> AggregatorKit:
-        """Load and check: files present, no secret context, node keys match the manifest.
+        """Load and check: files present, no institution secret, node keys match the manifest.
 
         Raises
         ------
         ProvisioningError
-            A file is missing or inconsistent, or a secret context sits in the folder.
+            A file is missing or inconsistent, or a secret context or an
+            agreement private key sits in the folder.
         """
         folder = path.resolve()
         manifest = load_manifest(folder)
@@ -268,6 +284,11 @@ class AggregatorKit:
         if (folder / SECRET_CONTEXT).exists():
             raise ProvisioningError(
                 f"{folder} holds {SECRET_CONTEXT}: the aggregator must never hold the secret key"
+            )
+        if (folder / AGREEMENT_KEY).exists():
+            raise ProvisioningError(
+                f"{folder} holds {AGREEMENT_KEY}: the aggregator must never hold an "
+                "institution's agreement private key"
             )
         try:
             public = crypto.PublicContext.load(folder / PUBLIC_CONTEXT)

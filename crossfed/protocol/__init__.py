@@ -4,14 +4,16 @@
 imports the other. Both import this small layer: the record keys of the messages
 (:mod:`~crossfed.protocol.records`), a run's typed settings
 (:class:`FederationSettings`), the ciphertext-to-record adaptor, the kit manifest
-(``federation.yaml``) and the SuperNode key helpers, the fixed error codes an
-institution may return, and the supervision of Flower's processes. It imports
-neither side, nor torch, nor the simulation harness.
+(``federation.yaml``, with every institution's agreement public key) and the
+SuperNode key helpers, the fixed error codes an institution may return, and the
+supervision of Flower's processes. It imports neither side, nor torch, nor the
+simulation harness.
 
 Import from this package, not from its modules: the sorted ``__all__`` below is
 the public API.
 """
 
+from crossfed.protocol.agreement import agreement_key_hex
 from crossfed.protocol.app_pin import (
     BundleError,
     app_pin,
@@ -31,6 +33,7 @@ from crossfed.protocol.errors import (
 )
 from crossfed.protocol.manifest import (
     AGGREGATOR_DIR,
+    AGREEMENT_KEY,
     CA_CERT,
     MANIFEST,
     MANIFEST_VERSION,
@@ -48,6 +51,13 @@ from crossfed.protocol.manifest import (
     load_manifest,
     parse_address,
     require_kit_file,
+)
+from crossfed.protocol.masking import (
+    CONTRIBUTORS_KEY,
+    PHASE_REMASK,
+    PHASE_REVEAL,
+    SELF_SEED_KEY,
+    SELF_SEEDS_KEY,
 )
 from crossfed.protocol.node_keys import (
     load_node_private_key,
@@ -100,11 +110,13 @@ from crossfed.protocol.wire import (
 
 __all__ = [
     "AGGREGATOR_DIR",
+    "AGREEMENT_KEY",
     "ARRAYS_KEY",
     "AUDIT_HEAD_KEY",
     "CA_CERT",
     "CIPHERTEXT_KEY",
     "CONFIG_KEY",
+    "CONTRIBUTORS_KEY",
     "CPU_METRIC",
     "DP_SHARES_KEY",
     "EVALUATION_CIPHERTEXT_KEY",
@@ -123,12 +135,16 @@ __all__ = [
     "NODE_PUB",
     "NUM_EXAMPLES_KEY",
     "PHASE_KEY",
+    "PHASE_REMASK",
+    "PHASE_REVEAL",
     "PHASE_STATS",
     "PUBLIC_CONTEXT",
     "REASON_PREFIX",
     "ROUND_KEY",
     "SCHEMA",
     "SECRET_CONTEXT",
+    "SELF_SEEDS_KEY",
+    "SELF_SEED_KEY",
     "SERVER_CERT",
     "SERVER_KEY",
     "SESSION_KEY",
@@ -142,6 +158,7 @@ __all__ = [
     "KitInstitution",
     "ProtocolError",
     "ProvisioningError",
+    "agreement_key_hex",
     "app_pin",
     "build_app_bundle",
     "check_schema_pin",

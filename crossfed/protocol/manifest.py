@@ -1,10 +1,11 @@
 """``federation.yaml``: what every kit says about its federation.
 
 The manifest is public: the federation's name, the address institutions
-dial, the run's settings, and each institution's name, jurisdiction and the
-fingerprint of its SuperNode key. The same file goes into every kit, so an
-institution can see who else takes part and an operator can check which keys
-the SuperLink accepts.
+dial, the run's settings, and each institution's name, jurisdiction, the
+fingerprint of its SuperNode key and its agreement public key (X25519, for the
+pair keys of masked updates; :mod:`crossfed.protocol.agreement`). The same
+file goes into every kit, so an institution can see who else takes part and an
+operator can check which keys the SuperLink accepts.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Any
 import yaml
 
 import crypto
+from crossfed.protocol.agreement import check_agreement_keys
 from crossfed.protocol.errors import ProvisioningError
 
 __all__ = [
     "AGGREGATOR_DIR",
+    "AGREEMENT_KEY",
     "CA_CERT",
     "MANIFEST",
     "MANIFEST_VERSION",
@@ -52,6 +55,8 @@ SECRET_CONTEXT = "secret.ctx"
 NODE_KEY = "node.key"
 NODE_PUB = "node.pub"
 NODES_DIR = "nodes"
+#: An institution's X25519 agreement private key (32 raw bytes, 0600): its own kit only.
+AGREEMENT_KEY = "agreement.key"
 MANIFEST = "federation.yaml"
 SCHEMA = "schema.yaml"
 
@@ -99,11 +104,16 @@ def _is_ipv6(host: str) -> bool:
 
 @dataclass(frozen=True)
 class KitInstitution:
-    """An authorised institution: name, jurisdiction, SuperNode key fingerprint."""
+    """An authorised institution: name, jurisdiction, SuperNode key fingerprint, agreement key.
+
+    ``agreement_key`` is the X25519 public key (64 lowercase hex digits), or
+    ``""`` in a kit made before agreement keys.
+    """
 
     name: str
     jurisdiction: str | None
     node_key_sha256: str
+    agreement_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,12 +151,29 @@ class FederationManifest:
             raise ProvisioningError(
                 f"unknown preset {self.preset!r}; choose one of {', '.join(sorted(crypto.PRESETS))}"
             )
+        names = [i.name for i in self.institutions]
+        if len(set(names)) != len(names):
+            raise ProvisioningError(f"federation.yaml names an institution twice: {names}")
+        check_agreement_keys(
+            {i.name: i.agreement_key for i in self.institutions}, required=self.masked
+        )
         unknown = sorted(set(self.training) - _TRAINING_KEYS)
         if unknown:
             raise ProvisioningError(
                 f"training settings {unknown} are not allowed in a kit; "
                 f"allowed: {', '.join(sorted(_TRAINING_KEYS))}"
             )
+
+    @property
+    def masked(self) -> bool:
+        """Whether the preset masks updates, so that every institution needs an agreement key."""
+        return crypto.PRESETS[self.preset].codec == "masked"
+
+    def agreement_keys(self) -> dict[str, bytes]:
+        """Every institution's raw agreement public key by name; empty in a kit without keys."""
+        return check_agreement_keys(
+            {i.name: i.agreement_key for i in self.institutions}, required=self.masked
+        )
 
     @property
     def host(self) -> str:
@@ -195,14 +222,7 @@ class FederationManifest:
             "training": dict(self.training),
             "app-pin": self.app_pin,
             "schema-sha256": self.schema_sha256,
-            "institutions": [
-                {
-                    "name": i.name,
-                    "jurisdiction": i.jurisdiction,
-                    "node-key-sha256": i.node_key_sha256,
-                }
-                for i in self.institutions
-            ],
+            "institutions": [_institution_entry(i) for i in self.institutions],
         }
 
     def to_yaml(self) -> str:
@@ -230,6 +250,7 @@ class FederationManifest:
                     str(entry["name"]),
                     None if entry.get("jurisdiction") is None else str(entry["jurisdiction"]),
                     str(entry["node-key-sha256"]),
+                    str(entry.get("agreement-key") or ""),
                 )
                 for entry in data["institutions"]
             )
@@ -253,6 +274,17 @@ class FederationManifest:
             raise ProvisioningError(f"federation.yaml lacks {exc.args[0]!r}") from exc
         except (TypeError, ValueError) as exc:
             raise ProvisioningError(f"federation.yaml has a bad value: {exc}") from exc
+
+
+def _institution_entry(institution: KitInstitution) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": institution.name,
+        "jurisdiction": institution.jurisdiction,
+        "node-key-sha256": institution.node_key_sha256,
+    }
+    if institution.agreement_key:  # a kit made before agreement keys lists none
+        entry["agreement-key"] = institution.agreement_key
+    return entry
 
 
 def require_kit_file(path: Path) -> Path:

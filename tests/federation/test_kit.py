@@ -64,6 +64,7 @@ def test_layout_and_modes(kits: Path) -> None:
     for name in ("bank-sg", "bank-id", "lender-br"):
         inst = kits / name
         assert sorted(p.name for p in inst.iterdir()) == [
+            "agreement.key",
             "ca.crt",
             "federation.yaml",
             "node.key",
@@ -73,6 +74,7 @@ def test_layout_and_modes(kits: Path) -> None:
         ]
         assert _mode(inst / "secret.ctx") == 0o600
         assert _mode(inst / "node.key") == 0o600
+        assert _mode(inst / "agreement.key") == 0o600
         assert _mode(inst) == 0o700
         assert (inst / "schema.yaml").read_bytes() == SCHEMA
         load_node_private_key(inst / "node.key")
@@ -150,6 +152,9 @@ def test_foreign_node_key_is_refused(kits: Path, tmp_path: Path) -> None:
     with pytest.raises(ProvisioningError, match="is not the key of"):
         InstitutionKit.load(copy)
     shutil.copy(kits / "bank-id" / "node.key", copy / "node.key")
+    with pytest.raises(ProvisioningError, match=r"not the agreement key .* for 'bank-id'"):
+        InstitutionKit.load(copy)  # bank-id's node keys beside bank-sg's agreement key
+    shutil.copy(kits / "bank-id" / "agreement.key", copy / "agreement.key")
     assert InstitutionKit.load(copy).name == "bank-id"  # the key pair names the institution
     (copy / "ca.crt").unlink()
     with pytest.raises(ProvisioningError, match=r"ca\.crt"):

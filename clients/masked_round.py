@@ -1,0 +1,366 @@
+"""An institution's side of a masked round: quantise once, mask per set, reveal once, apply.
+
+With a masked preset (``masked16``, ``masked8``) no party — the aggregator, any
+one institution, or the two together — can read one institution's update
+(:mod:`crypto.masked`). Per run and round an institution
+
+1. on the round's training message, trains, then quantises once its *delta*
+   (trained minus the model it started from), clipped to the preset's range
+   and weighted by its (capped) example count over the normaliser N̂ that every
+   institution shares: the federation's training row count, decrypted in the
+   statistics round. It keeps a :class:`crypto.MaskedRound` and replies its
+   update masked for the contributor set S the message declares
+   (:func:`masked_train_reply`);
+2. on a *remask* query (a member of S dropped out) replies the same quantised
+   update masked for the survivors S'; on a *reveal* query replies its
+   self-mask seed for one set, and refuses any other set of that round
+   afterwards (:func:`masked_query_reply`);
+3. on the next round's message, decrypts the masked sum with the seeds the
+   aggregator forwards, verifies it (check values: exactly this round's sum of
+   the declared contributors, bound to the start this institution trained
+   from *and* the normaliser it quantised with), and takes start + average
+   delta as the new global model (:func:`apply_masked_aggregate`).
+
+The normaliser is in the binding because the average is ``sum(q) step N̂ /
+sum(n)``: had the aggregator handed institutions statistics sums over
+different subsets (each a genuine sum), their updates would be weighted by
+different N̂ and the average silently rescaled. Bound, such a sum fails the
+check values; the average uses the N̂ this institution quantised with.
+
+The record keys are :mod:`crossfed.protocol.masking`'s. What is kept between
+messages: the round and its start model and binding in the run's memory
+(``context.state``, :mod:`clients.run_state`), and the :class:`crypto.MaskedRound`
+itself — which holds pair keys and self-mask seeds and cannot be serialised —
+in this process, one round per run and node (a new round forgets the last).
+If the process lost it (a restart), a remask or reveal for that round is
+refused, never answered by quantising again: two quantisations of one round
+would let their difference be read.
+
+Not wired into the ClientApp yet: the federation's encoding stays the float
+presets' until the aggregator side of a masked round exists too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+
+import crypto
+from clients.bounds import check_summed_weight
+from clients.errors import InboundMessageError, KeyMaterialError, TamperedAggregateError
+from clients.kit import InstitutionKit
+from clients.run_state import (
+    classify,
+    expected_binding,
+    pinned_session,
+    remember_binding,
+    remember_start,
+    round_start,
+    state_key,
+)
+from crossfed.protocol import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    CONTRIBUTORS_KEY,
+    METRICS_KEY,
+    PHASE_KEY,
+    PHASE_REMASK,
+    PHASE_REVEAL,
+    ROUND_KEY,
+    SELF_SEED_KEY,
+    SELF_SEEDS_KEY,
+    SESSION_KEY,
+    STATS_KEY,
+    FederationSettings,
+    ciphertext_record,
+    read_ciphertext,
+)
+
+__all__ = [
+    "MaskingKeys",
+    "apply_masked_aggregate",
+    "masked_query_reply",
+    "masked_train_reply",
+    "normaliser",
+]
+
+#: Run-memory entries: the last round this institution quantised (never quantised
+#: twice) and the normaliser it quantised with.
+_QUANTISED, _NORMALISER = "masked-round", "masked-normaliser"
+
+#: Largest normaliser taken (far beyond any federation's row count; 8 bytes in the binding).
+_MAX_NORMALISER = 1 << 62
+
+#: Domain separation of :func:`_masked_binding`.
+_BINDING_LABEL = b"crossfed/masked-start/v1\x00"
+
+#: This process's masked rounds: (run memory key, node id) -> (session, round, MaskedRound).
+_ROUNDS: dict[tuple[str, int], tuple[str, int, crypto.MaskedRound]] = {}
+
+
+@dataclass(frozen=True)
+class MaskingKeys:
+    """What an institution masks and unmasks with (all from its own kit).
+
+    Attributes
+    ----------
+    secret:
+        The federation's secret context (a masked preset).
+    agreement:
+        This institution's agreement private key.
+    name:
+        This institution's name, as every kit lists it.
+    peers:
+        The other institutions' agreement public keys, by name.
+    """
+
+    secret: crypto.SecretContext = field(repr=False)
+    agreement: crypto.AgreementKey = field(repr=False)
+    name: str
+    peers: Mapping[str, bytes] = field(repr=False)
+
+    @classmethod
+    def from_kit(cls, kit: InstitutionKit, secret: crypto.SecretContext) -> MaskingKeys:
+        """The kit's keys, if the kit masks updates and ``secret`` is its context.
+
+        Raises
+        ------
+        KeyMaterialError
+            The kit's preset does not mask updates, the kit holds no agreement
+            key, or ``secret`` is not the federation's.
+        """
+        if not kit.manifest.masked or kit.agreement is None:
+            raise KeyMaterialError(
+                f"kit {kit.path} does not mask updates (preset {kit.manifest.preset}) or holds "
+                "no agreement key"
+            )
+        if secret.fingerprint != kit.manifest.context_fingerprint:
+            raise KeyMaterialError("the secret context is not this federation's")
+        return cls(secret, kit.agreement, kit.name, kit.peer_keys())
+
+
+def normaliser(config: ConfigRecord) -> int:
+    """N̂: the federation's training row count, the first entry of the decrypted statistics.
+
+    Raises
+    ------
+    InboundMessageError
+        The message carries no decrypted statistics, or a count below one or
+        beyond any federation's (``2^62``).
+    """
+    stats = config.get(STATS_KEY)
+    first = stats[0] if isinstance(stats, list) and stats else None
+    if (
+        isinstance(first, bool)
+        or not isinstance(first, int | float)
+        or not math.isfinite(first)
+        or not 1 <= round(first) < _MAX_NORMALISER
+    ):
+        raise InboundMessageError("no federation row count to normalise a masked update by")
+    return round(first)
+
+
+def masked_train_reply(
+    msg: Message,
+    context: Context,
+    settings: FederationSettings,
+    keys: MaskingKeys,
+    *,
+    start: Sequence[np.ndarray],
+    trained: Sequence[np.ndarray],
+    count: int,
+    binding: bytes,
+) -> Message:
+    """Quantise this round's delta once and reply it masked for the declared set.
+
+    ``start`` is the model this institution started the round from, ``trained``
+    the model it trained, ``count`` its example count (capped at the kit's
+    ``max-weight``), ``binding`` the start's binding (:mod:`clients.run_state`).
+
+    Raises
+    ------
+    InboundMessageError
+        Not a training message, no contributor set or statistics, or a round
+        quantised before.
+    crypto.MaskingRefusedError
+        The set has fewer than three members, repeats one, leaves this
+        institution out, or names one without an agreement key.
+    """
+    inbound = classify(msg, settings)
+    if inbound.kind != "train":
+        raise InboundMessageError(f"a masked update answers a train message, not {inbound.kind}")
+    config = _config(msg)
+    members = _contributors(config)
+    session = pinned_session(context, settings)
+    memory = _memory(context, settings)
+    done = memory.get(_QUANTISED)
+    if isinstance(done, int) and done >= inbound.round:
+        raise InboundMessageError(f"round {inbound.round} was quantised already")
+    delta = [
+        np.asarray(t, dtype=np.float64) - np.asarray(s, dtype=np.float64)
+        for s, t in zip(start, trained, strict=True)
+    ]
+    weight = max(1, min(int(count), settings.max_weight))
+    scale = normaliser(config)
+    update = crypto.quantise_update(keys.secret, delta, weight, normaliser=scale)
+    masked = crypto.MaskedRound(
+        keys.secret,
+        keys.agreement,
+        keys.name,
+        keys.peers,
+        update,
+        session=session,
+        round_id=inbound.round,
+        binding=_masked_binding(binding, scale),
+    )
+    sealed = masked.encrypt(members)
+    memory[_QUANTISED] = inbound.round
+    memory[_NORMALISER] = scale
+    remember_start(context, settings, inbound.round, [np.asarray(s) for s in start])
+    remember_binding(context, settings, inbound.round, binding)
+    _ROUNDS[_slot(context, settings)] = (session, inbound.round, masked)
+    return Message(content=_sealed(sealed), reply_to=msg)
+
+
+def masked_query_reply(
+    msg: Message, context: Context, settings: FederationSettings, keys: MaskingKeys
+) -> Message:
+    """Answer a remask query (the same update, masked for S') or a reveal query (one seed).
+
+    Raises
+    ------
+    InboundMessageError
+        Not a remask or reveal query of this session, or no masked update of
+        its round kept in this process.
+    crypto.MaskingRefusedError
+        The set is invalid, or a seed of this round was revealed for another set.
+    """
+    config = _config(msg)
+    phase = config.get(PHASE_KEY)
+    if phase not in (PHASE_REMASK, PHASE_REVEAL):
+        raise InboundMessageError("a query that is neither a remask nor a reveal query")
+    session = pinned_session(context, settings)
+    if config.get(SESSION_KEY) != session:
+        raise InboundMessageError(f"a {phase} query of another session")
+    round_id = config.get(ROUND_KEY)
+    kept = _ROUNDS.get(_slot(context, settings))
+    if type(round_id) is not int or kept is None or kept[:2] != (session, round_id):
+        raise InboundMessageError(f"a {phase} query for a round with no masked update kept")
+    members = _contributors(config)
+    masked = kept[2]
+    if phase == PHASE_REMASK:
+        return Message(content=_sealed(masked.encrypt(members)), reply_to=msg)
+    seed = masked.reveal(members)
+    content = RecordDict(
+        {CONFIG_KEY: ConfigRecord({SELF_SEED_KEY: seed}), METRICS_KEY: MetricRecord({})}
+    )
+    return Message(content=content, reply_to=msg)
+
+
+def apply_masked_aggregate(
+    msg: Message, context: Context, settings: FederationSettings, keys: MaskingKeys
+) -> list[np.ndarray]:
+    """The new global model: this institution's start plus the verified average delta.
+
+    ``msg`` carries the masked sum of the round before (a train message) or of
+    the last round (the final message) and the contributors' seeds.
+
+    Raises
+    ------
+    InboundMessageError
+        No masked sum or seeds where they are due, or a sum of another run or round.
+    TamperedAggregateError
+        This institution did not start the sum's round, or the summed weight is
+        outside what the contributors may carry.
+    crypto.IntegrityError
+        Not exactly this round's sum of its declared contributors (a seed
+        missing or forged included).
+    """
+    inbound = classify(msg, settings)
+    if inbound.model_round is None:
+        raise InboundMessageError(f"a {inbound.kind} message carries no global model")
+    record = msg.content.array_records.get(ARRAYS_KEY)
+    seeds_record = msg.content.config_records.get(SELF_SEEDS_KEY)
+    if record is None or seeds_record is None:
+        raise InboundMessageError("a masked sum arrives with its contributors' seeds, not without")
+    try:
+        data = read_ciphertext(record)
+    except crypto.MalformedDataError as exc:
+        raise InboundMessageError("the global model is not a ciphertext") from exc
+    update = crypto.EncryptedUpdate.from_bytes(
+        keys.secret,
+        data,
+        expected_round=inbound.model_round,
+        expected_session=pinned_session(context, settings),
+        expected_shapes=settings.shapes(),
+    )
+    started = round_start(context, settings)
+    binding = expected_binding(context, settings, inbound.model_round)
+    memory = _memory(context, settings)
+    scale = memory.get(_NORMALISER)
+    if (
+        started is None
+        or started[0] != inbound.model_round
+        or binding is None
+        or memory.get(_QUANTISED) != inbound.model_round
+        or type(scale) is not int
+    ):
+        raise TamperedAggregateError(
+            "a masked sum of a round this institution did not train: its delta has no base here"
+        )
+    seeds = {name: value for name, value in seeds_record.items() if isinstance(value, bytes)}
+    summed = crypto.decrypt_masked(
+        keys.secret,
+        update,
+        self_seeds=seeds,
+        min_contributors=max(2, settings.min_institutions),
+        binding=_masked_binding(binding, scale),
+    )
+    check_summed_weight(summed.total_weight, update.count, settings.max_weight)
+    average = summed.average(scale)
+    return [
+        (np.asarray(s, dtype=np.float64) + d).astype(np.float32)
+        for s, d in zip(started[1], average, strict=True)
+    ]
+
+
+def _masked_binding(start: bytes, scale: int) -> bytes:
+    """What a masked update is bound to: its start's binding and the normaliser N̂."""
+    return hashlib.sha256(_BINDING_LABEL + start + scale.to_bytes(8, "big")).digest()
+
+
+def _config(msg: Message) -> ConfigRecord:
+    config = msg.content.config_records.get(CONFIG_KEY)
+    if config is None:
+        raise InboundMessageError("a message without its config record")
+    return config
+
+
+def _contributors(config: ConfigRecord) -> list[str]:
+    members = config.get(CONTRIBUTORS_KEY)
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        raise InboundMessageError("a masked round's message declares no contributor set")
+    return [str(m) for m in members]
+
+
+def _memory(context: Context, settings: FederationSettings) -> ConfigRecord:
+    memory = context.state.config_records.get(state_key(settings))
+    if memory is None:
+        raise InboundMessageError("no session is pinned for this run")
+    return memory
+
+
+def _slot(context: Context, settings: FederationSettings) -> tuple[str, int]:
+    return state_key(settings), int(context.node_id)
+
+
+def _sealed(update: crypto.EncryptedUpdate) -> RecordDict:
+    """A reply's whole content: the ciphertext and an empty metric record."""
+    return RecordDict(
+        {ARRAYS_KEY: ciphertext_record(update.to_bytes()), METRICS_KEY: MetricRecord({})}
+    )
