@@ -36,6 +36,7 @@ from clients.dp_mod import make_dp_mod
 from clients.encryption_mod import make_encryption_mod
 from clients.error_mod import GuardedClientApp, error_mod
 from clients.institution import LocalDataset, load_local_dataset
+from clients.masked_round import federation_rows
 from clients.metrics import BadRateTarget
 from clients.metrics import evaluate as risk_metrics
 from clients.models import ModelSpec, build_model, get_weights, predict_proba, set_weights
@@ -182,7 +183,7 @@ def build_client_app(
                 **_run_facts(chosen),
                 "institution": str(context.node_config.get("institution", "")),
                 "data_file": Path(node_data_path(context, chosen)).name,
-                "federation_train_rows": _federation_rows(config),
+                "federation_train_rows": federation_rows(config),
             }
             write_final_outputs(
                 Path(str(out_dir)),
@@ -220,12 +221,6 @@ def _run_facts(settings: FederationSettings) -> dict[str, object]:
     if settings.model != "mlp":
         facts.pop("hidden")
     return facts
-
-
-def _federation_rows(config: ConfigRecord) -> int:
-    """The federation's training row count: the summed count of the statistics round."""
-    moments = Moments.from_vector(np.asarray(config[STATS_KEY], dtype=np.float64))
-    return round(float(moments.n_rows[0]))
 
 
 def _round(config: ConfigRecord) -> int:

@@ -87,8 +87,8 @@ from crossfed.protocol import (
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
     FederationSettings,
-    ciphertext_record,
     read_ciphertext,
+    sealed_reply,
 )
 
 __all__ = ["contributor_name", "make_encryption_mod", "min_contributors"]
@@ -300,13 +300,6 @@ def _decrypt_evaluation(
     return [float(v) for v in values]
 
 
-def _sealed(update: crypto.EncryptedUpdate) -> RecordDict:
-    """A reply's whole content: the ciphertext and an empty metric record."""
-    return RecordDict(
-        {ARRAYS_KEY: ciphertext_record(update.to_bytes()), METRICS_KEY: MetricRecord({})}
-    )
-
-
 def _encrypt_weights(
     reply: Message,
     secret: crypto.SecretContext,
@@ -317,7 +310,7 @@ def _encrypt_weights(
 ) -> RecordDict:
     arrays = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
     weight = _count(reply.content.metric_records[METRICS_KEY])
-    return _sealed(
+    return sealed_reply(
         crypto.encrypt_update(
             secret,
             arrays,
@@ -326,7 +319,7 @@ def _encrypt_weights(
             round_id=round_id,
             session=session,
             binding=binding,
-        )
+        ).to_bytes()
     )
 
 
@@ -334,10 +327,10 @@ def _encrypt_statistics(
     reply: Message, secret: crypto.SecretContext, session: str, name: str
 ) -> RecordDict:
     arrays: Sequence[np.ndarray] = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
-    return _sealed(
+    return sealed_reply(
         crypto.encrypt_sums(
             secret, arrays, contributor=name, round_id=0, session=session, binding=SEEDED_START
-        )
+        ).to_bytes()
     )
 
 
@@ -359,7 +352,7 @@ def _encrypt_evaluation(
     if missing:
         raise ValueError(f"the evaluation reply lacks {', '.join(missing)}")
     values = np.array([float(metrics[key]) for key in EVALUATION_METRICS])  # type: ignore[arg-type]
-    return _sealed(
+    return sealed_reply(
         crypto.encrypt_update(
             secret,
             [values],
@@ -368,7 +361,7 @@ def _encrypt_evaluation(
             round_id=round_id,
             session=session,
             binding=binding,
-        )
+        ).to_bytes()
     )
 
 

@@ -77,16 +77,16 @@ from crossfed.protocol import (
     SESSION_KEY,
     STATS_KEY,
     FederationSettings,
-    ciphertext_record,
     read_ciphertext,
+    sealed_reply,
 )
 
 __all__ = [
     "MaskingKeys",
     "apply_masked_aggregate",
+    "federation_rows",
     "masked_query_reply",
     "masked_train_reply",
-    "normaliser",
 ]
 
 #: Run-memory entries: the last round this institution quantised (never quantised
@@ -144,7 +144,7 @@ class MaskingKeys:
         return cls(secret, kit.agreement, kit.name, kit.peer_keys())
 
 
-def normaliser(config: ConfigRecord) -> int:
+def federation_rows(config: ConfigRecord) -> int:
     """N̂: the federation's training row count, the first entry of the decrypted statistics.
 
     Raises
@@ -206,7 +206,7 @@ def masked_train_reply(
         for s, t in zip(start, trained, strict=True)
     ]
     weight = max(1, min(int(count), settings.max_weight))
-    scale = normaliser(config)
+    scale = federation_rows(config)
     update = crypto.quantise_update(keys.secret, delta, weight, normaliser=scale)
     masked = crypto.MaskedRound(
         keys.secret,
@@ -224,7 +224,7 @@ def masked_train_reply(
     remember_start(context, settings, inbound.round, [np.asarray(s) for s in start])
     remember_binding(context, settings, inbound.round, binding)
     _ROUNDS[_slot(context, settings)] = (session, inbound.round, masked)
-    return Message(content=_sealed(sealed), reply_to=msg)
+    return Message(content=sealed_reply(sealed.to_bytes()), reply_to=msg)
 
 
 def masked_query_reply(
@@ -254,7 +254,7 @@ def masked_query_reply(
     members = _contributors(config)
     masked = kept[2]
     if phase == PHASE_REMASK:
-        return Message(content=_sealed(masked.encrypt(members)), reply_to=msg)
+        return Message(content=sealed_reply(masked.encrypt(members).to_bytes()), reply_to=msg)
     seed = masked.reveal(members)
     content = RecordDict(
         {CONFIG_KEY: ConfigRecord({SELF_SEED_KEY: seed}), METRICS_KEY: MetricRecord({})}
@@ -357,10 +357,3 @@ def _memory(context: Context, settings: FederationSettings) -> ConfigRecord:
 
 def _slot(context: Context, settings: FederationSettings) -> tuple[str, int]:
     return state_key(settings), int(context.node_id)
-
-
-def _sealed(update: crypto.EncryptedUpdate) -> RecordDict:
-    """A reply's whole content: the ciphertext and an empty metric record."""
-    return RecordDict(
-        {ARRAYS_KEY: ciphertext_record(update.to_bytes()), METRICS_KEY: MetricRecord({})}
-    )

@@ -106,6 +106,7 @@ from crossfed.protocol.settings import (
 from crossfed.protocol.wire import (
     ciphertext_record,
     read_ciphertext,
+    sealed_reply,
 )
 
 __all__ = [
@@ -180,6 +181,7 @@ __all__ = [
     "reason_of",
     "require_kit_file",
     "require_p384_private",
+    "sealed_reply",
     "spawn",
     "stop_tree",
     "toml_string",

@@ -10,18 +10,27 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from flwr.common.constant import SType
 
 import crypto
-from crossfed.protocol.records import CIPHERTEXT_KEY
+from crossfed.protocol.records import ARRAYS_KEY, CIPHERTEXT_KEY, METRICS_KEY
 
-__all__ = ["ciphertext_record", "read_ciphertext"]
+__all__ = ["ciphertext_record", "read_ciphertext", "sealed_reply"]
 
 
 def ciphertext_record(data: bytes) -> ArrayRecord:
     """Wrap serialised ciphertext bytes as an ArrayRecord (one uint8 array)."""
     return ArrayRecord({CIPHERTEXT_KEY: Array(np.frombuffer(data, dtype=np.uint8))})
+
+
+def sealed_reply(data: bytes) -> RecordDict:
+    """An institution's whole reply content: the ciphertext and an empty metric record.
+
+    Nothing else leaves an institution in encrypted mode: no count, loss,
+    metric or timing in the clear.
+    """
+    return RecordDict({ARRAYS_KEY: ciphertext_record(data), METRICS_KEY: MetricRecord({})})
 
 
 def read_ciphertext(record: ArrayRecord) -> bytes:

@@ -22,7 +22,7 @@ from clients.masked_round import (
     apply_masked_aggregate,
     masked_query_reply,
     masked_train_reply,
-    normaliser,
+    federation_rows,
 )
 from clients.run_state import SEEDED_START, admit
 from crossfed.protocol import (
@@ -326,6 +326,6 @@ def test_a_normaliser_no_federation_has_is_refused(rows: float) -> None:
     config = _config(1, NAMES)
     config[STATS_KEY] = [rows, 1.0, 2.0]
     with pytest.raises(InboundMessageError, match="row count"):
-        normaliser(config)
+        federation_rows(config)
     config[STATS_KEY] = [float(NORMALISER), 1.0, 2.0]
-    assert normaliser(config) == NORMALISER
+    assert federation_rows(config) == NORMALISER
