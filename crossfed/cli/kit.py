@@ -1,4 +1,8 @@
-"""``crossfed kit create``: provisioning kits for the aggregator and each institution."""
+"""``crossfed kit``: provisioning kits for the aggregator and each institution.
+
+``kit create`` makes every kit; ``kit agreement-key`` makes one institution's
+agreement key at the institution, so that no one else ever holds it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -16,8 +21,14 @@ from clients import ClientError, load_schema
 from clients.shapes import model_shapes_json
 from crossfed.cli.choices import ModelChoice
 from crossfed.cli.kit_settings import read_settings_file, resolve_settings
-from crossfed.protocol import FederationSettings, ProvisioningError
+from crossfed.protocol import (
+    FederationSettings,
+    ProvisioningError,
+    agreement_key_hex,
+    check_agreement_keys,
+)
 from federation import create_kits, parse_institution
+from federation.pki import SecretBytes, write_private
 
 __all__ = ["app"]
 
@@ -179,6 +190,15 @@ def create(
     valid_days: Annotated[
         int, typer.Option("--valid-days", min=1, help="Lifetime of the server certificate.")
     ] = 365,
+    agreement_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--agreement-keys",
+            help="YAML of NAME: public key (hex), each made by its institution with "
+            "`crossfed kit agreement-key`; the kits then hold no agreement private key "
+            "[default: generate them here].",
+        ),
+    ] = None,
 ) -> None:
     """Create OUT/aggregator and OUT/NAME for every institution.
 
@@ -235,6 +255,7 @@ def create(
             round_timeout=settings.round_timeout,
             training={**chosen.training, "model-shapes": shapes},
             valid_days=valid_days,
+            agreement_keys=read_agreement_keys(agreement_keys) if agreement_keys else None,
         )
     except (ProvisioningError, ClientError, crypto.CryptoError) as exc:
         err_console.print(f"[bold red]ERROR[/] {escape(str(exc))}", soft_wrap=True)
@@ -258,4 +279,63 @@ def create(
     for note in chosen.notes:
         console.print(f"  {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"institutions accept only the app bundle {manifest.app_pin}", highlight=False)
+    if agreement_keys:
+        console.print(
+            "each institution copies its own agreement.key into its kit folder",
+            highlight=False,
+        )
     console.print("[bold green]OK[/] institution kits hold the secret key: deliver them privately")
+
+
+@app.command("agreement-key")
+def agreement_key(
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="File to write the agreement private key to (mode 0600)."),
+    ],
+    institution: Annotated[
+        str, typer.Option("--institution", help="This institution's name in the federation.")
+    ],
+) -> None:
+    """Make this institution's agreement key, at the institution.
+
+    The private key is written to OUT (mode 0600) and never leaves; the public
+    key is printed as a line of YAML for whoever creates the kits
+    (`crossfed kit create --agreement-keys`). Compare the listed keys with the
+    other institutions over a channel you trust before the first masked run:
+    a key substituted in the list would pair you with its holder.
+    """
+    try:
+        if out.exists():
+            raise ProvisioningError(f"{out} exists already: refusing to overwrite a key")
+        name, _ = parse_institution(institution)
+        key = crypto.AgreementKey.generate()
+        write_private(out, SecretBytes(key.private_bytes()))
+    except (ProvisioningError, OSError) as exc:
+        err_console.print(f"[bold red]ERROR[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(code=2) from exc
+    console.print(f"private key written to {escape(str(out))} (0600): keep it", highlight=False)
+    console.print("send this line to whoever creates the kits:", highlight=False)
+    typer.echo(f"{name}: {agreement_key_hex(key.public_bytes())}")
+
+
+def read_agreement_keys(path: Path) -> dict[str, bytes]:
+    """Institutions' agreement public keys from a YAML mapping ``NAME: hex``.
+
+    Raises
+    ------
+    ProvisioningError
+        The file cannot be read, is not a mapping of names to strings, or a key
+        is malformed or listed twice (:func:`crossfed.protocol.check_agreement_keys`).
+    """
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ProvisioningError(f"--agreement-keys {path}: cannot read it: {exc}") from exc
+    if not isinstance(loaded, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()
+    ):
+        raise ProvisioningError(
+            f"--agreement-keys {path}: expected lines of `NAME: public key (hex)`"
+        )
+    return check_agreement_keys(loaded, required=True)

@@ -13,7 +13,7 @@ Import from this package, not from its modules: the sorted ``__all__`` below is
 the public API.
 """
 
-from crossfed.protocol.agreement import agreement_key_hex
+from crossfed.protocol.agreement import agreement_key_hex, check_agreement_keys
 from crossfed.protocol.app_pin import (
     BundleError,
     app_pin,
@@ -162,6 +162,7 @@ __all__ = [
     "agreement_key_hex",
     "app_pin",
     "build_app_bundle",
+    "check_agreement_keys",
     "check_schema_pin",
     "ciphertext_record",
     "descendants",

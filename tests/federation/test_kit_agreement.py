@@ -211,3 +211,62 @@ def test_masking_keys_come_from_a_masked_kit_only(kits: Path, tmp_path: Path) ->
     assert keys.peers["bank-sg"] == lean.manifest.agreement_keys()["bank-sg"]
     with pytest.raises(KeyMaterialError, match="not this federation's"):
         MaskingKeys.from_kit(InstitutionKit.load(copy), crypto.generate_secret_context("masked16"))
+
+
+def test_keys_made_at_each_institution_never_pass_through_the_kit_creator(
+    tmp_path: Path,
+) -> None:
+    """`kit agreement-key` at each bank, `kit create --agreement-keys` with the public halves."""
+    own = {name: crypto.AgreementKey.generate() for name in NAMES}
+    (tmp_path / "schema.yaml").write_bytes(SCHEMA)
+    manifest = create_kits(
+        tmp_path / "out",
+        federation="masks",
+        aggregator_address="127.0.0.1:9092",
+        institutions=[(name, None) for name in NAMES],
+        schema=tmp_path / "schema.yaml",
+        preset="lean",
+        pin=PIN,
+        agreement_keys={name: key.public_bytes() for name, key in own.items()},
+    )
+    assert manifest.agreement_keys() == {name: key.public_bytes() for name, key in own.items()}
+    assert not list((tmp_path / "out").rglob("agreement.key"))  # no private key was ever made
+    kit = tmp_path / "out" / NAMES[0]
+    with pytest.raises(ProvisioningError, match="agreement"):
+        InstitutionKit.load(kit)  # the bank has not put its own key in yet
+    (kit / "agreement.key").write_bytes(own[NAMES[0]].private_bytes())
+    (kit / "agreement.key").chmod(0o600)
+    loaded = InstitutionKit.load(kit)
+    assert loaded.peer_keys() == {n: own[n].public_bytes() for n in NAMES[1:]}
+    # Another bank's key in this kit is refused: it is not the one listed for this name.
+    (kit / "agreement.key").write_bytes(own[NAMES[1]].private_bytes())
+    with pytest.raises(ProvisioningError, match="not the agreement key"):
+        InstitutionKit.load(kit)
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        (lambda keys: {n: keys[n] for n in NAMES[:2]}, "missing for lender-br"),
+        (lambda keys: {**keys, "bank-xx": keys[NAMES[0]]}, "unknown bank-xx"),
+        (lambda keys: {**keys, NAMES[2]: keys[NAMES[0]]}, "one agreement key for both"),
+        (lambda keys: {**keys, NAMES[2]: bytes(32)}, "cannot be used"),
+    ],
+)
+def test_agreement_keys_given_for_other_names_repeated_or_unusable_are_refused(
+    tmp_path: Path, given: Callable[[dict[str, bytes]], dict[str, bytes]], problem: str
+) -> None:
+    keys = {name: crypto.AgreementKey.generate().public_bytes() for name in NAMES}
+    (tmp_path / "schema.yaml").write_bytes(SCHEMA)
+    with pytest.raises(ProvisioningError, match=problem):
+        create_kits(
+            tmp_path / "out",
+            federation="masks",
+            aggregator_address="127.0.0.1:9092",
+            institutions=[(name, None) for name in NAMES],
+            schema=tmp_path / "schema.yaml",
+            preset="lean",
+            pin=PIN,
+            agreement_keys=given(keys),
+        )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
