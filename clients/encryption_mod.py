@@ -14,6 +14,10 @@ In encrypted mode — the kit's mode, never the message's — this one
   (:func:`~clients.run_state.expected_binding`), and its summed weight what
   those contributors may carry under the kit's ``max-weight``
   (:func:`~clients.bounds.check_summed_weight`);
+* refuses, before decrypting anything, every message of a run in which it
+  already refused an aggregate, and every message once its refusal budget
+  across runs is spent (:mod:`clients.refusals`: the accept/refuse bit is a
+  key-recovery oracle, red-team finding F5) — with the same fixed code;
 * then hands the handlers plaintext weights and statistics;
 * encrypts the handlers' reply, bound to the pinned session, the message's
   round, this institution's name and the model it worked on: training weights
@@ -66,7 +70,9 @@ from flwr.clientapp.typing import ClientAppCallable
 
 import crypto
 from clients.bounds import check_summed_weight
+from clients.error_mod import error_code
 from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
+from clients.refusals import check_may_decrypt, close_run
 from clients.run_state import (
     SEEDED_START,
     Inbound,
@@ -86,6 +92,7 @@ from crossfed.protocol import (
     NUM_EXAMPLES_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
+    ErrorCode,
     FederationSettings,
     ciphertext_record,
     read_ciphertext,
@@ -138,16 +145,25 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
             return call_next(msg, context)
         inbound = classify(msg, settings)
         session = pinned_session(context, settings)
-        path = str(context.node_config.get("secret-context") or settings.secret_context)
-        secret = _secret_context(path)
-        binding = _decrypt_inbound(msg, context, secret, settings, inbound, session)
-        if inbound.kind == "train":
-            # The start of this round; the bounds mod keeps its weights as the movement
-            # reference. Should it refuse the model, the two memories disagree and every
-            # later model is refused (expected_binding): never a data-dependent answer.
-            remember_binding(context, settings, inbound.round, binding)
-        reply = call_next(msg, context)
+        if inbound.kind != "stats":  # every other message carries ciphertexts to decrypt
+            check_may_decrypt(context, settings, session)  # F5: a closed run, a spent budget
+        try:
+            path = str(context.node_config.get("secret-context") or settings.secret_context)
+            secret = _secret_context(path)
+            binding = _decrypt_inbound(msg, context, secret, settings, inbound, session)
+            if inbound.kind == "train":
+                # The start of this round; the bounds mod keeps its weights as the movement
+                # reference. Should it refuse the model, the two memories disagree and every
+                # later model is refused (expected_binding): never a data-dependent answer.
+                remember_binding(context, settings, inbound.round, binding)
+            reply = call_next(msg, context)
+        except Exception as exc:
+            if error_code(exc) is ErrorCode.INTEGRITY_FAILED:
+                close_run(context, settings, session)  # a refused aggregate: one oracle bit
+            raise
         if reply.has_error():
+            if reply.error.code == int(ErrorCode.INTEGRITY_FAILED):
+                close_run(context, settings, session)
             return reply
         name = contributor_name(context)
         if inbound.kind == "train":
