@@ -70,7 +70,6 @@ from flwr.clientapp.typing import ClientAppCallable
 
 import crypto
 from clients.bounds import check_summed_weight
-from clients.error_mod import error_code
 from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
 from clients.refusals import check_may_decrypt, close_run
 from clients.run_state import (
@@ -92,7 +91,6 @@ from crossfed.protocol import (
     NUM_EXAMPLES_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
-    ErrorCode,
     FederationSettings,
     ciphertext_record,
     read_ciphertext,
@@ -101,6 +99,18 @@ from crossfed.protocol import (
 __all__ = ["contributor_name", "make_encryption_mod", "min_contributors"]
 
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
+
+#: Failures decided before anything is decrypted (the message's structure, a ciphertext's
+#: header, the bank's own key file): they do not close the run. Any other failure of a
+#: message that carries ciphertexts may depend on what was decrypted, hence on the key.
+_BEFORE_DECRYPTION = (
+    InboundMessageError,
+    KeyMaterialError,
+    crypto.ContextMismatchError,
+    crypto.MalformedDataError,
+    crypto.SecretKeyRequiredError,
+    crypto.ShapeMismatchError,
+)
 
 
 @lru_cache(maxsize=4)
@@ -157,12 +167,16 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
                 # later model is refused (expected_binding): never a data-dependent answer.
                 remember_binding(context, settings, inbound.round, binding)
             reply = call_next(msg, context)
-        except Exception as exc:
-            if error_code(exc) is ErrorCode.INTEGRITY_FAILED:
-                close_run(context, settings, session)  # a refused aggregate: one oracle bit
+        except _BEFORE_DECRYPTION:
+            raise  # the message's structure, headers, or the bank's key file: key-independent
+        except Exception:
+            # A refused aggregate (INTEGRITY_FAILED), or any failure once the message's
+            # ciphertexts are being decrypted: whether it happens may depend on the key.
+            if inbound.kind != "stats":
+                close_run(context, settings, session)
             raise
         if reply.has_error():
-            if reply.error.code == int(ErrorCode.INTEGRITY_FAILED):
+            if inbound.kind != "stats":
                 close_run(context, settings, session)
             return reply
         name = contributor_name(context)

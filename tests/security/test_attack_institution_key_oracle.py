@@ -29,6 +29,7 @@ import pytest
 from flwr.app import Message
 
 import crypto
+from clients.errors import TrainingDivergedError
 from clients.local_log import LOGGER_NAME
 from clients.refusals import REFUSAL_BUDGET, REFUSAL_FILE_KEY, REFUSALS_FILE, RefusalBudget
 from crossfed.protocol import CONFIG_KEY, STATS_CIPHERTEXT_KEY, ErrorCode, reason_of
@@ -97,6 +98,27 @@ def test_after_one_refused_aggregate_nothing_more_of_the_run_is_decrypted(
     fresh.send(played_aggregator.stats_query())
     assert _answer(fresh.send(played_aggregator.train_message(2))) == "accepted"
     assert decryptions
+
+
+def test_any_failure_after_decrypting_closes_the_run(
+    played_aggregator: Any, decryptions: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only a refused check value: a failure of the work done on a decrypted model
+    (here training that diverges) may depend on the key, so it also closes the run."""
+    played_aggregator.run_round(1)
+
+    def diverge(*_: object, **__: object) -> None:
+        raise TrainingDivergedError("the loss became NaN")
+
+    monkeypatch.setattr("clients.client_app.train_local", diverge)
+    failed = played_aggregator.collect(played_aggregator.train_message(2))
+    assert all(reply.has_error() for reply in failed)
+    decryptions.clear()
+    # The run's next message that carries ciphertexts (the statistics sum, a model).
+    later = played_aggregator.evaluate_message(2, played_aggregator.models[1])
+    replies = played_aggregator.collect(later)
+    assert [_answer(reply) for reply in replies] == [REFUSED] * len(replies)
+    assert decryptions == []
 
 
 def _bank_with_budget(aggregator_for: Callable[..., Any], session: str, budget: Path) -> Any:
