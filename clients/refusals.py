@@ -9,8 +9,9 @@ was refused, not *whether*. So the number of refusals is what must be bounded:
 
 * **per run** — after one aggregate of a run is refused
   (``crossfed:INTEGRITY_FAILED``: check value, summed weight, movement bound,
-  or a decryption that yields no valid sum), the institution decrypts nothing
-  more in that run: every later message that carries a ciphertext is refused
+  or a decryption that yields no valid sum; or any other failure of a message
+  whose ciphertexts it was decrypting, see :mod:`clients.encryption_mod`), the
+  institution decrypts nothing more in that run: every later message that carries a ciphertext is refused
   with the same code before anything is decrypted (:func:`close_run`,
   :func:`check_may_decrypt`);
 * **across runs** — refused aggregates are counted in a small file beside the
@@ -26,6 +27,11 @@ the budget spent is raised as :class:`DecryptionWithheldError`, a
 ``INTEGRITY_FAILED`` code and text as every other refused aggregate; it
 depends on the count of earlier refusals (which the aggregator caused and
 knows), never on a decrypted value.
+
+Accepted aggregates are not counted: the aggregator's whole transcript is
+fixed by where its at most :data:`REFUSAL_BUDGET` refusals fell among its
+queries, about ``REFUSAL_BUDGET * log2(queries)`` bits, not the one bit per
+query F5 needs tens of thousands of.
 
 In simulation no file is configured: the per-run rule applies (a simulation is
 one Flower run), the cross-run budget does not.
