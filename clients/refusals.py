@@ -11,9 +11,9 @@ was refused, not *whether*. So the number of refusals is what must be bounded:
   (``crossfed:INTEGRITY_FAILED``: check value, summed weight, movement bound,
   or a decryption that yields no valid sum; or any other failure of a message
   whose ciphertexts it was decrypting, see :mod:`clients.encryption_mod`), the
-  institution decrypts nothing more in that run: every later message that carries a ciphertext is refused
-  with the same code before anything is decrypted (:func:`close_run`,
-  :func:`check_may_decrypt`);
+  institution decrypts nothing more in that run: every later message that
+  carries a ciphertext is refused with the same code before anything is
+  decrypted (:func:`close_run`, :func:`check_may_decrypt`);
 * **across runs** — refused aggregates are counted in a small file beside the
   local log (:class:`RefusalBudget`, mode 0600). Once :data:`REFUSAL_BUDGET`
   are spent, the institution decrypts nothing in any run until its operator
