@@ -80,6 +80,7 @@ from clients.client_app import build_client_app
 from clients.error_mod import error_mod, error_reply
 from clients.kit import InstitutionKit
 from clients.local_log import institution_logger, open_local_log
+from clients.refusals import REFUSAL_FILE_KEY, REFUSALS_FILE
 from crossfed.protocol import ErrorCode, FederationSettings, reason_of
 
 __all__ = ["AppRunner", "RunnerSetup", "main", "runner_setup"]
@@ -115,8 +116,13 @@ class RunnerSetup:
     node_config: dict[str, str]
 
 
-def runner_setup(kit: InstitutionKit, *, data_path: Path, out_dir: Path) -> RunnerSetup:
+def runner_setup(
+    kit: InstitutionKit, *, data_path: Path, out_dir: Path, refusal_file: Path | None = None
+) -> RunnerSetup:
     """The runner's setup from a loaded kit and the bank's local paths.
+
+    ``refusal_file`` is where refused aggregates are counted across runs
+    (:mod:`clients.refusals`); None counts them in no file (per run only).
 
     Raises
     ------
@@ -131,6 +137,8 @@ def runner_setup(kit: InstitutionKit, *, data_path: Path, out_dir: Path) -> Runn
         "secret-context": str(kit.secret_context),
         "out-dir": str(out_dir.resolve()),
     }
+    if refusal_file is not None:
+        node_config[REFUSAL_FILE_KEY] = str(refusal_file.resolve())
     return RunnerSetup(kit.manifest.app_pin, settings, kit_expectations(kit), node_config)
 
 
@@ -332,6 +340,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--superexec-auth-secret-file", default=None, help="Secret shared with the SuperNode."
     )
     parser.add_argument("--log-file", type=Path, required=True, help="The local log (0600).")
+    parser.add_argument(
+        "--refusal-file",
+        type=Path,
+        default=None,
+        help=f"The count of refused aggregates (0600; default: {REFUSALS_FILE} beside the log).",
+    )
     parser.add_argument("--parent-pid", type=int, default=None, help="Exit when it exits.")
     return parser.parse_args(argv)
 
@@ -352,7 +366,8 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
         start_parent_process_monitor(args.parent_pid)
     try:
         kit = InstitutionKit.load(args.kit)
-        setup = runner_setup(kit, data_path=args.data, out_dir=args.out)
+        refusals = args.refusal_file or args.log_file.parent / REFUSALS_FILE
+        setup = runner_setup(kit, data_path=args.data, out_dir=args.out, refusal_file=refusals)
         secret = load_superexec_auth_secret(args.superexec_auth_secret_file)
     except Exception as exc:
         log.exception("the runner cannot start")

@@ -44,6 +44,12 @@ from clients.errors import OutputDirError, SuperNodeError
 from clients.kit import InstitutionKit
 from clients.outputs import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
 from clients.preflight import check_secret, check_split
+from clients.refusals import (
+    REFUSAL_BUDGET,
+    REFUSALS_FILE,
+    RefusalBudget,
+    RefusalBudgetSpentError,
+)
 from clients.schema import load_schema
 from crossfed.protocol import (
     ProvisioningError,
@@ -55,7 +61,15 @@ from crossfed.protocol import (
     stop_tree,
 )
 
-__all__ = ["STAGING", "InstitutionResult", "check_data", "promote_outputs", "run_institution"]
+__all__ = [
+    "STAGING",
+    "InstitutionResult",
+    "check_data",
+    "check_refusals",
+    "promote_outputs",
+    "refusal_budget",
+    "run_institution",
+]
 
 _ROUND = re.compile(r"Receiving: train message")
 _REFUSED = "the aggregator refused this node's key"
@@ -207,6 +221,33 @@ def promote_outputs(staging: Path, out: Path) -> list[str]:
     return ordered
 
 
+def refusal_budget(out_dir: Path) -> RefusalBudget:
+    """The count of refused aggregates of the institution whose outputs go to ``out_dir``.
+
+    Beside the local log, in ``OUT/.supernode`` (:mod:`clients.refusals`).
+    """
+    return RefusalBudget(out_dir.resolve() / ".supernode" / REFUSALS_FILE)
+
+
+def check_refusals(out_dir: Path) -> None:
+    """Refuse to join while the refusal budget is spent (the operator reviews first).
+
+    Raises
+    ------
+    clients.refusals.RefusalBudgetSpentError
+        :data:`~clients.refusals.REFUSAL_BUDGET` aggregates were refused (or the
+        count is unreadable): nothing would be decrypted.
+    """
+    budget = refusal_budget(out_dir)
+    if budget.spent():
+        raise RefusalBudgetSpentError(
+            f"this institution refused {REFUSAL_BUDGET} tampered aggregates (or cannot read "
+            f"their count in {budget.path}) and decrypts nothing until its operator has "
+            f"reviewed {budget.path.parent / LOCAL_LOG} and run `crossfed client --kit … "
+            f"--data … --out {out_dir} --reset-refusals`"
+        )
+
+
 def run_institution(
     kit_dir: Path,
     data_path: Path,
@@ -256,6 +297,7 @@ def run_institution(
             f"{kit.path} pins no app bundle: recreate the kits with `crossfed kit create`"
         )
     check_secret(kit)
+    check_refusals(out_dir)
     rows = check_data(kit, data_path)
     say(f"{data_path}: {rows} rows match the federation schema")
 
@@ -295,6 +337,7 @@ def run_institution(
         "--runtime-api-address", runtime_api,
         "--superexec-auth-secret-file", str(secret_file),
         "--log-file", str(work / LOCAL_LOG),
+        "--refusal-file", str(work / REFUSALS_FILE),
         "--parent-pid", str(os.getpid()),
     ]  # fmt: skip
     process: subprocess.Popen[bytes] | None = None

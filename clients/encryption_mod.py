@@ -14,6 +14,10 @@ In encrypted mode — the kit's mode, never the message's — this one
   (:func:`~clients.run_state.expected_binding`), and its summed weight what
   those contributors may carry under the kit's ``max-weight``
   (:func:`~clients.bounds.check_summed_weight`);
+* refuses, before decrypting anything, every message of a run in which it
+  already refused an aggregate, and every message once its refusal budget
+  across runs is spent (:mod:`clients.refusals`: the accept/refuse bit is a
+  key-recovery oracle, red-team finding F5) — with the same fixed code;
 * then hands the handlers plaintext weights and statistics;
 * encrypts the handlers' reply, bound to the pinned session, the message's
   round, this institution's name and the model it worked on: training weights
@@ -67,6 +71,7 @@ from flwr.clientapp.typing import ClientAppCallable
 import crypto
 from clients.bounds import check_summed_weight
 from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
+from clients.refusals import check_may_decrypt, close_run
 from clients.run_state import (
     SEEDED_START,
     Inbound,
@@ -94,6 +99,18 @@ from crossfed.protocol import (
 __all__ = ["contributor_name", "make_encryption_mod", "min_contributors"]
 
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
+
+#: Failures decided before anything is decrypted (the message's structure, a ciphertext's
+#: header, the bank's own key file): they do not close the run. Any other failure of a
+#: message that carries ciphertexts may depend on what was decrypted, hence on the key.
+_BEFORE_DECRYPTION = (
+    InboundMessageError,
+    KeyMaterialError,
+    crypto.ContextMismatchError,
+    crypto.MalformedDataError,
+    crypto.SecretKeyRequiredError,
+    crypto.ShapeMismatchError,
+)
 
 
 @lru_cache(maxsize=4)
@@ -138,16 +155,29 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
             return call_next(msg, context)
         inbound = classify(msg, settings)
         session = pinned_session(context, settings)
-        path = str(context.node_config.get("secret-context") or settings.secret_context)
-        secret = _secret_context(path)
-        binding = _decrypt_inbound(msg, context, secret, settings, inbound, session)
-        if inbound.kind == "train":
-            # The start of this round; the bounds mod keeps its weights as the movement
-            # reference. Should it refuse the model, the two memories disagree and every
-            # later model is refused (expected_binding): never a data-dependent answer.
-            remember_binding(context, settings, inbound.round, binding)
-        reply = call_next(msg, context)
+        if inbound.kind != "stats":  # every other message carries ciphertexts to decrypt
+            check_may_decrypt(context, settings, session)  # F5: a closed run, a spent budget
+        try:
+            path = str(context.node_config.get("secret-context") or settings.secret_context)
+            secret = _secret_context(path)
+            binding = _decrypt_inbound(msg, context, secret, settings, inbound, session)
+            if inbound.kind == "train":
+                # The start of this round; the bounds mod keeps its weights as the movement
+                # reference. Should it refuse the model, the two memories disagree and every
+                # later model is refused (expected_binding): never a data-dependent answer.
+                remember_binding(context, settings, inbound.round, binding)
+            reply = call_next(msg, context)
+        except _BEFORE_DECRYPTION:
+            raise  # the message's structure, headers, or the bank's key file: key-independent
+        except Exception:
+            # A refused aggregate (INTEGRITY_FAILED), or any failure once the message's
+            # ciphertexts are being decrypted: whether it happens may depend on the key.
+            if inbound.kind != "stats":
+                close_run(context, settings, session)
+            raise
         if reply.has_error():
+            if inbound.kind != "stats":
+                close_run(context, settings, session)
             return reply
         name = contributor_name(context)
         if inbound.kind == "train":

@@ -22,6 +22,7 @@ from clients import (
     check_institution,
     run_institution,
 )
+from clients.deploy import refusal_budget
 from crossfed.protocol import ProtocolError, ProvisioningError
 from federation import (
     AggregatorKit,
@@ -102,6 +103,14 @@ def client(
             "nothing (exit 0: ready, 2: problems named).",
         ),
     ] = False,
+    reset_refusals: Annotated[
+        bool,
+        typer.Option(
+            "--reset-refusals",
+            help="After reviewing OUT/.supernode/institution.log: set the count of refused "
+            "aggregates to 0 so that this institution decrypts again; joins nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Check the data against the schema, join the federation, keep the final model.
 
@@ -109,6 +118,19 @@ def client(
     """
     if check:
         _check(kit, data, out)
+        return
+    if reset_refusals:
+        budget = refusal_budget(out)
+        try:
+            before = budget.refused()
+            budget.reset()
+        except OSError as exc:
+            raise _fail(f"cannot reset {budget.path}: {exc.strerror}", 2) from exc
+        console.print(
+            f"[bold yellow]RESET[/] {escape(str(budget.path))}: {before} refused aggregate(s) "
+            "cleared; this institution decrypts again",
+            highlight=False,
+        )
         return
     try:
         result = run_institution(

@@ -144,7 +144,13 @@ def _combine(
     return dataclasses.replace(base, vectors=tuple(total))
 
 
-def test_a_transformed_aggregate_is_refused(played_aggregator: Any) -> None:
+def test_a_transformed_aggregate_is_refused(
+    played_aggregator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This test probes many aggregates of one run, each refused on its own merits; the
+    # per-run closure (clients.refusals, red team F5) would refuse all but the first
+    # before decrypting. It is tested in test_attack_institution_key_oracle.py.
+    monkeypatch.setattr("clients.encryption_mod.check_may_decrypt", lambda *_: None)
     public = played_aggregator.federation.public
     played_aggregator.run_round(1)
     played_aggregator.run_round(2)
