@@ -29,7 +29,6 @@ from each institution's own training split, and stay on its disk.
 from __future__ import annotations
 
 import json
-import os
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from clients.monitoring import ScoreBaseline, federation_mean_logit
 from clients.scaling import RiskBands, ScoreScaling
 from clients.scorecard import binning_error, build_scorecard, characteristics
 from clients.standardize import Standardizer
+from crypto import write_atomically
 
 __all__ = [
     "METRICS_FILE",
@@ -72,15 +72,6 @@ _MLP_NO_SCORECARD = (
     "points per bin that add up to the score do not exist; crossfed score still gives the "
     "probability, the score and the band"
 )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 def _version() -> str:
@@ -136,7 +127,7 @@ def write_final_outputs(
     kind = "logistic" if isinstance(model, LogisticRegression) else "mlp"
     parameters = {n: t.detach().cpu().numpy().copy() for n, t in model.state_dict().items()}
     saved = SavedModel.create(parameters, kind=kind, feature_names=names, scaler=scaler)
-    _write_atomic(out_dir / MODEL_FILE, saved.to_bytes())
+    write_atomically(out_dir / MODEL_FILE, saved.to_bytes())
 
     target = BadRateTarget.relative(data.y_train)
     scores = predict_proba(model, scaler.transform(data.x_test))
@@ -145,7 +136,7 @@ def write_final_outputs(
 
     if kind == "logistic":
         card = build_scorecard(saved, data.schema, data.x_train, data.y_train, scaling=scale)
-        _write_atomic(out_dir / SCORECARD_FILE, card.to_csv())
+        write_atomically(out_dir / SCORECARD_FILE, card.to_csv())
         found = characteristics(data.schema, names)
         binned = card.binned_points(found, data.x_test).sum(axis=1)
         scorecard_facts: dict[str, Any] = {
@@ -195,6 +186,6 @@ def write_final_outputs(
         "model_card": MODEL_CARD_FILE,
     }
     card_text = render_model_card(report, data.schema, saved)
-    _write_atomic(out_dir / MODEL_CARD_FILE, card_text.encode())
-    _write_atomic(out_dir / METRICS_FILE, json.dumps(report, indent=2, default=float).encode())
+    write_atomically(out_dir / MODEL_CARD_FILE, card_text.encode())
+    write_atomically(out_dir / METRICS_FILE, json.dumps(report, indent=2, default=float).encode())
     return metrics

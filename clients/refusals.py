@@ -50,7 +50,7 @@ from clients.errors import ClientError, TamperedAggregateError
 from clients.local_log import institution_logger
 from clients.run_state import state_key
 from crossfed.protocol import FederationSettings
-from crypto.keys import _atomic_write  # the project's atomic 0600 writer (one per mechanism)
+from crypto import write_atomically
 
 __all__ = [
     "REFUSALS_FILE",
@@ -136,7 +136,8 @@ class RefusalBudget:
         """
         count = min(self.refused(), REFUSAL_BUDGET) + 1
         try:
-            _atomic_write(self.path, _encode(count), mode=0o600)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path, _encode(count), mode=0o600)
         except OSError as exc:
             _UNRECORDED.add(str(self.path))
             _say(f"cannot write the refusal count {self.path} ({exc}): refusing everything")
@@ -144,7 +145,8 @@ class RefusalBudget:
 
     def reset(self) -> None:
         """Set the count to 0 (the operator's explicit decision after a review)."""
-        _atomic_write(self.path, _encode(0), mode=0o600)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.path, _encode(0), mode=0o600)
         _UNRECORDED.discard(str(self.path))
 
 

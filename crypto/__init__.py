@@ -29,6 +29,7 @@ from crypto.errors import (
     ShapeMismatchError,
     WeakParametersError,
 )
+from crypto.files import write_atomically
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
 from crypto.masked import MaskedRound, MaskedSum, QuantisedUpdate, decrypt_masked, quantise_update
 from crypto.masks import AgreementKey
@@ -76,4 +77,5 @@ __all__ = [
     "get_preset",
     "load_context",
     "quantise_update",
+    "write_atomically",
 ]

@@ -23,7 +23,6 @@ import hashlib
 import os
 import secrets
 import struct
-import tempfile
 from pathlib import Path
 
 import tenseal as ts
@@ -36,6 +35,7 @@ from crypto.errors import (
     SecretKeyPresentError,
     SecretKeyRequiredError,
 )
+from crypto.files import write_atomically
 from crypto.hazmat.params import build_tenseal_context
 from crypto.presets import DEFAULT_PRESET, Preset, get_preset
 from crypto.wire import pack_envelope, unpack_envelope
@@ -173,7 +173,8 @@ class PublicContext(_Context):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the context to ``path`` (mode 0644) and return the path."""
         target = Path(path)
-        _atomic_write(target, self.to_bytes(), mode=0o644)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, self.to_bytes(), mode=0o644)
         return target
 
     @classmethod
@@ -247,7 +248,8 @@ class SecretContext(_Context):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the context to ``path`` with mode 0600 from creation on."""
         target = Path(path)
-        _atomic_write(target, self.to_bytes(), mode=0o600)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, self.to_bytes(), mode=0o600)
         return target
 
     @classmethod
@@ -299,19 +301,3 @@ def _read(path: str | os.PathLike[str]) -> bytes:
         return target.read_bytes()
     except OSError as exc:
         raise CryptoError(f"cannot read context file {target}: {exc.strerror}") from exc
-
-
-def _atomic_write(target: Path, data: bytes, *, mode: int) -> None:
-    """Write via a temporary file created with ``mode`` in the same folder, then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

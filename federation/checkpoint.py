@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto import write_atomically
 from federation.errors import CheckpointError
 
 __all__ = ["CHECKPOINT_VERSION", "Checkpoint", "load_checkpoint", "save_checkpoint"]
@@ -69,19 +69,9 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
         },
         sort_keys=True,
     ).encode()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(_PREFIX.pack(_MAGIC, len(header)) + header + checkpoint.model)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    data = _PREFIX.pack(_MAGIC, len(header)) + header + checkpoint.model
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(path, data)
 
 
 def load_checkpoint(

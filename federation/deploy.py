@@ -45,6 +45,7 @@ from crossfed.protocol import (
     toml_string,
 )
 from crossfed.protocol import project_root as protocol_project_root
+from crypto import write_atomically
 from federation.errors import FederationError
 from federation.kit import AggregatorKit
 
@@ -236,9 +237,7 @@ def _write_run_config(path: Path, config: dict[str, int | float | str]) -> None:
 
 def _write_status(path: Path, status: dict[str, Any]) -> None:
     status = {**status, "updated": datetime.now(UTC).isoformat(timespec="seconds")}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status, indent=2))
-    tmp.replace(path)
+    write_atomically(path, json.dumps(status, indent=2).encode())
 
 
 def read_status(kit_dir: Path) -> dict[str, Any]:

@@ -23,11 +23,9 @@ new, never a partial key.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import ipaddress
 import os
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +42,7 @@ from crossfed.protocol import (
     read_kit_file,
     require_p384_private,
 )
+from crypto import write_atomically
 
 __all__ = [
     "CertificateAuthority",
@@ -265,54 +264,13 @@ def create_node_keypair() -> NodeKeyPair:
 
 
 def _write_atomic(path: str | os.PathLike[str], data: bytes, mode: int, overwrite: bool) -> Path:
-    """Write ``data`` to a fresh temporary file with ``mode``, then move it into place."""
-    target = Path(path)
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+    """:func:`crypto.write_atomically`, its failures as :class:`ProvisioningError`."""
     try:
-        # O_EXCL: the temporary name is ours alone. The mode applies at creation, so
-        # secret bytes never sit in a file anyone else may read. fchmod only restores
-        # bits a restrictive umask removed; it never grants more than ``mode``.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    except OSError as exc:
-        raise ProvisioningError(f"cannot create {tmp}: {exc}") from exc
-    try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            _link_no_clobber(tmp, target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        return write_atomically(path, data, mode=mode, overwrite=overwrite)
     except FileExistsError as exc:
-        raise ProvisioningError(f"{target} exists; pass overwrite=True to replace it") from exc
+        raise ProvisioningError(f"{path} exists; pass overwrite=True to replace it") from exc
     except OSError as exc:
-        raise ProvisioningError(f"cannot write {target}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
-def _link_no_clobber(tmp: Path, target: Path) -> None:
-    """Move ``tmp`` to ``target`` atomically, failing if ``target`` exists."""
-    try:
-        os.link(tmp, target)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
-            raise
-        # File systems without hard links: a check-then-rename, racy but rarely needed.
-        if target.exists():
-            raise FileExistsError(errno.EEXIST, "file exists", str(target)) from exc
-        os.replace(tmp, target)
+        raise ProvisioningError(f"cannot write {path}: {exc}") from exc
 
 
 def write_private(

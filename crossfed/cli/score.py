@@ -6,7 +6,6 @@ options, output path) and nothing was written. Nothing is sent anywhere.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from clients.monitoring import psi_reading
 from clients.scaling import RiskBands, ScoreScaling
 from clients.scoring import ModelFolder, ScoringResult, load_kit_schema, score_table
 from crossfed.protocol import ProtocolError
+from crypto import write_atomically
 
 __all__ = ["score"]
 
@@ -33,9 +33,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _write(result: ScoringResult, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(result.table.to_csv(index=False).encode())
-    os.replace(tmp, out)
+    write_atomically(out, result.table.to_csv(index=False).encode())
 
 
 def _summary(result: ScoringResult, out: Path) -> None:

@@ -20,9 +20,9 @@ from clients import InboundMessageError
 from clients.masked_round import (
     MaskingKeys,
     apply_masked_aggregate,
+    federation_rows,
     masked_query_reply,
     masked_train_reply,
-    federation_rows,
 )
 from clients.run_state import SEEDED_START, admit
 from crossfed.protocol import (
