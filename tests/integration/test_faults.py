@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -290,9 +291,10 @@ def _lose_the_quorum(fed: Deployment) -> None:
         "client_models": [(fed.client_out(n) / "global_model.npz").exists() for n in fed.names],
     }
     # The operator brings the institution back and restarts the aggregator with the
-    # same kit and --out; the other two institutions rejoin by themselves.
-    fed.start_aggregator()
+    # same kit and --out; the other two institutions rejoin by themselves. The
+    # institution starts first: it keeps dialling until the new SuperLink admits it.
     fed.start_clients(victim)
+    fed.start_aggregator()
     fed.wait("aggregator", *fed.names)
 
 
@@ -320,21 +322,25 @@ def _simulate(fed: Deployment, out: Path) -> list[np.ndarray]:
         return [archive[f"arr_{i}"] for i in range(len(archive.files))]
 
 
-def _simulate_then_kill_the_aggregator(fed: Deployment) -> None:
-    """The uninterrupted federation first (the reference), then the interrupted one.
+def _kill_the_aggregator_beside_the_reference(fed: Deployment) -> None:
+    """The interrupted federation, and beside it the uninterrupted one it must match.
 
     The simulation runs in a process of its own (Ray does not share a process with
-    threads that fork) while the first wave only waits for Flower's heartbeat: beside
-    three deployments starting on two cores, Ray once took minutes to start its actors.
+    threads that fork), started when the first wave only waits for Flower's heartbeat:
+    beside three deployments starting on two cores, Ray once took minutes to start.
     """
-    fed.seen["uninterrupted"] = _simulate(fed, fed.root / "sim")
-    fed.mark("uninterrupted simulation done")
-    _kill_the_aggregator(fed)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reference") as pool:
+        reference = pool.submit(_simulate, fed, fed.root / "sim")
+        try:
+            _kill_the_aggregator(fed)
+        finally:
+            fed.seen["uninterrupted"] = reference.result(timeout=RUN_TIMEOUT)
+            fed.mark("uninterrupted simulation done")
 
 
 SCRIPTS: dict[str, Callable[[Deployment], None]] = {
     "client-killed": _kill_a_client,
-    "aggregator-killed": _simulate_then_kill_the_aggregator,
+    "aggregator-killed": _kill_the_aggregator_beside_the_reference,
     "no-quorum": _lose_the_quorum,
 }
 
