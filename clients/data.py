@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split as _sk_train_test_split
 
 from clients.errors import DataValidationError
 from clients.schema import (
@@ -407,6 +406,9 @@ def train_test_split(
         raise DataValidationError(
             f"features have {len(x)} rows but labels have {len(y)}", column=None, count=len(x)
         )
+    # scikit-learn's model selection costs about a second to import: only here.
+    from sklearn.model_selection import train_test_split as _sk_train_test_split
+
     try:
         x_train, x_test, y_train, y_test = _sk_train_test_split(
             x, y, test_size=test_size, random_state=seed, stratify=y

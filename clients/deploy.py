@@ -42,7 +42,7 @@ from clients.app_guard import kit_settings
 from clients.data import encode, load_table
 from clients.errors import OutputDirError, SuperNodeError
 from clients.kit import InstitutionKit
-from clients.outputs import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
+from clients.output_names import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
 from clients.preflight import check_secret, check_split
 from clients.refusals import (
     REFUSAL_BUDGET,

@@ -44,6 +44,7 @@ from clients.model_card import MODEL_CARD_FILE, render_model_card
 from clients.model_file import SavedModel
 from clients.models import LogisticRegression, predict_proba
 from clients.monitoring import ScoreBaseline, federation_mean_logit
+from clients.output_names import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
 from clients.scaling import RiskBands, ScoreScaling
 from clients.scorecard import binning_error, build_scorecard, characteristics
 from clients.standardize import Standardizer
@@ -57,9 +58,6 @@ __all__ = [
     "write_final_outputs",
 ]
 
-MODEL_FILE = "global_model.npz"
-SCORECARD_FILE = "scorecard.csv"
-METRICS_FILE = "metrics.json"
 
 FEDERATION_TARGET = (
     f"each institution's approval rate at {DEFAULT_TARGET_FRACTION:g} x its own training "

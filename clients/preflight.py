@@ -34,9 +34,8 @@ from clients.app_guard import kit_settings
 from clients.data import check_table, encode, train_test_split
 from clients.errors import ClientError, DataValidationError
 from clients.kit import InstitutionKit
-from clients.outputs import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
+from clients.output_names import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
 from clients.schema import FederationSchema, load_schema
-from clients.shapes import model_shapes
 from clients.tables import quote, read_table
 from crossfed.protocol import (
     ConfigurationError,
@@ -143,6 +142,8 @@ def _check_shapes(
                 "recreate the kits with `crossfed kit create`"
             )
         return
+    from clients.shapes import model_shapes  # builds the model: torch, only here
+
     expected = tuple(
         tuple(shape) for shape in model_shapes(schema, settings.model, settings.hidden_sizes())
     )

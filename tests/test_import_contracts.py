@@ -30,7 +30,16 @@ CONTRACTS: dict[str, set[str]] = {
     "clients": {"federation", "simulations", "crossfed.cli", "flwr", "torch", "tenseal"},
     "clients.client_app": {"federation", "simulations", "crossfed.cli"},
     "clients.app_runner": {"federation", "simulations", "crossfed.cli"},
-    "clients.deploy": {"federation", "simulations", "crossfed.cli"},
+    # The bank's `crossfed client` supervisor only checks files and starts processes:
+    # no training stack (torch, scikit-learn's model selection) in its start-up.
+    "clients.deploy": {
+        "federation",
+        "simulations",
+        "crossfed.cli",
+        "torch",
+        "sklearn.model_selection",
+    },
+    "crossfed.cli.deploy": {"torch", "sklearn.model_selection"},
     "clients.kit": {"federation", "simulations", "crossfed.cli"},
     "federation": {"clients", "simulations", "crossfed.cli", "torch"},
     "federation.server_app": {"clients", "simulations", "crossfed.cli", "torch"},
