@@ -11,8 +11,9 @@ count in the configuration. It writes what came back to a file the test reads.
 
 What the institutions must do: refuse every forgery with a fixed code whose
 text is the same at every institution (nothing depends on their data), keep
-replying ciphertext only when the configuration asks for plaintext, and
-answer the honest steps.
+replying ciphertext only when the configuration asks for plaintext, answer the
+honest steps before the first forgery, and after it decrypt nothing more of the
+run — not even the genuine next round (every refusal is a query on the key).
 """
 
 from __future__ import annotations
@@ -118,25 +119,6 @@ def malicious_server_app(public_path: str, results: Path) -> ServerApp:
         updates = _updates(public, round1)
         g1 = crypto.aggregate(public, updates)
 
-        # Forgeries of the round-1 model, each sent for evaluation (which consumes no round).
-        forged = {
-            "doubled": dataclasses.replace(g1, vectors=tuple(v + v for v in g1.vectors)),
-            "shifted": dataclasses.replace(
-                g1, vectors=tuple(v + [0.5] * v.size() for v in g1.vectors)
-            ),
-            "lone update": updates[0],
-            "tripled": dataclasses.replace(g1, vectors=tuple(v + v + v for v in g1.vectors)),
-        }
-        for name, update in forged.items():
-            replies = _send(
-                grid,
-                nodes,
-                MessageType.EVALUATE,
-                lambda update=update: RecordDict(
-                    {ARRAYS_KEY: model(update), CONFIG_KEY: config(1)}
-                ),
-            )
-            seen[name] = [_outcome(r) for r in replies]
         plain = ArrayRecord([np.full(shape, 3.0, dtype=np.float32) for shape in g1.shapes])
         seen["plaintext model"] = [
             _outcome(r)
@@ -178,14 +160,35 @@ def malicious_server_app(public_path: str, results: Path) -> ServerApp:
                 ),
             )
         ]
-        # Round 2 honestly, then round 3 given round 1's sum relabelled as round 2's.
+        # Forgeries of the round-1 model, each sent for evaluation (which consumes no round).
+        # The first refusal closes the run at every institution: nothing more is decrypted.
+        forged = {
+            "doubled": dataclasses.replace(g1, vectors=tuple(v + v for v in g1.vectors)),
+            "shifted": dataclasses.replace(
+                g1, vectors=tuple(v + [0.5] * v.size() for v in g1.vectors)
+            ),
+            "lone update": updates[0],
+            "tripled": dataclasses.replace(g1, vectors=tuple(v + v + v for v in g1.vectors)),
+        }
+        for name, update in forged.items():
+            replies = _send(
+                grid,
+                nodes,
+                MessageType.EVALUATE,
+                lambda update=update: RecordDict(
+                    {ARRAYS_KEY: model(update), CONFIG_KEY: config(1)}
+                ),
+            )
+            seen[name] = [_outcome(r) for r in replies]
+        # The genuine round-2 request after those refusals, then round 3 given round 1's sum
+        # relabelled as round 2's.
         round2 = _send(
             grid,
             nodes,
             MessageType.TRAIN,
             lambda: RecordDict({ARRAYS_KEY: model(g1), CONFIG_KEY: config(2)}),
         )
-        seen["honest round 2"] = [_outcome(r) for r in round2]
+        seen["genuine round 2 after a refusal"] = [_outcome(r) for r in round2]
         stale = dataclasses.replace(g1, round_id=2)
         seen["stale sum relabelled"] = [
             _outcome(r)
@@ -234,12 +237,15 @@ def test_a_malicious_aggregator_in_a_simulated_federation_gets_nothing(
     malformed = {(1003, "crossfed:MALFORMED_INPUT")}
     for step in ("doubled", "shifted", "lone update", "tripled", "stale sum relabelled"):
         assert codes(step) == integrity, step
-    for step in ("plaintext model", "another session"):
+    for step in ("plaintext model", "another session"):  # refused before any decryption
         assert codes(step) == malformed, step
+    # After a refused aggregate the run is closed: not even the genuine model of the next
+    # round is decrypted (each refusal would otherwise be one more query on the key).
+    assert codes("genuine round 2 after a refusal") == integrity
 
     # The genuine model is evaluated, and the reply stays one ciphertext with nothing in
-    # clear although the configuration asked for plaintext; round 2 is trained likewise.
-    for step in ("honest, asked for plaintext", "honest round 2"):
+    # clear although the configuration asked for plaintext.
+    for step in ("honest, asked for plaintext",):
         for outcome in seen[step]:
             assert outcome.get("arrays") == {ARRAYS_KEY: [CIPHERTEXT_KEY]}, (step, outcome)
             assert outcome["metrics"] == {METRICS_KEY: {}}, (step, outcome)
