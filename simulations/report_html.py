@@ -176,8 +176,11 @@ def _institutions(rows: Sequence[Mapping[str, Any]], strategy: str) -> str:
             "rows",
             "local AUC",
             f"{strategy} AUC",
+            "personalised AUC",
+            "personalised model",
             "local approval",
             f"{strategy} approval",
+            "personalised approval",
         ],
         [
             [
@@ -186,8 +189,11 @@ def _institutions(rows: Sequence[Mapping[str, Any]], strategy: str) -> str:
                 f"{r['n']:,}",
                 _fmt(r["local_auc"]),
                 _fmt(r["federated_auc"]),
+                _fmt(r.get("personalised_auc")),
+                _e(r.get("personalised_choice") or "—"),
                 _fmt(r["local_approval_rate"], "rate"),
                 _fmt(r["federated_approval_rate"], "rate"),
+                _fmt(r.get("personalised_approval_rate"), "rate"),
             ]
             for r in rows
         ],
@@ -457,8 +463,13 @@ def render_html(results: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         "<p>One jurisdiction's question at a time, the rest as profiled (total USD):</p>",
         _sweep(results.get("sweep", []), names),
         "<h2>Per-institution uplift</h2>",
-        f"<p>Each institution's own model (local-only) against the federated model "
-        f"({_e(federated)}), on the institution's own test split.</p>",
+        f"<p>Each institution's own model (local-only), the federated model "
+        f"({_e(federated)}) and its personalised model, on the institution's own test "
+        "split. The personalised model is the institution's choice among the federated "
+        "model, it fine-tuned on the institution's rows, the mean log-odds of it and the "
+        "local model, and the local model, by 5-fold cross-validation on its own training "
+        "rows (never its test split), then refitted on all of them. The federated model saw "
+        "those rows in training, which flatters it in that choice.</p>",
         _image(images["uplift"], "per-institution AUC and approval rate, local against federated"),
         _institutions(results["institutions"], federated),
         "<h2>What was measured, what was assumed</h2>",

@@ -35,6 +35,7 @@ import numpy as np
 from torch import nn
 
 from clients import ModelSpec, Standardizer, TrainConfig, build_model, set_weights, train_local
+from clients.personalise import Scored
 from crossfed.protocol import FederationSettings
 from federation import noise_multiplier_for_epsilon
 from simulations.compliance import Strategy
@@ -57,6 +58,7 @@ __all__ = [
     "plan_strategies",
     "run_federated_strategies",
     "run_local_strategy",
+    "train_alone",
 ]
 
 
@@ -90,6 +92,10 @@ class StrategyRun:
         The epsilon the privacy accountant reports for the run (DP only).
     detail
         Per-round measurements and the federation's own weighted evaluation.
+    models
+        Each institution's model and standardiser, in scenario order (the same
+        pair repeated for a single model): what personalisation starts from and
+        what the privacy attacks target.
     """
 
     plan: StrategyPlan
@@ -99,6 +105,7 @@ class StrategyRun:
     wall_s: float
     epsilon: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    models: tuple[Scored, ...] = field(default=(), repr=False, compare=False)
 
 
 def dp_strategy_name(epsilon: float) -> str:
@@ -139,6 +146,14 @@ def _train(model: nn.Module, x: np.ndarray, y: np.ndarray, spec: ScenarioSpec) -
         )
 
 
+def train_alone(spec: ScenarioSpec, x: np.ndarray, y: np.ndarray) -> Scored:
+    """An institution's own model on raw rows ``(x, y)``: its standardiser, the full budget."""
+    scaler = Standardizer.fit(x)
+    model = build_model(_model_spec(spec), x.shape[1], spec.seed)
+    _train(model, scaler.transform(x), y, spec)
+    return model, scaler
+
+
 def _centralized(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> StrategyRun:
     spec = scenario.spec
     started, cpu = time.perf_counter(), time.process_time()
@@ -159,6 +174,7 @@ def _centralized(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> Stra
         pooled_bytes,
         wall_s,
         detail={"bytes_sent": "the institutions' partition files (Parquet), pooled at the hub"},
+        models=tuple((model, scaler) for _ in splits),
     )
 
 
@@ -168,14 +184,19 @@ def _local_only(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> Strat
     models: list[nn.Module] = []
     scalers: list[Standardizer] = []
     for split in splits:
-        scaler = Standardizer.fit(split.data.x_train)
-        model = build_model(_model_spec(spec), split.data.n_features, spec.seed)
-        _train(model, scaler.transform(split.data.x_train), split.data.y_train, spec)
+        model, scaler = train_alone(spec, split.data.x_train, split.data.y_train)
         models.append(model)
         scalers.append(scaler)
     cpu_s, wall_s = time.process_time() - cpu, time.perf_counter() - started
     evaluation = evaluate_strategy(splits, models, scalers, target_bad_rate=spec.target_bad_rate)
-    return StrategyRun(StrategyPlan("local-only", "local-only"), evaluation, cpu_s, 0, wall_s)
+    return StrategyRun(
+        StrategyPlan("local-only", "local-only"),
+        evaluation,
+        cpu_s,
+        0,
+        wall_s,
+        models=tuple(zip(models, scalers, strict=True)),
+    )
 
 
 def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSettings:
@@ -252,6 +273,7 @@ def federated_run(
             "federation_wall_s": run.metrics.get("wall_s"),
             "federation_evaluation": run.final_evaluation(),
         },
+        models=tuple((model, scaler) for _ in splits),
     )
 
 

@@ -48,6 +48,7 @@ from simulations.engine import default_backend_config
 from simulations.errors import StrategyError
 from simulations.evaluation import load_splits
 from simulations.pareto import pareto_front
+from simulations.personalisation import PersonalisedRun, personalise_institutions
 from simulations.scenario import Scenario, ScenarioSpec, prepare_scenario
 from simulations.strategies import (
     StrategyPlan,
@@ -71,6 +72,9 @@ __all__ = [
 
 #: Called before each step with (steps done, steps in all, what comes next).
 Progress = Callable[[int, int, str], None]
+
+#: The federated strategy each institution personalises, first present wins.
+PERSONALISED_FROM = ("he-fedavg", "fedavg")
 
 #: Comparisons the Monte Carlo reports, headline first: (baseline, candidate).
 COMPARISONS = (("fedavg", "he-fedavg"), ("centralized", "he-fedavg"))
@@ -159,6 +163,7 @@ class StudyResult:
     consortium: Consortium | None = None
     registry: Registry | None = None
     monte_carlo: MonteCarloResult | None = None
+    personalised: PersonalisedRun | None = None
 
     def strategy(self, name: str) -> StrategyResult:
         """The result of the strategy called ``name``."""
@@ -359,6 +364,12 @@ def run_study(
             on_start=starting,
             on_done=finished,
         )
+    personalised = None
+    federated_name = next((n for n in PERSONALISED_FROM if n in runs), None)
+    if federated_name is not None and "local-only" in runs:
+        personalised = personalise_institutions(
+            spec, splits, runs[federated_name], runs["local-only"]
+        )
     report(total, total, "pricing")
     results, registry, monte_carlo = price_strategies(
         [runs[p.name] for p in plans], scenario, profiles, prices, consortium, compliance
@@ -375,4 +386,5 @@ def run_study(
         consortium=consortium,
         registry=registry,
         monte_carlo=monte_carlo,
+        personalised=personalised,
     )
