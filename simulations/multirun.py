@@ -37,6 +37,7 @@ from clients import ModelSpec, TrainConfig, build_client_app, build_model, train
 from crossfed.protocol import FederationSettings
 from federation import CpuMeter, run_federation
 from simulations.engine import (
+    ClientMod,
     FederatedRun,
     collect_run,
     institutions_cpu_meter,
@@ -172,6 +173,7 @@ def run_federations(
     backend_config: dict[str, Any] | None = None,
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[str, FederationOutcome], None] | None = None,
+    client_mods: Mapping[str, Sequence[ClientMod]] | None = None,
 ) -> dict[str, FederationOutcome]:
     """Run each ``(tag, settings)`` federation in turn in one simulation.
 
@@ -186,6 +188,9 @@ def run_federations(
         Flower's Ray backend settings (:func:`simulations.engine.default_backend_config`).
     on_start, on_done
         Called (from the aggregator's thread) as each federation starts and ends.
+    client_mods
+        Extra client mods per tag, outermost (they see the wire format), e.g. the
+        observer of what the aggregator sees (:mod:`simulations.observer`).
 
     Raises
     ------
@@ -222,7 +227,10 @@ def run_federations(
             if on_done is not None:
                 on_done(tag, outcome)
 
-    client_app = DispatchingClientApp({tag: build_client_app(s) for tag, s in runs})
+    mods = client_mods or {}
+    client_app = DispatchingClientApp(
+        {tag: build_client_app(s, extra_mods=mods.get(tag, ())) for tag, s in runs}
+    )
     with ray_backend(backend_config) as backend:
         meter = institutions_cpu_meter(backend)
         run_simulation(

@@ -12,6 +12,9 @@
      "institutions": [{"name", "jurisdiction", "n", "local_auc", "federated_auc",
                        "personalised_auc", "local_approval_rate", "federated_approval_rate",
                        "personalised_approval_rate", "personalised_choice"}],
+     "privacy_attacks": [{"strategy", "attack", "target", "surface", "advantage",
+                          "best_tpr_minus_fpr", "rows", "note"}],
+     "advantage_definition": "...",
      "sensitivity": [{"strategy", "updates_are_personal_data", "encryption_exits_scope",
                       "feasible", "transfer", "residual_risk", "operational", "total",
                       "lead_time_days"}],
@@ -65,6 +68,15 @@ from simulations.report_html import render_html
 from simulations.study import StrategyResult, StudyResult
 
 __all__ = ["FEDERATED_STRATEGY", "results_dict", "write_report"]
+
+#: How ``privacy_attacks[].advantage`` is defined (also in the report and docs/privacy.md).
+ADVANTAGE = (
+    "membership attacks: ROC AUC of the attack's member scores minus 0.5, on equal numbers "
+    "of training rows (members) and held-out test rows (non-members) per institution, "
+    "pooled for target 'all' (0: nothing learnt; 0.5: every member told apart); "
+    "best_tpr_minus_fpr: the best TPR - FPR over thresholds. bad-rate inference: 1 - the "
+    "attack's mean absolute error / the prior guess's (0: no better than the prior)"
+)
 
 #: The strategy whose per-institution results stand for "federated" in the uplift table.
 FEDERATED_STRATEGY = "he-fedavg"
@@ -169,6 +181,22 @@ def _institutions(study: StudyResult) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _attacks(study: StudyResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "strategy": a.strategy,
+            "attack": a.attack,
+            "target": a.target,
+            "surface": a.surface,
+            "advantage": _number(a.advantage) if a.advantage is not None else None,
+            "best_tpr_minus_fpr": a.best_tpr_minus_fpr,
+            "rows": a.rows,
+            "note": a.note,
+        }
+        for a in study.privacy_attacks
+    ]
 
 
 def _sensitivity(study: StudyResult) -> list[dict[str, Any]]:
@@ -425,6 +453,8 @@ def results_dict(study: StudyResult) -> dict[str, Any]:
         "years": study.compliance.years,
         "strategies": [_strategy(r) for r in study.strategies],
         "institutions": _institutions(study),
+        "privacy_attacks": _attacks(study),
+        "advantage_definition": ADVANTAGE,
         "sensitivity": _sensitivity(study),
         "sweep": _sweep(study),
         "routes": _routes(study),

@@ -47,6 +47,7 @@ from simulations.evaluation import (
     federation_standardizer,
 )
 from simulations.multirun import FederationOutcome, run_federations
+from simulations.observer import ObservedUpdate, read_updates, record_updates
 from simulations.scenario import Scenario, ScenarioSpec
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "dp_strategy_name",
     "federated_run",
     "federation_settings",
+    "model_spec",
     "plan_strategies",
     "run_federated_strategies",
     "run_local_strategy",
@@ -96,6 +98,8 @@ class StrategyRun:
         Each institution's model and standardiser, in scenario order (the same
         pair repeated for a single model): what personalisation starts from and
         what the privacy attacks target.
+    observed
+        The plaintext training replies the aggregator saw (plaintext FedAvg only).
     """
 
     plan: StrategyPlan
@@ -106,6 +110,7 @@ class StrategyRun:
     epsilon: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     models: tuple[Scored, ...] = field(default=(), repr=False, compare=False)
+    observed: tuple[ObservedUpdate, ...] = field(default=(), repr=False, compare=False)
 
 
 def dp_strategy_name(epsilon: float) -> str:
@@ -125,7 +130,8 @@ def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
     return plans
 
 
-def _model_spec(spec: ScenarioSpec) -> ModelSpec:
+def model_spec(spec: ScenarioSpec) -> ModelSpec:
+    """The architecture every strategy of the study trains."""
     hidden = FederationSettings(mode="plaintext").hidden_sizes()
     return ModelSpec(kind=spec.model, hidden=hidden)  # type: ignore[arg-type]
 
@@ -149,7 +155,7 @@ def _train(model: nn.Module, x: np.ndarray, y: np.ndarray, spec: ScenarioSpec) -
 def train_alone(spec: ScenarioSpec, x: np.ndarray, y: np.ndarray) -> Scored:
     """An institution's own model on raw rows ``(x, y)``: its standardiser, the full budget."""
     scaler = Standardizer.fit(x)
-    model = build_model(_model_spec(spec), x.shape[1], spec.seed)
+    model = build_model(model_spec(spec), x.shape[1], spec.seed)
     _train(model, scaler.transform(x), y, spec)
     return model, scaler
 
@@ -160,7 +166,7 @@ def _centralized(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> Stra
     scaler = federation_standardizer(splits)
     x = np.concatenate([scaler.transform(s.data.x_train) for s in splits])
     y = np.concatenate([s.data.y_train for s in splits])
-    model = build_model(_model_spec(spec), x.shape[1], spec.seed)
+    model = build_model(model_spec(spec), x.shape[1], spec.seed)
     _train(model, x, y, spec)
     cpu_s, wall_s = time.process_time() - cpu, time.perf_counter() - started
     evaluation = evaluate_strategy(
@@ -245,7 +251,7 @@ def federated_run(
 ) -> StrategyRun:
     """Evaluate a finished federation's model and collect its measurements."""
     spec = scenario.spec
-    model = build_model(_model_spec(spec), splits[0].data.n_features, spec.seed)
+    model = build_model(model_spec(spec), splits[0].data.n_features, spec.seed)
     set_weights(model, run.weights)
     scaler = federation_standardizer(splits)
     evaluation = evaluate_strategy(
@@ -274,6 +280,7 @@ def federated_run(
             "federation_evaluation": run.final_evaluation(),
         },
         models=tuple((model, scaler) for _ in splits),
+        observed=tuple(read_updates(run.settings.out_dir)) if plan.kind == "fedavg" else (),
     )
 
 
@@ -311,12 +318,19 @@ def run_federated_strategies(
         if on_done is not None:
             on_done(run)
 
+    settings = [(plan.name, federation_settings(plan, scenario)) for plan in plans]
     run_federations(
-        [(plan.name, federation_settings(plan, scenario)) for plan in plans],
+        settings,
         len(scenario.institutions),
         backend_config=backend_config,
         on_start=on_start,
         on_done=done,
+        # What the aggregator sees of plaintext FedAvg, for the update attacks.
+        client_mods={
+            name: [record_updates(s.out_dir)]
+            for name, s in settings
+            if by_name[name].kind == "fedavg"
+        },
     )
     return runs
 

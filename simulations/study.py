@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from simulations.attacks import AttackResult, run_attacks
 from simulations.compliance import (
     AGGREGATOR,
     DEFAULT_DRAWS,
@@ -164,6 +165,7 @@ class StudyResult:
     registry: Registry | None = None
     monte_carlo: MonteCarloResult | None = None
     personalised: PersonalisedRun | None = None
+    privacy_attacks: tuple[AttackResult, ...] = ()
 
     def strategy(self, name: str) -> StrategyResult:
         """The result of the strategy called ``name``."""
@@ -370,6 +372,8 @@ def run_study(
         personalised = personalise_institutions(
             spec, splits, runs[federated_name], runs["local-only"]
         )
+    report(total, total, "attacking what each party sees")
+    attacks = run_attacks(spec, splits, [runs[p.name] for p in plans])
     report(total, total, "pricing")
     results, registry, monte_carlo = price_strategies(
         [runs[p.name] for p in plans], scenario, profiles, prices, consortium, compliance
@@ -387,4 +391,5 @@ def run_study(
         registry=registry,
         monte_carlo=monte_carlo,
         personalised=personalised,
+        privacy_attacks=tuple(attacks),
     )
