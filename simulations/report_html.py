@@ -148,7 +148,7 @@ def _attacks(attacks: Sequence[Mapping[str, Any]], definition: str) -> str:
                 "note",
             ],
             rows,
-        )  # fmt: skip
+        )
     )
 
 

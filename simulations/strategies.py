@@ -5,8 +5,13 @@
 - ``local-only``: each institution trains alone on its own rows;
 - ``fedavg``: Flower's plaintext FedAvg, in the simulation engine;
 - ``he-fedavg``: FedAvg over CKKS-encrypted updates (keyless aggregator);
-- ``he-fedavg-dp-eps<ε>``: encrypted FedAvg with distributed differential
-  privacy calibrated to ``ε`` over the run (delta from the scenario).
+- ``he-fedavg-dpsgd-eps<ε>``: encrypted FedAvg with record-level DP-SGD at each
+  institution (:mod:`clients.dpsgd`), each institution's ``ε`` over every local
+  step of every round at its own delta below 1/rows; the reported ``ε`` is the
+  worst institution's;
+- ``he-fedavg-dp-eps<ε>``: encrypted FedAvg with institution-level distributed
+  differential privacy calibrated to ``ε`` over the run (delta from the
+  scenario), an option for large federations.
 
 All use the same model architecture, initial seed, shuffling seeds and test
 splits. Training budgets match: a federated run does ``rounds`` rounds of
@@ -35,6 +40,7 @@ import numpy as np
 from torch import nn
 
 from clients import ModelSpec, Standardizer, TrainConfig, build_model, set_weights, train_local
+from clients.dpsgd import DpSgdTraining
 from clients.personalise import Scored
 from crossfed.protocol import FederationSettings
 from federation import noise_multiplier_for_epsilon
@@ -54,6 +60,8 @@ __all__ = [
     "StrategyPlan",
     "StrategyRun",
     "dp_strategy_name",
+    "dpsgd_strategy_name",
+    "dpsgd_training",
     "federated_run",
     "federation_settings",
     "model_spec",
@@ -66,11 +74,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StrategyPlan:
-    """One strategy to run: its report name, cost-model strategy and target epsilon."""
+    """One strategy to run: its report name, cost-model strategy and target epsilon.
+
+    ``dp`` says whom the epsilon protects: ``"institution"`` (distributed DP on
+    each institution's update) or ``"record"`` (DP-SGD at each institution, for
+    each customer); ``None`` without DP.
+    """
 
     name: str
     kind: Strategy
     epsilon: float | None = None
+    dp: str | None = None
 
     @property
     def federated(self) -> bool:
@@ -118,6 +132,29 @@ def dp_strategy_name(epsilon: float) -> str:
     return f"he-fedavg-dp-eps{epsilon:g}"
 
 
+def dpsgd_strategy_name(epsilon: float) -> str:
+    """``he-fedavg-dpsgd-eps<ε>``: encrypted FedAvg with record-level DP-SGD."""
+    return f"he-fedavg-dpsgd-eps{epsilon:g}"
+
+
+def dpsgd_training(spec: ScenarioSpec, epsilon: float) -> DpSgdTraining:
+    """Each institution's DP-SGD local training for a run at target ``epsilon``."""
+    return DpSgdTraining(
+        target_epsilon=epsilon,
+        rounds=spec.rounds,
+        federation_delta=spec.dp_delta,
+        max_grad_norm=spec.dpsgd_clip,
+        batch_size=spec.dpsgd_batch_size,
+        learning_rate=spec.dpsgd_learning_rate,
+    )
+
+
+def _round_config(spec: ScenarioSpec) -> TrainConfig:
+    return TrainConfig(
+        epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate
+    )
+
+
 def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
     """The study's strategies, in report order."""
     plans = [
@@ -126,7 +163,13 @@ def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
         StrategyPlan("fedavg", "fedavg"),
         StrategyPlan("he-fedavg", "he-fedavg"),
     ]
-    plans += [StrategyPlan(dp_strategy_name(e), "he-fedavg-dp", e) for e in spec.epsilons]
+    plans += [
+        StrategyPlan(dpsgd_strategy_name(e), "he-fedavg-dp", e, "record")
+        for e in spec.dpsgd_epsilons
+    ]
+    plans += [
+        StrategyPlan(dp_strategy_name(e), "he-fedavg-dp", e, "institution") for e in spec.epsilons
+    ]
     return plans
 
 
@@ -215,7 +258,8 @@ def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSet
     """
     spec = scenario.spec
     noise = 0.0
-    if plan.epsilon is not None:
+    distributed = plan.epsilon is not None and plan.dp == "institution"
+    if plan.epsilon is not None and distributed:
         noise = noise_multiplier_for_epsilon(plan.epsilon, spec.rounds, spec.dp_delta)
     out_dir = scenario.work_dir / "runs" / plan.name
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -235,7 +279,7 @@ def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSet
         seed=spec.seed,
         test_fraction=spec.test_fraction,
         out_dir=str(out_dir),
-        dp_clip=spec.dp_clip if plan.epsilon is not None else 0.0,
+        dp_clip=spec.dp_clip if distributed else 0.0,
         dp_noise_multiplier=noise,
         dp_delta=spec.dp_delta,
     )
@@ -263,6 +307,35 @@ def federated_run(
     )
     bytes_sent = sum(int(r["bytes_down"]) + int(r["bytes_up"]) for r in rounds)
     epsilon = run.metrics.get("epsilon")
+    detail: dict[str, Any] = {}
+    if plan.dp == "record" and plan.epsilon is not None:
+        training = dpsgd_training(spec, plan.epsilon)
+        config = _round_config(spec)
+        per_institution: list[dict[str, Any]] = []
+        for split in splits:
+            rows = len(split.data.y_train)
+            spent, delta = training.epsilon(rows, config)
+            per_institution.append(
+                {
+                    "institution": split.institution.name,
+                    "rows": rows,
+                    "epsilon": spent,
+                    "delta": delta,
+                    "noise_multiplier": training.noise_multiplier(rows, config),
+                }
+            )
+        epsilon = max(float(p["epsilon"]) for p in per_institution)  # the federation's worst case
+        detail = {
+            "dp": "record-level DP-SGD (Opacus): each institution's customers",
+            "epsilon_per_institution": per_institution,
+            "dpsgd_clip": training.max_grad_norm,
+            "dpsgd_batch_size": training.batch_size,
+            "dpsgd_learning_rate": training.learning_rate,
+            "epsilon_scope": "every local step of every round, RDP accountant (Opacus), "
+            "at each institution's delta (below 1/rows); epsilon is the worst institution's",
+        }
+    elif plan.dp == "institution":
+        detail = {"dp": "institution-level distributed DP: each institution's participation"}
     return StrategyRun(
         plan,
         evaluation,
@@ -278,6 +351,7 @@ def federated_run(
             "rounds_measured": rounds,
             "federation_wall_s": run.metrics.get("wall_s"),
             "federation_evaluation": run.final_evaluation(),
+            **detail,
         },
         models=tuple((model, scaler) for _ in splits),
         observed=tuple(read_updates(run.settings.out_dir)) if plan.kind == "fedavg" else (),
@@ -330,6 +404,11 @@ def run_federated_strategies(
             name: [record_updates(s.out_dir)]
             for name, s in settings
             if by_name[name].kind == "fedavg"
+        },
+        trainers={
+            plan.name: dpsgd_training(scenario.spec, plan.epsilon)
+            for plan in plans
+            if plan.dp == "record" and plan.epsilon is not None
         },
     )
     return runs
