@@ -56,8 +56,8 @@ __all__ = [
 #: DP-SGD's defaults: per-example clip, expected batch and step size (measured on the
 #: default scenario; larger batches drown less signal in each step's noise).
 DPSGD_CLIP = 1.0
-DPSGD_BATCH_SIZE = 512
-DPSGD_LEARNING_RATE = 1.0
+DPSGD_BATCH_SIZE = 128
+DPSGD_LEARNING_RATE = 0.5
 
 #: Fewest rows of each class an institution needs to be trained and tested.
 MIN_ROWS_PER_CLASS = 4

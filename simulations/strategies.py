@@ -39,8 +39,15 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from clients import ModelSpec, Standardizer, TrainConfig, build_model, set_weights, train_local
-from clients.dpsgd import DpSgdTraining
+from clients import (
+    DpSgdTraining,
+    ModelSpec,
+    Standardizer,
+    TrainConfig,
+    build_model,
+    set_weights,
+    train_local,
+)
 from clients.personalise import Scored
 from crossfed.protocol import FederationSettings
 from federation import noise_multiplier_for_epsilon
