@@ -69,7 +69,7 @@ class PersonaliseConfig:
     """
 
     fine_tune: TrainConfig
-    folds: int = 5
+    folds: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -536,7 +536,7 @@ def render_html(results: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         f"({_e(federated)}) and its personalised model, on the institution's own test "
         "split. The personalised model is the institution's choice among the federated "
         "model, it fine-tuned on the institution's rows, the mean log-odds of it and the "
-        "local model, and the local model, by 5-fold cross-validation on its own training "
+        "local model, and the local model, by 3-fold cross-validation on its own training "
         "rows (never its test split), then refitted on all of them. The federated model saw "
         "those rows in training, which flatters it in that choice.</p>",
         _image(images["uplift"], "per-institution AUC and approval rate, local against federated"),
