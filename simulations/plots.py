@@ -189,7 +189,7 @@ def uplift_figure(points: Sequence[InstitutionPoint], target_bad_rate: float | N
         ax.set_title(title)
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize="small")
-    figure.suptitle("Per-institution uplift: each institution alone against the federation")
+    figure.suptitle("Per-institution uplift: alone, the federated model, and personalised")
     figure.tight_layout()
     return _png(figure)
 
