@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         validate,
     )
     from clients.deploy import InstitutionResult, check_data, promote_outputs, run_institution
+    from clients.dpsgd import DpSgdTraining
     from clients.encryption_mod import make_encryption_mod
     from clients.errors import (
         ClientError,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     )
     from clients.monitoring import ScoreBaseline
     from clients.outputs import write_final_outputs
+    from clients.personalise import PersonaliseConfig, personalise
     from clients.preflight import CheckReport, check_institution
     from clients.scaling import RiskBands, ScoreScaling
     from clients.schema import (
@@ -98,6 +100,9 @@ if TYPE_CHECKING:
 
 #: Where each exported name is defined.
 _EXPORTS = {
+    "DpSgdTraining": "clients.dpsgd",
+    "PersonaliseConfig": "clients.personalise",
+    "personalise": "clients.personalise",
     "BadRateTarget": "clients.metrics",
     "ModelFileError": "clients.errors",
     "ModelFolder": "clients.scoring",
@@ -191,6 +196,7 @@ __all__ = [
     "ConfigError",
     "DataLoadError",
     "DataValidationError",
+    "DpSgdTraining",
     "ExcludedColumn",
     "FederationSchema",
     "InboundMessageError",
@@ -207,6 +213,7 @@ __all__ = [
     "Moments",
     "NumericColumn",
     "OutputDirError",
+    "PersonaliseConfig",
     "RiskBands",
     "RiskMetrics",
     "SavedModel",
@@ -247,6 +254,7 @@ __all__ = [
     "local_moments",
     "make_encryption_mod",
     "node_data_path",
+    "personalise",
     "predict_proba",
     "promote_outputs",
     "propose_schema",

@@ -43,7 +43,7 @@ from clients.models import ModelSpec, build_model, get_weights, predict_proba, s
 from clients.outputs import write_final_outputs
 from clients.run_state import admit
 from clients.standardize import Moments, Standardizer, local_moments
-from clients.training import TrainConfig, train_local
+from clients.training import TrainConfig, TrainResult, train_local
 from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -71,7 +71,10 @@ def node_data_path(context: Context, settings: FederationSettings) -> str:
 
 
 def build_client_app(
-    settings: FederationSettings | None = None, *, extra_mods: Sequence[Mod] = ()
+    settings: FederationSettings | None = None,
+    *,
+    extra_mods: Sequence[Mod] = (),
+    trainer: Callable[..., TrainResult] = train_local,
 ) -> ClientApp:
     """A ClientApp using ``settings`` (None: read from each message's run config).
 
@@ -80,7 +83,8 @@ def build_client_app(
     configuration is used, which a deployment never does. Mods, outermost
     first: any ``extra_mods`` (they see exactly what goes on the wire, e.g.
     tests that tamper with encrypted replies), then those the module docstring
-    lists.
+    lists. ``trainer`` replaces :func:`~clients.training.train_local` with a drop-in
+    of the same signature, e.g. DP-SGD (:class:`~clients.dpsgd.DpSgdTraining`).
     """
 
     def current(context: Context) -> FederationSettings:
@@ -131,7 +135,7 @@ def build_client_app(
         scaler = _standardizer(config)
         model = _global_model(msg, chosen, data.n_features)
         start = get_weights(model)
-        result = train_local(
+        result = trainer(
             model,
             scaler.transform(data.x_train),
             data.y_train,

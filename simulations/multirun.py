@@ -33,10 +33,18 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 from flwr.supercore.run import Run
 
-from clients import ModelSpec, TrainConfig, build_client_app, build_model, train_local
+from clients import (
+    ModelSpec,
+    TrainConfig,
+    TrainResult,
+    build_client_app,
+    build_model,
+    train_local,
+)
 from crossfed.protocol import FederationSettings
 from federation import CpuMeter, run_federation
 from simulations.engine import (
+    ClientMod,
     FederatedRun,
     collect_run,
     institutions_cpu_meter,
@@ -172,6 +180,8 @@ def run_federations(
     backend_config: dict[str, Any] | None = None,
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[str, FederationOutcome], None] | None = None,
+    client_mods: Mapping[str, Sequence[ClientMod]] | None = None,
+    trainers: Mapping[str, Callable[..., TrainResult]] | None = None,
 ) -> dict[str, FederationOutcome]:
     """Run each ``(tag, settings)`` federation in turn in one simulation.
 
@@ -186,6 +196,12 @@ def run_federations(
         Flower's Ray backend settings (:func:`simulations.engine.default_backend_config`).
     on_start, on_done
         Called (from the aggregator's thread) as each federation starts and ends.
+    client_mods
+        Extra client mods per tag, outermost (they see the wire format), e.g. the
+        observer of what the aggregator sees (:mod:`simulations.observer`).
+    trainers
+        Local training per tag in place of :func:`clients.train_local`, e.g.
+        DP-SGD (:class:`clients.dpsgd.DpSgdTraining`).
 
     Raises
     ------
@@ -222,7 +238,15 @@ def run_federations(
             if on_done is not None:
                 on_done(tag, outcome)
 
-    client_app = DispatchingClientApp({tag: build_client_app(s) for tag, s in runs})
+    mods, local = client_mods or {}, trainers or {}
+    client_app = DispatchingClientApp(
+        {
+            tag: build_client_app(
+                s, extra_mods=mods.get(tag, ()), trainer=local.get(tag, train_local)
+            )
+            for tag, s in runs
+        }
+    )
     with ray_backend(backend_config) as backend:
         meter = institutions_cpu_meter(backend)
         run_simulation(

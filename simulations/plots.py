@@ -4,7 +4,7 @@
   against total compliance cost over the horizon, the Pareto front joined and
   marked, infeasible strategies in a band of their own (they have no price);
 - :func:`uplift_figure`: per institution, AUC and approval rate at the target
-  bad rate of its own local model against the federated model;
+  bad rate of its own local model, the federated model and its personalised one;
 - :func:`tornado_figure`: the assumptions that move encrypted FedAvg's saving
   against plaintext FedAvg most, each bar from its low to its high end, with the
   base case and the claimed 40 % marked.
@@ -62,13 +62,15 @@ class TornadoPoint:
 
 @dataclass(frozen=True)
 class InstitutionPoint:
-    """An institution's local-only and federated quality."""
+    """An institution's local-only, federated and personalised quality."""
 
     name: str
     local_auc: float | None
     federated_auc: float | None
     local_approval: float | None
     federated_approval: float | None
+    personalised_auc: float | None = None
+    personalised_approval: float | None = None
 
 
 def _png(figure: Figure) -> bytes:
@@ -133,12 +135,13 @@ def pareto_figure(points: Sequence[StrategyPoint], currency: str = "USD", years:
     return _png(figure)
 
 
-def _bars(
-    ax: Axes, points: Sequence[InstitutionPoint], local: list[float], fed: list[float]
-) -> None:
+def _bars(ax: Axes, points: Sequence[InstitutionPoint], series: Sequence[list[float]]) -> None:
     positions = list(range(len(points)))
-    ax.bar([x - 0.2 for x in positions], local, width=0.4, label="local-only", color="tab:grey")
-    ax.bar([x + 0.2 for x in positions], fed, width=0.4, label="federated", color="tab:green")
+    width = 0.8 / len(series)
+    styles = (("local-only", "tab:grey"), ("federated", "tab:green"), ("personalised", "tab:blue"))
+    for index, (values, (label, color)) in enumerate(zip(series, styles, strict=False)):
+        offset = (index - (len(series) - 1) / 2) * width
+        ax.bar([x + offset for x in positions], values, width=width, label=label, color=color)
     ax.set_xticks(positions, [p.name for p in points], rotation=35, ha="right", fontsize="small")
 
 
@@ -152,7 +155,7 @@ def _scatter(ax: Axes, local: list[float], fed: list[float]) -> None:
 
 
 def uplift_figure(points: Sequence[InstitutionPoint], target_bad_rate: float | None) -> bytes:
-    """Per-institution AUC and approval rate, local-only against federated.
+    """Per-institution AUC and approval rate: local-only, federated and personalised.
 
     ``target_bad_rate`` None: each institution's approval rate is at half its training
     split's bad rate (the simulation's default).
@@ -165,25 +168,28 @@ def uplift_figure(points: Sequence[InstitutionPoint], target_bad_rate: float | N
     )
     for index, (title, pick) in enumerate(
         (
-            ("ROC AUC", lambda p: (p.local_auc, p.federated_auc)),
+            ("ROC AUC", lambda p: (p.local_auc, p.federated_auc, p.personalised_auc)),
             (
                 f"approval rate at {at}",
-                lambda p: (p.local_approval, p.federated_approval),
+                lambda p: (p.local_approval, p.federated_approval, p.personalised_approval),
             ),
         )
     ):
         ax = figure.add_subplot(1, 2, index + 1)
-        pairs = [pick(p) for p in points]
-        local = [float("nan") if a is None else a for a, _ in pairs]
-        fed = [float("nan") if b is None else b for _, b in pairs]
+        triples = [pick(p) for p in points]
+        series = [
+            [float("nan") if v is None else v for v in (t[i] for t in triples)] for i in range(3)
+        ]
+        if all(v != v for v in series[2]):
+            series = series[:2]  # no personalised models in this study
         if len(points) <= _MAX_BARS:
-            _bars(ax, points, local, fed)
+            _bars(ax, points, series)
         else:
-            _scatter(ax, local, fed)
+            _scatter(ax, series[0], series[1])
         ax.set_title(title)
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize="small")
-    figure.suptitle("Per-institution uplift: each institution alone against the federation")
+    figure.suptitle("Per-institution uplift: alone, the federated model, and personalised")
     figure.tight_layout()
     return _png(figure)
 

@@ -10,7 +10,11 @@
                      "cost_detail": {"measured_operational", "technology", "technology_lines"},
                      "lead_time_days", "bytes_sent", "cpu_s", "wall_s", "epsilon", ...}],
      "institutions": [{"name", "jurisdiction", "n", "local_auc", "federated_auc",
-                       "local_approval_rate", "federated_approval_rate"}],
+                       "personalised_auc", "local_approval_rate", "federated_approval_rate",
+                       "personalised_approval_rate", "personalised_choice"}],
+     "privacy_attacks": [{"strategy", "attack", "target", "surface", "advantage",
+                          "best_tpr_minus_fpr", "rows", "note"}],
+     "advantage_definition": "...",
      "sensitivity": [{"strategy", "updates_are_personal_data", "encryption_exits_scope",
                       "feasible", "transfer", "residual_risk", "operational", "total",
                       "lead_time_days"}],
@@ -29,7 +33,10 @@ Quality figures are on the union of the institutions' test splits (AUC there is
 the Pareto plot's quality axis); costs are USD over the horizon (``years``, from
 ``as_of``), undiscounted. An infeasible strategy has ``null`` transfer,
 residual-risk and total costs and lists its reasons. The federated model of the
-per-institution table is ``he-fedavg``. Routes carry the study's strategy names.
+per-institution table is ``he-fedavg``; the personalised one is each institution's
+choice among it, it fine-tuned, its mixture with the local model and the local
+model, by cross-validation on its own training rows
+(:mod:`simulations.personalisation`). Routes carry the study's strategy names.
 """
 
 from __future__ import annotations
@@ -61,6 +68,15 @@ from simulations.report_html import render_html
 from simulations.study import StrategyResult, StudyResult
 
 __all__ = ["FEDERATED_STRATEGY", "results_dict", "write_report"]
+
+#: How ``privacy_attacks[].advantage`` is defined (also in the report and docs/privacy.md).
+ADVANTAGE = (
+    "membership attacks: ROC AUC of the attack's member scores minus 0.5, on equal numbers "
+    "of training rows (members) and held-out test rows (non-members) per institution, "
+    "pooled for target 'all' (0: nothing learnt; 0.5: every member told apart); "
+    "best_tpr_minus_fpr: the best TPR - FPR over thresholds. bad-rate inference: 1 - the "
+    "attack's mean absolute error / the prior guess's (0: no better than the prior)"
+)
 
 #: The strategy whose per-institution results stand for "federated" in the uplift table.
 FEDERATED_STRATEGY = "he-fedavg"
@@ -142,8 +158,13 @@ def _institutions(study: StudyResult) -> list[dict[str, Any]]:
     names = [r.name for r in study.strategies]
     federated_name = FEDERATED_STRATEGY if FEDERATED_STRATEGY in names else "fedavg"
     federated = study.strategy(federated_name).run.evaluation.institutions
+    personal = study.personalised
+    own = personal.evaluation.institutions if personal else (None,) * len(local)
+    choices = [c.choice for c in personal.choices] if personal else [None] * len(local)
     rows = []
-    for inst, mine, fed in zip(study.scenario.institutions, local, federated, strict=True):
+    for inst, mine, fed, pers, choice in zip(
+        study.scenario.institutions, local, federated, own, choices, strict=True
+    ):
         rows.append(
             {
                 "name": inst.name,
@@ -152,11 +173,30 @@ def _institutions(study: StudyResult) -> list[dict[str, Any]]:
                 "positives": inst.positives,
                 "local_auc": mine.auc if mine else None,
                 "federated_auc": fed.auc if fed else None,
+                "personalised_auc": pers.auc if pers else None,
                 "local_approval_rate": mine.approval_rate if mine else None,
                 "federated_approval_rate": fed.approval_rate if fed else None,
+                "personalised_approval_rate": pers.approval_rate if pers else None,
+                "personalised_choice": choice,
             }
         )
     return rows
+
+
+def _attacks(study: StudyResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "strategy": a.strategy,
+            "attack": a.attack,
+            "target": a.target,
+            "surface": a.surface,
+            "advantage": _number(a.advantage) if a.advantage is not None else None,
+            "best_tpr_minus_fpr": a.best_tpr_minus_fpr,
+            "rows": a.rows,
+            "note": a.note,
+        }
+        for a in study.privacy_attacks
+    ]
 
 
 def _sensitivity(study: StudyResult) -> list[dict[str, Any]]:
@@ -413,6 +453,8 @@ def results_dict(study: StudyResult) -> dict[str, Any]:
         "years": study.compliance.years,
         "strategies": [_strategy(r) for r in study.strategies],
         "institutions": _institutions(study),
+        "privacy_attacks": _attacks(study),
+        "advantage_definition": ADVANTAGE,
         "sensitivity": _sensitivity(study),
         "sweep": _sweep(study),
         "routes": _routes(study),
@@ -479,6 +521,8 @@ def write_report(study: StudyResult, out_dir: str | Path) -> dict[str, Path]:
                 i["federated_auc"],
                 i["local_approval_rate"],
                 i["federated_approval_rate"],
+                i["personalised_auc"],
+                i["personalised_approval_rate"],
             )
             for i in results["institutions"]
         ],

@@ -96,11 +96,69 @@ def _scenario(scenario: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _strategies(strategies: Sequence[Mapping[str, Any]]) -> str:
+def _leak(attacks: Sequence[Mapping[str, Any]], strategy: str, surface: str) -> str:
+    """The calibrated membership attack's pooled advantage on one surface, and its worst."""
+    rows = [
+        a
+        for a in attacks
+        if a["strategy"] == strategy
+        and a["attack"] == "membership-calibrated"
+        and a["surface"].startswith(surface)
+    ]
+    pooled = [a["advantage"] for a in rows if a["target"] == "all"]
+    worst = [a["advantage"] for a in rows if a["target"] != "all" and a["advantage"] is not None]
+    if not pooled or pooled[0] is None:
+        return "n/a"
+    return f"{pooled[0]:+.3f}" + (f" (max {max(worst):+.3f})" if worst else "")
+
+
+_ATTACK_HEADERS = (
+    "strategy", "attack", "what the attacker sees", "target", "advantage", "best TPR-FPR",
+    "rows", "note",
+)  # fmt: skip
+
+
+def _attacks(attacks: Sequence[Mapping[str, Any]], definition: str) -> str:
+    rows = [
+        [
+            _e(a["strategy"]),
+            _e(a["attack"]),
+            _e(a["surface"]),
+            _e(a["target"]),
+            "n/a" if a["advantage"] is None else f"{a['advantage']:+.3f}",
+            "—" if a["best_tpr_minus_fpr"] is None else f"{a['best_tpr_minus_fpr']:.3f}",
+            f"{a['rows']:,}" if a["rows"] else "—",
+            f'<span class="small">{_e(a["note"])}</span>',
+        ]
+        for a in attacks
+        if a["target"] == "all"
+    ]
+    return (
+        f"<p>Advantage: {_e(definition)}. Rows pooled over institutions; every "
+        "institution's own row is in results.json (<code>privacy_attacks</code>).</p>"
+        + _table(
+            [
+                "strategy",
+                "attack",
+                "what the attacker sees",
+                "target",
+                "advantage",
+                "best TPR-FPR",
+                "rows",
+                "note",
+            ],
+            rows,
+        )
+    )
+
+
+def _strategies(
+    strategies: Sequence[Mapping[str, Any]], attacks: Sequence[Mapping[str, Any]] = ()
+) -> str:
     headers = [
         "strategy", "AUC", "KS", "Brier", "approval", "mean inst. AUC", "transfer", "residual risk",
         "operational", "total (USD)", "lead time (d)", "bytes sent", "CPU s", "wall s", "ε",
-        "Pareto",
+        "MIA adv. final model", "MIA adv. update", "Pareto",
     ]  # fmt: skip
     rows, classes = [], []
     for s in strategies:
@@ -127,6 +185,10 @@ def _strategies(strategies: Sequence[Mapping[str, Any]]) -> str:
                 _fmt(s["cpu_s"], "s"),
                 _fmt(s["wall_s"], "s"),
                 _fmt(s["epsilon"], "s") if s["epsilon"] is not None else "—",
+                _leak(attacks, s["name"], "final model")
+                if s["name"] != "local-only"
+                else _leak(attacks, s["name"], "own model"),
+                _leak(attacks, s["name"], "plaintext update"),
                 "on front" if s["on_pareto_front"] else "",
             ]
         )
@@ -176,8 +238,11 @@ def _institutions(rows: Sequence[Mapping[str, Any]], strategy: str) -> str:
             "rows",
             "local AUC",
             f"{strategy} AUC",
+            "personalised AUC",
+            "personalised model",
             "local approval",
             f"{strategy} approval",
+            "personalised approval",
         ],
         [
             [
@@ -186,8 +251,11 @@ def _institutions(rows: Sequence[Mapping[str, Any]], strategy: str) -> str:
                 f"{r['n']:,}",
                 _fmt(r["local_auc"]),
                 _fmt(r["federated_auc"]),
+                _fmt(r.get("personalised_auc")),
+                _e(r.get("personalised_choice") or "—"),
                 _fmt(r["local_approval_rate"], "rate"),
                 _fmt(r["federated_approval_rate"], "rate"),
+                _fmt(r.get("personalised_approval_rate"), "rate"),
             ]
             for r in rows
         ],
@@ -427,7 +495,12 @@ def render_html(results: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         "<h2>Scenario</h2>",
         _scenario(scenario),
         "<h2>Strategies</h2>",
-        _strategies(strategies),
+        _strategies(strategies, results.get("privacy_attacks", [])),
+        "<p class='note'>MIA adv.: the calibrated membership attack's advantage (ROC AUC - "
+        "0.5), pooled over institutions, with the worst institution's; on the final model "
+        "(which every institution decrypts) and on each institution's plaintext update "
+        "(which only plaintext FedAvg shows the aggregator; n/a under encryption). See "
+        "Privacy attacks below.</p>",
         "<p class='note'>Operational cost is the measured run (CPU, bytes) times the runs a "
         "year plus the privacy technology's cost lines (assumptions, in the register).</p>",
         _image(images["pareto"], "AUC against total compliance cost, Pareto front marked"),
@@ -456,9 +529,16 @@ def render_html(results: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         _sensitivity(results["sensitivity"], names),
         "<p>One jurisdiction's question at a time, the rest as profiled (total USD):</p>",
         _sweep(results.get("sweep", []), names),
+        "<h2>Privacy attacks: what each party can learn</h2>",
+        _attacks(results.get("privacy_attacks", []), results.get("advantage_definition", "")),
         "<h2>Per-institution uplift</h2>",
-        f"<p>Each institution's own model (local-only) against the federated model "
-        f"({_e(federated)}), on the institution's own test split.</p>",
+        f"<p>Each institution's own model (local-only), the federated model "
+        f"({_e(federated)}) and its personalised model, on the institution's own test "
+        "split. The personalised model is the institution's choice among the federated "
+        "model, it fine-tuned on the institution's rows, the mean log-odds of it and the "
+        "local model, and the local model, by 3-fold cross-validation on its own training "
+        "rows (never its test split), then refitted on all of them. The federated model saw "
+        "those rows in training, which flatters it in that choice.</p>",
         _image(images["uplift"], "per-institution AUC and approval rate, local against federated"),
         _institutions(results["institutions"], federated),
         "<h2>What was measured, what was assumed</h2>",

@@ -5,8 +5,13 @@
 - ``local-only``: each institution trains alone on its own rows;
 - ``fedavg``: Flower's plaintext FedAvg, in the simulation engine;
 - ``he-fedavg``: FedAvg over CKKS-encrypted updates (keyless aggregator);
-- ``he-fedavg-dp-eps<ε>``: encrypted FedAvg with distributed differential
-  privacy calibrated to ``ε`` over the run (delta from the scenario).
+- ``he-fedavg-dpsgd-eps<ε>``: encrypted FedAvg with record-level DP-SGD at each
+  institution (:mod:`clients.dpsgd`), each institution's ``ε`` over every local
+  step of every round at its own delta below 1/rows; the reported ``ε`` is the
+  worst institution's;
+- ``he-fedavg-dp-eps<ε>``: encrypted FedAvg with institution-level distributed
+  differential privacy calibrated to ``ε`` over the run (delta from the
+  scenario), an option for large federations.
 
 All use the same model architecture, initial seed, shuffling seeds and test
 splits. Training budgets match: a federated run does ``rounds`` rounds of
@@ -34,7 +39,16 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from clients import ModelSpec, Standardizer, TrainConfig, build_model, set_weights, train_local
+from clients import (
+    DpSgdTraining,
+    ModelSpec,
+    Standardizer,
+    TrainConfig,
+    build_model,
+    set_weights,
+    train_local,
+)
+from clients.personalise import Scored
 from crossfed.protocol import FederationSettings
 from federation import noise_multiplier_for_epsilon
 from simulations.compliance import Strategy
@@ -46,27 +60,38 @@ from simulations.evaluation import (
     federation_standardizer,
 )
 from simulations.multirun import FederationOutcome, run_federations
+from simulations.observer import ObservedUpdate, read_updates, record_updates
 from simulations.scenario import Scenario, ScenarioSpec
 
 __all__ = [
     "StrategyPlan",
     "StrategyRun",
     "dp_strategy_name",
+    "dpsgd_strategy_name",
+    "dpsgd_training",
     "federated_run",
     "federation_settings",
+    "model_spec",
     "plan_strategies",
     "run_federated_strategies",
     "run_local_strategy",
+    "train_alone",
 ]
 
 
 @dataclass(frozen=True)
 class StrategyPlan:
-    """One strategy to run: its report name, cost-model strategy and target epsilon."""
+    """One strategy to run: its report name, cost-model strategy and target epsilon.
+
+    ``dp`` says whom the epsilon protects: ``"institution"`` (distributed DP on
+    each institution's update) or ``"record"`` (DP-SGD at each institution, for
+    each customer); ``None`` without DP.
+    """
 
     name: str
     kind: Strategy
     epsilon: float | None = None
+    dp: str | None = None
 
     @property
     def federated(self) -> bool:
@@ -90,6 +115,12 @@ class StrategyRun:
         The epsilon the privacy accountant reports for the run (DP only).
     detail
         Per-round measurements and the federation's own weighted evaluation.
+    models
+        Each institution's model and standardiser, in scenario order (the same
+        pair repeated for a single model): what personalisation starts from and
+        what the privacy attacks target.
+    observed
+        The plaintext training replies the aggregator saw (plaintext FedAvg only).
     """
 
     plan: StrategyPlan
@@ -99,11 +130,36 @@ class StrategyRun:
     wall_s: float
     epsilon: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    models: tuple[Scored, ...] = field(default=(), repr=False, compare=False)
+    observed: tuple[ObservedUpdate, ...] = field(default=(), repr=False, compare=False)
 
 
 def dp_strategy_name(epsilon: float) -> str:
     """``he-fedavg-dp-eps<ε>``, with ``ε`` written without a trailing ``.0``."""
     return f"he-fedavg-dp-eps{epsilon:g}"
+
+
+def dpsgd_strategy_name(epsilon: float) -> str:
+    """``he-fedavg-dpsgd-eps<ε>``: encrypted FedAvg with record-level DP-SGD."""
+    return f"he-fedavg-dpsgd-eps{epsilon:g}"
+
+
+def dpsgd_training(spec: ScenarioSpec, epsilon: float) -> DpSgdTraining:
+    """Each institution's DP-SGD local training for a run at target ``epsilon``."""
+    return DpSgdTraining(
+        target_epsilon=epsilon,
+        rounds=spec.rounds,
+        federation_delta=spec.dp_delta,
+        max_grad_norm=spec.dpsgd_clip,
+        batch_size=spec.dpsgd_batch_size,
+        learning_rate=spec.dpsgd_learning_rate,
+    )
+
+
+def _round_config(spec: ScenarioSpec) -> TrainConfig:
+    return TrainConfig(
+        epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate
+    )
 
 
 def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
@@ -114,11 +170,18 @@ def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
         StrategyPlan("fedavg", "fedavg"),
         StrategyPlan("he-fedavg", "he-fedavg"),
     ]
-    plans += [StrategyPlan(dp_strategy_name(e), "he-fedavg-dp", e) for e in spec.epsilons]
+    plans += [
+        StrategyPlan(dpsgd_strategy_name(e), "he-fedavg-dp", e, "record")
+        for e in spec.dpsgd_epsilons
+    ]
+    plans += [
+        StrategyPlan(dp_strategy_name(e), "he-fedavg-dp", e, "institution") for e in spec.epsilons
+    ]
     return plans
 
 
-def _model_spec(spec: ScenarioSpec) -> ModelSpec:
+def model_spec(spec: ScenarioSpec) -> ModelSpec:
+    """The architecture every strategy of the study trains."""
     hidden = FederationSettings(mode="plaintext").hidden_sizes()
     return ModelSpec(kind=spec.model, hidden=hidden)  # type: ignore[arg-type]
 
@@ -139,13 +202,21 @@ def _train(model: nn.Module, x: np.ndarray, y: np.ndarray, spec: ScenarioSpec) -
         )
 
 
+def train_alone(spec: ScenarioSpec, x: np.ndarray, y: np.ndarray) -> Scored:
+    """An institution's own model on raw rows ``(x, y)``: its standardiser, the full budget."""
+    scaler = Standardizer.fit(x)
+    model = build_model(model_spec(spec), x.shape[1], spec.seed)
+    _train(model, scaler.transform(x), y, spec)
+    return model, scaler
+
+
 def _centralized(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> StrategyRun:
     spec = scenario.spec
     started, cpu = time.perf_counter(), time.process_time()
     scaler = federation_standardizer(splits)
     x = np.concatenate([scaler.transform(s.data.x_train) for s in splits])
     y = np.concatenate([s.data.y_train for s in splits])
-    model = build_model(_model_spec(spec), x.shape[1], spec.seed)
+    model = build_model(model_spec(spec), x.shape[1], spec.seed)
     _train(model, x, y, spec)
     cpu_s, wall_s = time.process_time() - cpu, time.perf_counter() - started
     evaluation = evaluate_strategy(
@@ -159,6 +230,7 @@ def _centralized(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> Stra
         pooled_bytes,
         wall_s,
         detail={"bytes_sent": "the institutions' partition files (Parquet), pooled at the hub"},
+        models=tuple((model, scaler) for _ in splits),
     )
 
 
@@ -168,14 +240,19 @@ def _local_only(scenario: Scenario, splits: Sequence[InstitutionSplit]) -> Strat
     models: list[nn.Module] = []
     scalers: list[Standardizer] = []
     for split in splits:
-        scaler = Standardizer.fit(split.data.x_train)
-        model = build_model(_model_spec(spec), split.data.n_features, spec.seed)
-        _train(model, scaler.transform(split.data.x_train), split.data.y_train, spec)
+        model, scaler = train_alone(spec, split.data.x_train, split.data.y_train)
         models.append(model)
         scalers.append(scaler)
     cpu_s, wall_s = time.process_time() - cpu, time.perf_counter() - started
     evaluation = evaluate_strategy(splits, models, scalers, target_bad_rate=spec.target_bad_rate)
-    return StrategyRun(StrategyPlan("local-only", "local-only"), evaluation, cpu_s, 0, wall_s)
+    return StrategyRun(
+        StrategyPlan("local-only", "local-only"),
+        evaluation,
+        cpu_s,
+        0,
+        wall_s,
+        models=tuple(zip(models, scalers, strict=True)),
+    )
 
 
 def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSettings:
@@ -188,7 +265,8 @@ def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSet
     """
     spec = scenario.spec
     noise = 0.0
-    if plan.epsilon is not None:
+    distributed = plan.epsilon is not None and plan.dp == "institution"
+    if plan.epsilon is not None and distributed:
         noise = noise_multiplier_for_epsilon(plan.epsilon, spec.rounds, spec.dp_delta)
     out_dir = scenario.work_dir / "runs" / plan.name
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -208,7 +286,7 @@ def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSet
         seed=spec.seed,
         test_fraction=spec.test_fraction,
         out_dir=str(out_dir),
-        dp_clip=spec.dp_clip if plan.epsilon is not None else 0.0,
+        dp_clip=spec.dp_clip if distributed else 0.0,
         dp_noise_multiplier=noise,
         dp_delta=spec.dp_delta,
     )
@@ -224,7 +302,7 @@ def federated_run(
 ) -> StrategyRun:
     """Evaluate a finished federation's model and collect its measurements."""
     spec = scenario.spec
-    model = build_model(_model_spec(spec), splits[0].data.n_features, spec.seed)
+    model = build_model(model_spec(spec), splits[0].data.n_features, spec.seed)
     set_weights(model, run.weights)
     scaler = federation_standardizer(splits)
     evaluation = evaluate_strategy(
@@ -236,6 +314,35 @@ def federated_run(
     )
     bytes_sent = sum(int(r["bytes_down"]) + int(r["bytes_up"]) for r in rounds)
     epsilon = run.metrics.get("epsilon")
+    detail: dict[str, Any] = {}
+    if plan.dp == "record" and plan.epsilon is not None:
+        training = dpsgd_training(spec, plan.epsilon)
+        config = _round_config(spec)
+        per_institution: list[dict[str, Any]] = []
+        for split in splits:
+            rows = len(split.data.y_train)
+            spent, delta = training.epsilon(rows, config)
+            per_institution.append(
+                {
+                    "institution": split.institution.name,
+                    "rows": rows,
+                    "epsilon": spent,
+                    "delta": delta,
+                    "noise_multiplier": training.noise_multiplier(rows, config),
+                }
+            )
+        epsilon = max(float(p["epsilon"]) for p in per_institution)  # the federation's worst case
+        detail = {
+            "dp": "record-level DP-SGD (Opacus): each institution's customers",
+            "epsilon_per_institution": per_institution,
+            "dpsgd_clip": training.max_grad_norm,
+            "dpsgd_batch_size": training.batch_size,
+            "dpsgd_learning_rate": training.learning_rate,
+            "epsilon_scope": "every local step of every round, RDP accountant (Opacus), "
+            "at each institution's delta (below 1/rows); epsilon is the worst institution's",
+        }
+    elif plan.dp == "institution":
+        detail = {"dp": "institution-level distributed DP: each institution's participation"}
     return StrategyRun(
         plan,
         evaluation,
@@ -251,7 +358,10 @@ def federated_run(
             "rounds_measured": rounds,
             "federation_wall_s": run.metrics.get("wall_s"),
             "federation_evaluation": run.final_evaluation(),
+            **detail,
         },
+        models=tuple((model, scaler) for _ in splits),
+        observed=tuple(read_updates(run.settings.out_dir)) if plan.kind == "fedavg" else (),
     )
 
 
@@ -289,12 +399,24 @@ def run_federated_strategies(
         if on_done is not None:
             on_done(run)
 
+    settings = [(plan.name, federation_settings(plan, scenario)) for plan in plans]
     run_federations(
-        [(plan.name, federation_settings(plan, scenario)) for plan in plans],
+        settings,
         len(scenario.institutions),
         backend_config=backend_config,
         on_start=on_start,
         on_done=done,
+        # What the aggregator sees of plaintext FedAvg, for the update attacks.
+        client_mods={
+            name: [record_updates(s.out_dir)]
+            for name, s in settings
+            if by_name[name].kind == "fedavg"
+        },
+        trainers={
+            plan.name: dpsgd_training(scenario.spec, plan.epsilon)
+            for plan in plans
+            if plan.dp == "record" and plan.epsilon is not None
+        },
     )
     return runs
 

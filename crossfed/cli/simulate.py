@@ -258,9 +258,20 @@ def simulate(
         float, typer.Option(min=0.0, help="SGD step size.")
     ] = _DEFAULTS.learning_rate,
     model: Annotated[ModelChoice, typer.Option(help="The model trained.")] = _DEFAULT_MODEL,
-    epsilons: Annotated[
-        str, typer.Option(help="Target epsilons of the DP runs; empty for none.")
+    dpsgd_epsilons: Annotated[
+        str,
+        typer.Option(
+            help="Target epsilons of the record-level DP-SGD runs (each customer, each "
+            "institution's ε over the run); empty for none."
+        ),
     ] = "1,4,8",
+    epsilons: Annotated[
+        str,
+        typer.Option(
+            help="Target epsilons of institution-level distributed-DP runs (for large "
+            "federations); empty for none."
+        ),
+    ] = "",
     dp_clip: Annotated[float, typer.Option(help="L2 clip of each update in DP runs.")] = 0.5,
     target_bad_rate: Annotated[
         float | None,
@@ -340,6 +351,7 @@ def simulate(
             learning_rate=learning_rate,
             model=model.value,
             epsilons=_floats(epsilons, "--epsilons"),
+            dpsgd_epsilons=_floats(dpsgd_epsilons, "--dpsgd-epsilons"),
             dp_clip=dp_clip,
             target_bad_rate=target_bad_rate,
         )

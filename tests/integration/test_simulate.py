@@ -37,8 +37,9 @@ STRATEGY_KEYS = {
 COST_KEYS = {"transfer", "residual_risk", "operational", "total", "currency"}
 INSTITUTION_KEYS = {
     "name", "jurisdiction", "n", "local_auc", "federated_auc", "local_approval_rate",
-    "federated_approval_rate",
+    "federated_approval_rate", "personalised_auc",
 }  # fmt: skip
+ATTACK_KEYS = {"strategy", "attack", "target", "advantage"}
 FILES = ("results.json", "results.csv", "pareto.png", "uplift.png", "report.html")
 
 
@@ -54,7 +55,9 @@ def _simulate(out: Path, *args: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("study")
-    return out, _simulate(out, "--institutions", "3", "--rows", "3000", "--epsilons", "4")
+    return out, _simulate(
+        out, "--institutions", "3", "--rows", "3000", "--epsilons", "4", "--dpsgd-epsilons", "4"
+    )
 
 
 def test_every_file_with_the_documented_keys(generated: tuple[Path, dict[str, Any]]) -> None:
@@ -66,7 +69,8 @@ def test_every_file_with_the_documented_keys(generated: tuple[Path, dict[str, An
     strategies = results["strategies"]
     assert isinstance(strategies, list)
     assert [s["name"] for s in strategies] == [
-        "centralized", "local-only", "fedavg", "he-fedavg", "he-fedavg-dp-eps4",
+        "centralized", "local-only", "fedavg", "he-fedavg", "he-fedavg-dpsgd-eps4",
+        "he-fedavg-dp-eps4",
     ]  # fmt: skip
     for strategy in strategies:
         assert set(strategy) >= STRATEGY_KEYS, strategy["name"]
@@ -75,6 +79,13 @@ def test_every_file_with_the_documented_keys(generated: tuple[Path, dict[str, An
     institutions = results["institutions"]
     assert isinstance(institutions, list) and len(institutions) == 3
     assert all(set(i) >= INSTITUTION_KEYS for i in institutions)
+    attacks = results["privacy_attacks"]
+    assert all(set(a) >= ATTACK_KEYS for a in attacks)
+    # The aggregator sees a plaintext update under plaintext FedAvg only.
+    on_updates = {
+        a["strategy"] for a in attacks if "update" in a["surface"] and a["advantage"] is not None
+    }
+    assert on_updates == {"fedavg"}
     # Four answers to the two unsettled questions, for every strategy.
     assert len(results["sensitivity"]) == 4 * len(strategies)
     csv = pd.read_csv(out / "results.csv")
@@ -93,6 +104,8 @@ def test_measurements_and_costs_are_consistent(generated: tuple[Path, dict[str, 
     assert by_name["he-fedavg"]["bytes_sent"] > 10 * by_name["fedavg"]["bytes_sent"] > 0
     assert by_name["local-only"]["bytes_sent"] == 0
     assert by_name["he-fedavg-dp-eps4"]["epsilon"] == pytest.approx(4.0, rel=0.01)
+    # DP-SGD: the worst institution's epsilon over every step is the target.
+    assert by_name["he-fedavg-dpsgd-eps4"]["epsilon"] == pytest.approx(4.0, rel=0.03)
     # The default mix puts a CN platform lender (not a bank: the PBoC 2011 notice does not
     # bind it) in a three-institution federation: pooling its 434 people's records needs the
     # CAC standard contract (sensitive PI of fewer than 10,000 people), so it is priced.
@@ -126,6 +139,7 @@ def test_real_data_partitioned_by_a_column(tmp_path: Path) -> None:
         tmp_path / "german",
         "--data", str(GERMAN_CREDIT), "--target", "creditability", "--positive", "bad",
         "--partition-by", "housing", "--schema", str(schema_path), "--epsilons", "",
+        "--dpsgd-epsilons", "",
         "--jurisdictions", "EU,US,SG",
     )  # fmt: skip
     institutions = results["institutions"]
@@ -195,7 +209,8 @@ def test_runs_on_an_existing_ray_cluster(ray_head: str, tmp_path: Path) -> None:
 
     results = _simulate(
         tmp_path / "cluster",
-        "--institutions", "2", "--rows", "1500", "--epsilons", "", "--ray-address", ray_head,
+        "--institutions", "2", "--rows", "1500", "--epsilons", "", "--dpsgd-epsilons", "",
+        "--ray-address", ray_head,
     )  # fmt: skip
     assert results["scenario"]["ray_address"] == ray_head
     ray.init(address=ray_head, log_to_driver=False)

@@ -117,12 +117,16 @@ def test_bad_specs_are_refused(kwargs: dict[str, object], message: str) -> None:
 
 
 def test_plan_names_follow_the_documented_scheme() -> None:
-    plans = plan_strategies(ScenarioSpec(epsilons=(1.0, 0.5, 8.0)))
+    plans = plan_strategies(ScenarioSpec(epsilons=(1.0, 0.5, 8.0), dpsgd_epsilons=(4.0,)))
     assert [p.name for p in plans] == [
-        "centralized", "local-only", "fedavg", "he-fedavg",
+        "centralized", "local-only", "fedavg", "he-fedavg", "he-fedavg-dpsgd-eps4",
         "he-fedavg-dp-eps1", "he-fedavg-dp-eps0.5", "he-fedavg-dp-eps8",
     ]  # fmt: skip
-    assert [p.federated for p in plans] == [False, False, True, True, True, True, True]
+    assert [p.federated for p in plans] == [False, False, True, True, True, True, True, True]
+    assert [p.dp for p in plans[4:]] == ["record", "institution", "institution", "institution"]
+    # Record-level DP-SGD by default; institution-level distributed DP only when asked.
+    assert [p.dp for p in plan_strategies(ScenarioSpec())].count("record") == 3
+    assert "institution" not in [p.dp for p in plan_strategies(ScenarioSpec())]
 
 
 def _scenario(tmp_path: Path) -> Scenario:
