@@ -74,7 +74,7 @@ def build_client_app(
     settings: FederationSettings | None = None,
     *,
     extra_mods: Sequence[Mod] = (),
-    trainer: Callable[..., TrainResult] = train_local,
+    trainer: Callable[..., TrainResult] | None = None,
 ) -> ClientApp:
     """A ClientApp using ``settings`` (None: read from each message's run config).
 
@@ -83,8 +83,9 @@ def build_client_app(
     configuration is used, which a deployment never does. Mods, outermost
     first: any ``extra_mods`` (they see exactly what goes on the wire, e.g.
     tests that tamper with encrypted replies), then those the module docstring
-    lists. ``trainer`` replaces :func:`~clients.training.train_local` with a drop-in
-    of the same signature, e.g. DP-SGD (:class:`~clients.dpsgd.DpSgdTraining`).
+    lists. ``trainer`` replaces :func:`~clients.training.train_local` (the default,
+    looked up at each round) with a drop-in of the same signature, e.g. DP-SGD
+    (:class:`~clients.dpsgd.DpSgdTraining`).
     """
 
     def current(context: Context) -> FederationSettings:
@@ -135,7 +136,7 @@ def build_client_app(
         scaler = _standardizer(config)
         model = _global_model(msg, chosen, data.n_features)
         start = get_weights(model)
-        result = trainer(
+        result = (trainer or train_local)(
             model,
             scaler.transform(data.x_train),
             data.y_train,
