@@ -94,6 +94,11 @@ def _study(path: Path) -> Path:
                 "target_epsilon": 4.0,
                 "detail": {"dp_clip": 0.5, "noise_multiplier": 2.5},
             },
+            {
+                "name": "he-fedavg-dpsgd-eps4",
+                "target_epsilon": 4.0,
+                "detail": {"epsilon_per_institution": [{"rows": 900, "epsilon": 4.0}]},
+            },
         ],
     }  # fmt: skip
     path.write_text(json.dumps(results))
@@ -120,6 +125,13 @@ def test_a_study_names_its_dp_strategies_and_refuses_an_unknown_one(tmp_path: Pa
     assert any("he-fedavg-dp-eps4" in note for note in notes)
     with pytest.raises(ProvisioningError, match="no strategy 'nope'"):
         read_settings_file(study, "nope")
+
+
+def test_a_dp_sgd_strategy_is_refused_rather_than_deployed_without_its_dp(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ProvisioningError, match="record-level DP-SGD, which kits cannot set"):
+        read_settings_file(_study(tmp_path / "results.json"), "he-fedavg-dpsgd-eps4")
 
 
 def test_a_settings_file_is_checked_by_name(tmp_path: Path) -> None:

@@ -156,6 +156,12 @@ def _study(data: Mapping[str, Any], path: Path, strategy: str | None) -> tuple[d
             f"{path} has no strategy {strategy[:100]!r}; it has {', '.join(sorted(strategies))}"
         )
     detail = strategies[strategy].get("detail") or {}
+    if detail.get("epsilon_per_institution"):
+        raise ProvisioningError(
+            f"strategy {strategy} trained with record-level DP-SGD, which kits cannot set "
+            "yet: a kit from it would train without it. Pick another strategy (he-fedavg, "
+            "or an he-fedavg-dp-eps… one for institution-level DP)"
+        )
     clip, noise = detail.get("dp_clip") or 0.0, detail.get("noise_multiplier") or 0.0
     target = strategies[strategy].get("target_epsilon")
     if clip and target:
