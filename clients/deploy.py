@@ -42,13 +42,13 @@ from clients.app_guard import kit_settings
 from clients.data import encode, load_table
 from clients.errors import OutputDirError, SuperNodeError
 from clients.kit import InstitutionKit
-from clients.output_names import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
+from clients.output_names import METRICS_FILE, MODEL_FILE, SCORECARD_FILE, WORK_DIR
 from clients.preflight import check_secret, check_split
 from clients.refusals import (
     REFUSAL_BUDGET,
     REFUSALS_FILE,
-    RefusalBudget,
     RefusalBudgetSpentError,
+    refusal_budget,
 )
 from clients.schema import load_schema
 from crossfed.protocol import (
@@ -67,7 +67,6 @@ __all__ = [
     "check_data",
     "check_refusals",
     "promote_outputs",
-    "refusal_budget",
     "run_institution",
 ]
 
@@ -221,14 +220,6 @@ def promote_outputs(staging: Path, out: Path) -> list[str]:
     return ordered
 
 
-def refusal_budget(out_dir: Path) -> RefusalBudget:
-    """The count of refused aggregates of the institution whose outputs go to ``out_dir``.
-
-    Beside the local log, in ``OUT/.supernode`` (:mod:`clients.refusals`).
-    """
-    return RefusalBudget(out_dir.resolve() / ".supernode" / REFUSALS_FILE)
-
-
 def check_refusals(out_dir: Path) -> None:
     """Refuse to join while the refusal budget is spent (the operator reviews first).
 
@@ -302,7 +293,7 @@ def run_institution(
     say(f"{data_path}: {rows} rows match the federation schema")
 
     out = out_dir.resolve()
-    work = out / ".supernode"
+    work = out / WORK_DIR
     try:
         work.mkdir(mode=0o700, parents=True, exist_ok=True)
         work.chmod(0o700)

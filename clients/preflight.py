@@ -35,6 +35,7 @@ from clients.data import check_table, encode, train_test_split
 from clients.errors import ClientError, DataValidationError
 from clients.kit import InstitutionKit
 from clients.output_names import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
+from clients.refusals import REFUSAL_BUDGET, refusal_budget
 from clients.schema import FederationSchema, load_schema
 from clients.tables import quote, read_table
 from crossfed.protocol import (
@@ -165,6 +166,19 @@ def _check_out(out_dir: Path, problems: list[str], notes: list[str]) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"--out {quote(str(out_dir))}: {existing} is not writable")
         return
+    budget = refusal_budget(out_dir)
+    refused = budget.refused()
+    if refused >= REFUSAL_BUDGET:
+        problems.append(
+            f"this institution refused {REFUSAL_BUDGET} aggregates (or cannot read their count "
+            f"in {budget.path}): it decrypts nothing until you review the local log and run "
+            "`crossfed client … --reset-refusals`"
+        )
+    elif refused:
+        notes.append(
+            f"{refused} of {REFUSAL_BUDGET} refused aggregates counted in {budget.path}: "
+            "review the local log"
+        )
     kept = [name for name in (MODEL_FILE, METRICS_FILE, SCORECARD_FILE) if (out / name).is_file()]
     if kept:
         notes.append(

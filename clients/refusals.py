@@ -48,6 +48,7 @@ from flwr.app import ConfigRecord, Context
 
 from clients.errors import ClientError, TamperedAggregateError
 from clients.local_log import institution_logger
+from clients.output_names import WORK_DIR
 from clients.run_state import state_key
 from crossfed.protocol import FederationSettings
 from crypto import write_atomically
@@ -62,6 +63,7 @@ __all__ = [
     "budget_of",
     "check_may_decrypt",
     "close_run",
+    "refusal_budget",
     "run_closed",
 ]
 
@@ -220,3 +222,11 @@ def check_may_decrypt(context: Context, settings: FederationSettings, session: s
             f"the operator resets it (`crossfed client --reset-refusals`, or delete {budget.path})"
         )
         raise DecryptionWithheldError("the refusal budget is spent: nothing is decrypted")
+
+
+def refusal_budget(out_dir: Path) -> RefusalBudget:
+    """The count of refused aggregates of the institution whose outputs go to ``out_dir``.
+
+    Beside the local log, in ``OUT/.supernode`` (:data:`~clients.output_names.WORK_DIR`).
+    """
+    return RefusalBudget(out_dir.resolve() / WORK_DIR / REFUSALS_FILE)

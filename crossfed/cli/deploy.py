@@ -22,7 +22,7 @@ from clients import (
     check_institution,
     run_institution,
 )
-from clients.deploy import refusal_budget
+from clients.refusals import refusal_budget
 from crossfed.protocol import ProtocolError, ProvisioningError
 from federation import (
     AggregatorKit,

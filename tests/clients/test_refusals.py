@@ -12,7 +12,7 @@ from flwr.app import Context, RecordDict
 from typer.testing import CliRunner
 
 from clients import refusals
-from clients.deploy import check_refusals, refusal_budget
+from clients.deploy import check_refusals
 from clients.refusals import (
     REFUSAL_BUDGET,
     REFUSAL_FILE_KEY,
@@ -21,6 +21,7 @@ from clients.refusals import (
     RefusalBudgetSpentError,
     check_may_decrypt,
     close_run,
+    refusal_budget,
 )
 from crossfed.cli import app
 from crossfed.protocol import FederationSettings
@@ -147,3 +148,22 @@ def test_the_runner_counts_refusals_beside_its_log(
     chosen = tmp_path / "elsewhere.json"
     assert runner.main([*base, "--log-file", str(log), "--refusal-file", str(chosen)]) == 2
     assert seen["file"] == chosen
+
+
+def test_client_check_reports_the_refusal_count(tmp_path: Path) -> None:
+    """`crossfed client --check` names a spent count as a problem and a partial one as a note."""
+    from clients.preflight import _check_out
+
+    out = tmp_path / "out"
+    budget = refusal_budget(out)
+    problems: list[str] = []
+    notes: list[str] = []
+    _check_out(out, problems, notes)
+    assert problems == [] and not any("refused" in note for note in notes)
+    budget.record()
+    _check_out(out, problems, notes)
+    assert problems == [] and any("1 of 3 refused aggregates" in note for note in notes)
+    budget.record()
+    budget.record()
+    _check_out(out, problems, notes)
+    assert any("decrypts nothing until you review" in problem for problem in problems)
