@@ -49,7 +49,8 @@ def load_vector(
     ------
     MalformedDataError
         The blob is far too short (refused unparsed), corrupt, not one
-        two-polynomial ciphertext at the top level, trivial, or of another size.
+        two-polynomial ciphertext at the top level, trivial, at another scale
+        than the preset's or not in NTT form, or of another size.
     """
     params = context.preset.params
     shortest = min_blob_bytes(context.preset)
@@ -66,6 +67,13 @@ def load_vector(
             and ciphertexts[0].coeff_modulus_size() == max(len(params.coeff_mod_bit_sizes) - 1, 1)
         )
         trivial = shape_ok and ciphertexts[0].is_transparent()
+        # Every honest ciphertext, fresh or summed, is in NTT form at the preset's scale:
+        # a scale field set to anything else would change what every slot decodes to.
+        encoding_ok = (
+            shape_ok
+            and ciphertexts[0].is_ntt_form()
+            and ciphertexts[0].scale == 2.0**params.scale_bits
+        )
     except Exception as exc:  # TenSEAL raises bare ValueError/RuntimeError/TypeError
         raise MalformedDataError(f"ciphertext {index} is corrupt: {exc}") from exc
     if not shape_ok:
@@ -75,6 +83,11 @@ def load_vector(
     if trivial:
         raise MalformedDataError(
             f"ciphertext {index} is trivial (transparent): it was not made with the key"
+        )
+    if not encoding_ok:
+        raise MalformedDataError(
+            f"ciphertext {index} is not at this preset's scale 2^{params.scale_bits} in NTT "
+            "form: its slots would decode to other values"
         )
     if vector.size() != size:
         raise MalformedDataError(

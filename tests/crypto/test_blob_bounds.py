@@ -187,3 +187,24 @@ def test_trivial_and_oversized_ciphertexts_are_refused(
             EncryptedUpdate.from_bytes(public, with_blob(valid, blob))
     with pytest.raises(MalformedDataError, match=r"not one fresh or summed|exceeds the bound"):
         EncryptedUpdate.from_bytes(public, with_blob(valid, three))
+
+
+@pytest.mark.parametrize("preset_name", PRESET_NAMES)
+def test_a_ciphertext_at_another_scale_is_refused_before_decryption(
+    preset_name: str,
+    secret_contexts: dict[str, SecretContext],
+    public_contexts: dict[str, PublicContext],
+) -> None:
+    """A ciphertext at twice the scale (made here with the key, as a colluding institution
+    could; the aggregator can write the scale field into a genuine one's bytes): every slot
+    would decode to half its value. Refused on load, before anything is decrypted."""
+    secret, public = secret_contexts[preset_name], public_contexts[preset_name]
+    valid = small_update(secret)
+    genuine = EncryptedUpdate.from_bytes(public, valid).vectors[0]
+    scale = 2.0 ** (PRESETS[preset_name].params.scale_bits + 1)
+    values = np.zeros(genuine.size()).tolist()
+    rescaled = ts.ckks_vector(secret.tenseal_context, values, scale=scale).serialize()
+    assert ts.ckks_vector_from(public.tenseal_context, rescaled).size() == genuine.size()
+    with pytest.raises(MalformedDataError, match="scale"):
+        EncryptedUpdate.from_bytes(public, with_blob(valid, rescaled))
+    EncryptedUpdate.from_bytes(public, valid)  # the genuine one at the preset's scale loads
