@@ -32,7 +32,7 @@ from crypto.errors import (
 from crypto.files import write_atomically
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
 from crypto.masked import MaskedRound, MaskedSum, QuantisedUpdate, decrypt_masked, quantise_update
-from crypto.masks import AgreementKey
+from crypto.masks import AgreementKey, canonical_public_key
 from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from crypto.update import (
     aggregate,
@@ -68,6 +68,7 @@ __all__ = [
     "ShapeMismatchError",
     "WeakParametersError",
     "aggregate",
+    "canonical_public_key",
     "decrypt_average",
     "decrypt_masked",
     "decrypt_sums",

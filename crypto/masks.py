@@ -57,6 +57,7 @@ __all__ = [
     "MIN_CONTRIBUTORS",
     "AgreementKey",
     "MaskShape",
+    "canonical_public_key",
     "contributor_set",
     "mask_entries",
     "set_digest",
@@ -130,8 +131,11 @@ class AgreementKey:
         """
         if own_name == peer_name:
             raise MaskingRefusedError("an institution has no pair key with itself")
-        if not isinstance(peer_public, bytes) or len(peer_public) != AGREEMENT_KEY_BYTES:
-            raise InvalidPeerKeyError(f"an agreement public key has {AGREEMENT_KEY_BYTES} bytes")
+        if not canonical_public_key(peer_public):
+            raise InvalidPeerKeyError(
+                f"the agreement key of {peer_name!r} is not a canonical {AGREEMENT_KEY_BYTES}-byte "
+                "X25519 public key"
+            )
         try:
             shared = self._private.exchange(X25519PublicKey.from_public_bytes(peer_public))
         except (ValueError, UnsupportedAlgorithm) as exc:
@@ -231,3 +235,20 @@ def _canonical(value: object) -> bytes:
 def _folded(name: str) -> str:
     """``name`` as compared for uniqueness: NFKC-normalised, then case-folded."""
     return unicodedata.normalize("NFKC", name).casefold()
+
+
+#: ``2^255 - 19``: X25519 public keys are residues below it, written little-endian.
+_FIELD_PRIME = (1 << 255) - 19
+
+
+def canonical_public_key(raw: object) -> bool:
+    """Whether ``raw`` is the one canonical encoding of an X25519 public key.
+
+    X25519 ignores the top bit of a public key and reduces ``u`` modulo
+    ``2^255 - 19``, so one point has several byte strings: a key list that
+    compares bytes would take ``K`` and ``K`` with bit 255 set as two keys of one
+    party. Only ``u < 2^255 - 19`` with the top bit clear is accepted.
+    """
+    if not isinstance(raw, bytes) or len(raw) != AGREEMENT_KEY_BYTES:
+        return False
+    return int.from_bytes(raw, "little") < _FIELD_PRIME

@@ -41,7 +41,7 @@ def test_a_bank_makes_its_key_and_prints_only_the_public_half(tmp_path: Path) ->
         ("- bank-eu\n", "expected lines of"),
         ("bank-eu: abc\n", "64"),
         ("bank-eu: 12\n", "expected lines of"),
-        ("bank-eu: " + "ab" * 32 + "\nbank-sg: " + "ab" * 32 + "\n", "one agreement key"),
+        ("bank-eu: " + "0b" * 32 + "\nbank-sg: " + "0b" * 32 + "\n", "one agreement key"),
         ("bank-eu: [", "cannot read"),
     ],
 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from crossfed.protocol.errors import ProvisioningError
+from crypto import canonical_public_key
 
 __all__ = ["AGREEMENT_KEY_HEX", "agreement_key_hex", "check_agreement_keys"]
 
@@ -80,7 +81,14 @@ def check_agreement_keys(listed: Mapping[str, str], *, required: bool) -> dict[s
                 f"federation.yaml: the agreement key of {name!r} is not {AGREEMENT_KEY_HEX} "
                 "lowercase hex digits"
             )
-        keys[name] = bytes.fromhex(text)
+        raw = bytes.fromhex(text)
+        if not canonical_public_key(raw):
+            raise ProvisioningError(
+                f"federation.yaml: the agreement key of {name!r} is not a canonical X25519 "
+                "public key (the same point can be written with its top bit set: refused, "
+                "so that one key cannot be listed twice under two spellings)"
+            )
+        keys[name] = raw
     owners: dict[bytes, str] = {}
     for name, key in keys.items():
         if key in owners:

@@ -172,3 +172,18 @@ def test_the_pair_key_is_bound_to_the_listed_public_keys() -> None:
     assert a.pair_key("a", "b", b.public_bytes(), fingerprint) != a.pair_key(
         "a", "b", c.public_bytes(), fingerprint
     )
+
+
+def test_a_key_written_with_its_top_bit_set_is_refused_as_an_alias() -> None:
+    """X25519 ignores bit 255: ``K`` and ``K | 2^255`` are one point under two spellings,
+    which a byte comparison would count as two parties' keys."""
+    a, c = AgreementKey.generate(), AgreementKey.generate()
+    genuine = c.public_bytes()
+    alias = genuine[:31] + bytes([genuine[31] | 0x80])
+    assert crypto.canonical_public_key(genuine) and not crypto.canonical_public_key(alias)
+    beyond = ((1 << 255) - 19 + 1).to_bytes(32, "little")  # u >= p: reduced by X25519
+    assert not crypto.canonical_public_key(beyond)
+    fingerprint = "f" * 64
+    a.pair_key("a", "c", genuine, fingerprint)
+    with pytest.raises(crypto.InvalidPeerKeyError, match="canonical"):
+        a.pair_key("a", "d", alias, fingerprint)

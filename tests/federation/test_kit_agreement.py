@@ -270,3 +270,22 @@ def test_agreement_keys_given_for_other_names_repeated_or_unusable_are_refused(
             agreement_keys=given(keys),
         )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_key_listed_again_under_another_spelling_is_refused(tmp_path: Path) -> None:
+    """The colluder's key with its top bit set, listed for a made-up institution."""
+    keys = {name: crypto.AgreementKey.generate().public_bytes() for name in NAMES}
+    colluder = keys[NAMES[1]]
+    keys[NAMES[2]] = colluder[:31] + bytes([colluder[31] | 0x80])
+    (tmp_path / "schema.yaml").write_bytes(SCHEMA)
+    with pytest.raises(ProvisioningError, match="not a canonical X25519"):
+        create_kits(
+            tmp_path / "out",
+            federation="masks",
+            aggregator_address="127.0.0.1:9092",
+            institutions=[(name, None) for name in NAMES],
+            schema=tmp_path / "schema.yaml",
+            preset="lean",
+            pin=PIN,
+            agreement_keys=keys,
+        )
