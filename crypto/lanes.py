@@ -35,8 +35,9 @@ from typing import Literal
 
 import numpy as np
 
-from crypto.check import CHECK_LANES, Segment, keystream, largest_prime_below
+from crypto.check import CHECK_LANES, Segment
 from crypto.errors import IntegrityError, InvalidWeightError, OverflowRiskError
+from crypto.primitives import keystream, largest_prime_below
 
 __all__ = ["TAG_BITS", "WEIGHT_BITS", "MaskedCodec"]
 

@@ -10,7 +10,7 @@ derive the same *pair key*::
 
 and from it, per run, round and *contributor set* ``S`` (the institutions the
 aggregator declared for this aggregate), a ChaCha20 stream
-(:func:`crypto.check.keystream`) bound to ``SHA-256(sorted S)`` and a purpose
+(:func:`crypto.primitives.keystream`) bound to ``SHA-256(sorted S)`` and a purpose
 label. Institution ``i`` adds, per entry, ``sum_{j in S, j != i} sign(i, j)
 PRG(k_ij)`` with ``sign = +1`` when ``name_i < name_j`` and ``-1`` otherwise, so
 the masks of ``S`` cancel exactly in the sum of its members (Bonawitz et al.,
@@ -49,8 +49,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from crypto.check import keystream
 from crypto.errors import InvalidPeerKeyError, MalformedDataError, MaskingRefusedError
+from crypto.primitives import keystream
 
 __all__ = [
     "AGREEMENT_KEY_BYTES",

@@ -43,12 +43,12 @@ from crypto.check import (
     RoundCheck,
     Segment,
     _coefficients,
-    largest_prime_below,
     valid_nonce,
 )
 from crypto.constants import CONTEXT_MAGIC, UPDATE_MAGIC
 from crypto.encrypted import AVERAGE, SUM
 from crypto.integrity import round_check
+from crypto.primitives import largest_prime_below
 from crypto.wire import pack_envelope, unpack_envelope
 
 PRESET_NAMES = ("standard", "lean", "packed")

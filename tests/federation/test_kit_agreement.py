@@ -23,11 +23,10 @@ NAMES = ("bank-sg", "bank-id", "lender-br")
 PIN = "sha256:" + "0" * 64
 
 
-@pytest.fixture(scope="module")
-def kits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("agreement")
+def _create(root: Path, agreement_keys: dict[str, bytes] | None = None) -> FederationManifest:
+    """Kits for NAMES in ``root/out`` (a lean federation, pinned, no bundle built)."""
     (root / "schema.yaml").write_bytes(SCHEMA)
-    create_kits(
+    return create_kits(
         root / "out",
         federation="masks",
         aggregator_address="127.0.0.1:9092",
@@ -35,7 +34,14 @@ def kits(tmp_path_factory: pytest.TempPathFactory) -> Path:
         schema=root / "schema.yaml",
         preset="lean",
         pin=PIN,
+        agreement_keys=agreement_keys,
     )
+
+
+@pytest.fixture(scope="module")
+def kits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("agreement")
+    _create(root)
     return root / "out"
 
 
@@ -218,17 +224,7 @@ def test_keys_made_at_each_institution_never_pass_through_the_kit_creator(
 ) -> None:
     """`kit agreement-key` at each bank, `kit create --agreement-keys` with the public halves."""
     own = {name: crypto.AgreementKey.generate() for name in NAMES}
-    (tmp_path / "schema.yaml").write_bytes(SCHEMA)
-    manifest = create_kits(
-        tmp_path / "out",
-        federation="masks",
-        aggregator_address="127.0.0.1:9092",
-        institutions=[(name, None) for name in NAMES],
-        schema=tmp_path / "schema.yaml",
-        preset="lean",
-        pin=PIN,
-        agreement_keys={name: key.public_bytes() for name, key in own.items()},
-    )
+    manifest = _create(tmp_path, {name: key.public_bytes() for name, key in own.items()})
     assert manifest.agreement_keys() == {name: key.public_bytes() for name, key in own.items()}
     assert not list((tmp_path / "out").rglob("agreement.key"))  # no private key was ever made
     kit = tmp_path / "out" / NAMES[0]
@@ -257,18 +253,8 @@ def test_agreement_keys_given_for_other_names_repeated_or_unusable_are_refused(
     tmp_path: Path, given: Callable[[dict[str, bytes]], dict[str, bytes]], problem: str
 ) -> None:
     keys = {name: crypto.AgreementKey.generate().public_bytes() for name in NAMES}
-    (tmp_path / "schema.yaml").write_bytes(SCHEMA)
     with pytest.raises(ProvisioningError, match=problem):
-        create_kits(
-            tmp_path / "out",
-            federation="masks",
-            aggregator_address="127.0.0.1:9092",
-            institutions=[(name, None) for name in NAMES],
-            schema=tmp_path / "schema.yaml",
-            preset="lean",
-            pin=PIN,
-            agreement_keys=given(keys),
-        )
+        _create(tmp_path, given(keys))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -277,15 +263,5 @@ def test_a_key_listed_again_under_another_spelling_is_refused(tmp_path: Path) ->
     keys = {name: crypto.AgreementKey.generate().public_bytes() for name in NAMES}
     colluder = keys[NAMES[1]]
     keys[NAMES[2]] = colluder[:31] + bytes([colluder[31] | 0x80])
-    (tmp_path / "schema.yaml").write_bytes(SCHEMA)
     with pytest.raises(ProvisioningError, match="not a canonical X25519"):
-        create_kits(
-            tmp_path / "out",
-            federation="masks",
-            aggregator_address="127.0.0.1:9092",
-            institutions=[(name, None) for name in NAMES],
-            schema=tmp_path / "schema.yaml",
-            preset="lean",
-            pin=PIN,
-            agreement_keys=keys,
-        )
+        _create(tmp_path, keys)
