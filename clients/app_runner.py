@@ -139,6 +139,8 @@ def runner_setup(
     }
     if refusal_file is not None:
         node_config[REFUSAL_FILE_KEY] = str(refusal_file.resolve())
+    if kit.manifest.masked:
+        node_config["kit"] = str(kit.path.resolve())  # its agreement keys (clients.masking_keys)
     return RunnerSetup(kit.manifest.app_pin, settings, kit_expectations(kit), node_config)
 
 

@@ -112,7 +112,7 @@ def build_client_app(
             *extra_mods,
             error_mod,
             admission_mod,
-            make_encryption_mod(current),
+            make_encryption_mod(current, start_weights),
             make_dp_mod(current, start_weights),
             make_bounds_mod(current, start_weights),
         ]

@@ -71,6 +71,13 @@ from flwr.clientapp.typing import ClientAppCallable
 import crypto
 from clients.bounds import check_summed_weight
 from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
+from clients.masked_round import (
+    MaskingKeys,
+    apply_masked_aggregate,
+    masked_query_reply,
+    masked_train_reply,
+)
+from clients.masking_keys import is_masked, masking_keys
 from clients.refusals import check_may_decrypt, close_run
 from clients.run_state import (
     SEEDED_START,
@@ -88,6 +95,7 @@ from crossfed.protocol import (
     EVALUATION_KEY,
     EVALUATION_METRICS,
     METRICS_KEY,
+    NAME_KEY,
     NUM_EXAMPLES_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
@@ -99,6 +107,7 @@ from crossfed.protocol import (
 __all__ = ["contributor_name", "make_encryption_mod", "min_contributors"]
 
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
+StartWeights = Callable[[Message, Context], list[np.ndarray]]
 
 #: Failures decided before anything is decrypted (the message's structure, a ciphertext's
 #: header, the bank's own key file): they do not close the run. Any other failure of a
@@ -146,8 +155,15 @@ def min_contributors(settings: FederationSettings) -> int:
     return max(2, settings.min_institutions)
 
 
-def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) -> Mod:
-    """Build the mod; ``settings_of`` gives the run's settings (the kit's) for a context."""
+def make_encryption_mod(
+    settings_of: Callable[[Context], FederationSettings],
+    start_weights: StartWeights | None = None,
+) -> Mod:
+    """Build the mod; ``settings_of`` gives the run's settings (the kit's) for a context.
+
+    ``start_weights`` gives the plaintext model a message carries (the seeded
+    initial model when none): a masked preset sends the *delta* from it.
+    """
 
     def encryption_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         settings = settings_of(context)
@@ -155,17 +171,29 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
             return call_next(msg, context)
         inbound = classify(msg, settings)
         session = pinned_session(context, settings)
+        path = str(context.node_config.get("secret-context") or settings.secret_context)
+        secret = _secret_context(path)
+        name = contributor_name(context)
+        keys = masking_keys(context, settings, secret, name) if is_masked(secret) else None
+        if inbound.kind in ("roll-call", "remask", "reveal"):
+            # Nothing is decrypted: the name, or the same update masked again, or one seed.
+            return _masked_query(msg, context, settings, inbound, keys, session)
         if inbound.kind != "stats":  # every other message carries ciphertexts to decrypt
             check_may_decrypt(context, settings, session)  # F5: a closed run, a spent budget
         try:
-            path = str(context.node_config.get("secret-context") or settings.secret_context)
-            secret = _secret_context(path)
-            binding = _decrypt_inbound(msg, context, secret, settings, inbound, session)
+            if keys is not None and inbound.kind == "evaluate":
+                raise InboundMessageError("a masked federation's evaluation is not wired yet")
+            binding = _decrypt_inbound(msg, context, secret, settings, inbound, session, keys)
+            start: list[np.ndarray] | None = None
             if inbound.kind == "train":
                 # The start of this round; the bounds mod keeps its weights as the movement
                 # reference. Should it refuse the model, the two memories disagree and every
                 # later model is refused (expected_binding): never a data-dependent answer.
                 remember_binding(context, settings, inbound.round, binding)
+                if keys is not None:
+                    if start_weights is None:
+                        raise ConfigError("a masked preset needs the start model's weights")
+                    start = start_weights(msg, context)
             reply = call_next(msg, context)
         except _BEFORE_DECRYPTION:
             raise  # the message's structure, headers, or the bank's key file: key-independent
@@ -179,7 +207,17 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
             if inbound.kind != "stats":
                 close_run(context, settings, session)
             return reply
-        name = contributor_name(context)
+        if inbound.kind == "train" and keys is not None and start is not None:
+            return masked_train_reply(
+                msg,
+                context,
+                settings,
+                keys,
+                start=start,
+                trained=reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays(),
+                count=_count(reply.content.metric_records[METRICS_KEY]),
+                binding=binding,
+            )
         if inbound.kind == "train":
             sealed = _encrypt_weights(reply, secret, inbound.round, session, name, binding)
         elif inbound.kind == "evaluate":
@@ -193,6 +231,30 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
     return encryption_mod
 
 
+def _masked_query(
+    msg: Message,
+    context: Context,
+    settings: FederationSettings,
+    inbound: Inbound,
+    keys: MaskingKeys | None,
+    session: str,
+) -> Message:
+    """Answer a roll-call (the name), a remask or a reveal query of a masked federation.
+
+    None decrypts anything, so a refusal here says nothing about the key and
+    does not close the run; a closed run answers none of them.
+    """
+    if keys is None:
+        raise InboundMessageError(f"a {inbound.kind} query in a federation that masks nothing")
+    if inbound.kind == "roll-call":
+        content = RecordDict(
+            {CONFIG_KEY: ConfigRecord({NAME_KEY: keys.name}), METRICS_KEY: MetricRecord({})}
+        )
+        return Message(content=content, reply_to=msg)
+    check_may_decrypt(context, settings, session)  # a closed run re-masks and reveals nothing
+    return masked_query_reply(msg, context, settings, keys)
+
+
 def _decrypt_inbound(
     msg: Message,
     context: Context,
@@ -200,8 +262,12 @@ def _decrypt_inbound(
     settings: FederationSettings,
     inbound: Inbound,
     session: str,
+    keys: MaskingKeys | None = None,
 ) -> bytes:
     """Check every record that arrived, decrypt the aggregates, refuse anything in clear.
+
+    With ``keys`` (a masked preset) the model is a masked sum of deltas, applied
+    to this institution's own start (:func:`~clients.masked_round.apply_masked_aggregate`).
 
     Returns the binding of the model the message carries (what a reply about
     it is bound to): :func:`~clients.run_state.model_binding` of its exact
@@ -231,6 +297,10 @@ def _decrypt_inbound(
         config[EVALUATION_KEY] = _decrypt_evaluation(secret, evaluation, settings, session, binding)
         del config[EVALUATION_CIPHERTEXT_KEY]
     if data is None or inbound.model_round is None:
+        return binding
+    if keys is not None:
+        weights = apply_masked_aggregate(msg, context, settings, keys)
+        content[ARRAYS_KEY] = ArrayRecord(weights)
         return binding
     update = crypto.EncryptedUpdate.from_bytes(
         secret,

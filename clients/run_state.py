@@ -15,15 +15,21 @@ train r        1 <= r <= kit rounds   none if r = 1 (the seeded initial
 evaluate r     1 <= r <= kit rounds   the aggregate of round r (Flower
                                       evaluates the model the round made)
 final          the kit's rounds       the aggregate of the last round
+roll-call      0                      none (masked presets: reply the name)
+remask,        the round being        none (masked presets: the same
+reveal         trained                quantised update for a smaller set,
+                                      or one self-mask seed)
 =============  =====================  =======================================
 
 and checked against what the institution remembers of the run
 (:func:`admit`): the first message fixes the run's session, and every later
-one must carry it; a training round must be later than every round trained
-before; an evaluation may not go back before the last round trained. The
-memory lives in ``context.state``, which Flower keeps per node and run (in
-simulation and in deployment), under a key derived from the run's settings,
-so that several federations run in one simulation keep apart.
+one must carry it; a remask or reveal query must be about the round the
+institution is training now, of the pinned session; a training round must be
+later than every round trained before; an evaluation may not go back before
+the last round trained. The memory lives in ``context.state``, which Flower
+keeps per node and run (in simulation and in deployment), under a key derived
+from the run's settings, so that several federations run in one simulation
+keep apart.
 
 It also remembers which model the institution started its last training round
 from (:func:`remember_binding`): in encrypted mode every model update is bound
@@ -62,6 +68,9 @@ from crossfed.protocol import (
     CONFIG_KEY,
     FINAL_QUERY,
     PHASE_KEY,
+    PHASE_REMASK,
+    PHASE_REVEAL,
+    PHASE_ROLL_CALL,
     PHASE_STATS,
     ROUND_KEY,
     SESSION_KEY,
@@ -92,7 +101,7 @@ SEEDED_START = b""
 #: Domain separation of :func:`model_binding`'s digest.
 _BINDING_LABEL = b"crossfed/start-model/v1\x00"
 
-Kind = Literal["stats", "train", "evaluate", "final"]
+Kind = Literal["stats", "train", "evaluate", "final", "roll-call", "remask", "reveal"]
 _SESSION, _TRAINED, _START_ROUND = "session", "trained-round", "start-round"
 _BOUND_ROUND, _BINDING = "bound-round", "start-binding"
 
@@ -104,7 +113,8 @@ class Inbound:
     Attributes
     ----------
     kind:
-        ``"stats"``, ``"train"``, ``"evaluate"`` or ``"final"``.
+        ``"stats"``, ``"train"``, ``"evaluate"``, ``"final"``, or (masked
+        presets) ``"roll-call"``, ``"remask"``, ``"reveal"``.
     round:
         The round the message belongs to (0 for statistics, the kit's last
         round for the final message); replies are encrypted for it.
@@ -136,9 +146,21 @@ def classify(msg: Message, settings: FederationSettings) -> Inbound:
     kind = msg.metadata.message_type
     config = msg.content.config_records.get(CONFIG_KEY)
     if kind == MessageType.QUERY:
-        if config is None or config.get(PHASE_KEY) != PHASE_STATS:
-            raise InboundMessageError("a query that is not the statistics query")
-        return Inbound("stats", 0, None)
+        phase = config.get(PHASE_KEY) if config is not None else None
+        if phase == PHASE_STATS:
+            return Inbound("stats", 0, None)
+        if phase == PHASE_ROLL_CALL:
+            return Inbound("roll-call", 0, None)
+        if phase not in (PHASE_REMASK, PHASE_REVEAL):
+            raise InboundMessageError(
+                "a query that is neither the statistics query nor a masking one"
+            )
+        value = config.get(ROUND_KEY) if config is not None else None
+        if type(value) is not int or not 0 <= value <= settings.rounds:
+            raise InboundMessageError(
+                f"a {phase} query for round {value!r}, outside the kit's 0..{settings.rounds}"
+            )
+        return Inbound("remask" if phase == PHASE_REMASK else "reveal", value, None)
     if kind == FINAL_QUERY:
         return Inbound("final", settings.rounds, settings.rounds)
     if kind not in (MessageType.TRAIN, MessageType.EVALUATE):
@@ -186,6 +208,8 @@ def admit(msg: Message, context: Context, settings: FederationSettings) -> Inbou
     stated = config.get(SESSION_KEY) if config is not None else None
     key = state_key(settings)
     memory = context.state.config_records.get(key)
+    if memory is None and inbound.kind in ("remask", "reveal"):
+        raise InboundMessageError(f"a {inbound.kind} query before this run's first message")
     if memory is None:
         if not isinstance(stated, str) or not 0 < len(stated) <= MAX_SESSION_CHARS:
             raise InboundMessageError("the run's first message names no valid session")
@@ -207,6 +231,11 @@ def admit(msg: Message, context: Context, settings: FederationSettings) -> Inbou
                 f"a train message for round {inbound.round}, not after round {trained}"
             )
         memory[_TRAINED] = inbound.round
+    elif inbound.kind in ("remask", "reveal") and inbound.round != trained:
+        # Only the round being trained has a masked update to re-mask or a seed to reveal.
+        raise InboundMessageError(
+            f"a {inbound.kind} query for round {inbound.round}; this institution trains {trained}"
+        )
     elif inbound.kind == "evaluate" and inbound.round < trained:
         raise InboundMessageError(
             f"an evaluate message for round {inbound.round}, before round {trained}"

@@ -28,6 +28,7 @@ from crossfed.protocol import (
     CONFIG_KEY,
     FINAL_QUERY,
     MODE_KEY,
+    SELF_SEEDS_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
     FederationSettings,
@@ -46,6 +47,7 @@ def deliver_final_model(
     settings: FederationSettings,
     evaluation: Mapping[str, bytes | list[float]] | None = None,
     audit_head: str | None = None,
+    self_seeds: Mapping[str, bytes] | None = None,
 ) -> dict[int, str]:
     """Send the final global model to every connected institution.
 
@@ -67,6 +69,9 @@ def deliver_final_model(
     audit_head
         The audit log's head after the last round, sent along (under
         ``AUDIT_HEAD_KEY``) like with every training and evaluation message.
+    self_seeds
+        Masked presets: the seeds revealed for the last round's sum, by name,
+        sent beside it (under ``SELF_SEEDS_KEY``) so institutions can open it.
 
     Returns
     -------
@@ -83,17 +88,14 @@ def deliver_final_model(
     if audit_head is not None:
         entries[AUDIT_HEAD_KEY] = audit_head
     nodes = sorted(grid.get_node_ids())
+    records: dict[str, ArrayRecord | ConfigRecord] = {
+        ARRAYS_KEY: arrays,
+        CONFIG_KEY: ConfigRecord({MODE_KEY: settings.mode, **entries}),  # type: ignore[dict-item]
+    }
+    if self_seeds:
+        records[SELF_SEEDS_KEY] = ConfigRecord(dict(self_seeds))
     messages = [
-        Message(
-            content=RecordDict(
-                {
-                    ARRAYS_KEY: arrays,
-                    CONFIG_KEY: ConfigRecord({MODE_KEY: settings.mode, **entries}),  # type: ignore[dict-item]
-                }
-            ),
-            message_type=FINAL_QUERY,
-            dst_node_id=node,
-        )
+        Message(content=RecordDict(dict(records)), message_type=FINAL_QUERY, dst_node_id=node)
         for node in nodes
     ]
     outcome = {node: "no reply before the round timeout" for node in nodes}

@@ -59,6 +59,8 @@ from federation.audit import AuditLog
 from federation.dp import epsilon_against_collusion, epsilon_scope
 from federation.errors import QuorumNotReachedError
 from federation.final import deliver_final_model
+from federation.masked_exchange import MIN_MASKED, roll_call
+from federation.masked_strategy import MASKED_DIR, MASKED_STATISTICS, MaskedAggregation
 from federation.measured import CpuMeter, MeasuredStrategy, RoundMeasurement
 from federation.replies import bounded, error_reason
 from federation.resume import OffsetRounds, prior_noise_multipliers, released_rounds, resume_point
@@ -153,8 +155,11 @@ def run_federation(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     public = _public_context(settings)
+    masked = public is not None and public.preset.codec == "masked"
+    if masked:
+        _check_masked(settings, out_dir)
     start = resume_point(
-        out_dir if public is not None else None,
+        out_dir if public is not None and not masked else None,
         public.fingerprint if public is not None else "",
         uuid.uuid4().hex,
     )
@@ -168,14 +173,41 @@ def run_federation(
     nodes = _wait_for_nodes(
         grid, settings.min_institutions, settings.institutions, settings.round_timeout
     )
+    names: dict[int, str] = {}
+    if masked:
+        names, _ = roll_call(grid, nodes, run_id, settings.round_timeout)
+        nodes = sorted(names)
+        if len(nodes) < max(MIN_MASKED, settings.min_institutions):
+            raise QuorumNotReachedError(
+                f"roll call: {len(nodes)} institutions named themselves distinctly; a masked "
+                f"federation needs at least {max(MIN_MASKED, settings.min_institutions)}"
+            )
     stats_entries, dropped = _statistics_round(grid, nodes, settings, public, run_id)
+    if masked and out_dir is not None:
+        # What a replay of the masked deltas needs to normalise them (key holders only).
+        (out_dir / MASKED_DIR).mkdir(exist_ok=True)
+        blob = stats_entries[STATS_CIPHERTEXT_KEY]
+        crypto.write_atomically(out_dir / MASKED_DIR / MASKED_STATISTICS, blob)
     fedavg = FedAvg(
         min_train_nodes=settings.min_institutions,
         min_evaluate_nodes=settings.min_institutions,
         min_available_nodes=settings.min_institutions,
     )
     inner: FedAvg | EncryptedAggregation = fedavg
-    if public is not None:
+    if public is not None and masked:
+        inner = MaskedAggregation(
+            fedavg,
+            public,
+            names=names,
+            timeout=settings.round_timeout,
+            min_institutions=settings.min_institutions,
+            shapes=settings.shapes() or (),
+            max_update_bytes=settings.max_update_bytes,
+            audit=AuditLog(out_dir / AUDIT_LOG) if out_dir else None,
+            out_dir=out_dir,
+            run_id=run_id,
+        )
+    elif public is not None:
         inner = EncryptedAggregation(
             fedavg,
             public,
@@ -222,11 +254,39 @@ def run_federation(
         measured.institutions_cpu_source,
     )
     if out_dir is not None:
-        _write_outputs(out_dir, outcome, settings, run_id)
+        _write_outputs(out_dir, outcome, settings, run_id, masked=masked)
     head = inner.audit_head() if isinstance(inner, EncryptedAggregation) else None
     evaluation = _last_evaluation(result, inner)
-    deliver_final_model(grid, result.arrays, config, settings, evaluation, audit_head=head)
+    seeds = inner.seeds if isinstance(inner, MaskedAggregation) else None
+    deliver_final_model(
+        grid, result.arrays, config, settings, evaluation, audit_head=head, self_seeds=seeds
+    )
     return outcome
+
+
+def _check_masked(settings: FederationSettings, out_dir: Path | None) -> None:
+    """Refuse what a masked federation cannot do (yet), naming why.
+
+    Raises
+    ------
+    ConfigurationError
+        Distributed DP (its shares are weighted equally, masked deltas by row
+        count), or an out-dir holding an earlier run (a checkpoint or masked
+        sums): the aggregator of a masked run holds only masked *deltas*, which
+        only institutions can open and add up from the seeded model, so it has
+        no model to resume from.
+    """
+    if settings.dp_enabled:
+        raise ConfigurationError(
+            "a masked preset does not combine with distributed DP (dp-clip > 0) yet"
+        )
+    if out_dir is not None and (
+        (out_dir / "checkpoint.bin").exists() or (out_dir / MASKED_DIR).exists()
+    ):
+        raise ConfigurationError(
+            f"{out_dir} holds an earlier run; a masked run cannot resume (its aggregator "
+            "holds only masked deltas, which institutions alone can open): use a new out-dir"
+        )
 
 
 def _last_evaluation(
@@ -375,11 +435,13 @@ def _largest_same_length(
 
 
 def _write_outputs(
-    out_dir: Path, outcome: RunOutcome, settings: FederationSettings, run_id: str
+    out_dir: Path, outcome: RunOutcome, settings: FederationSettings, run_id: str, *, masked: bool
 ) -> None:
     result = outcome.result
     arrays = result.arrays
-    if settings.mode == "encrypted" and arrays is not None and len(arrays):
+    if masked:
+        pass  # no model here: every round's masked delta sum is in out_dir/masked
+    elif settings.mode == "encrypted" and arrays is not None and len(arrays):
         (out_dir / "global_model.bin").write_bytes(read_ciphertext(arrays))
     elif arrays is not None and len(arrays):
         np.savez(out_dir / "global_model.npz", *arrays.to_numpy_ndarrays())

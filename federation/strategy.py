@@ -76,11 +76,13 @@ def averaging_preset_problem(preset: crypto.Preset) -> str | None:
     The packed codec clips every value to ``[-clip, clip]`` before quantising: fit
     for bounded quantities, but a model's weights are not bounded, and clipping
     them would change the model without a word. Federated averaging therefore
-    takes presets with the float codec only.
+    takes presets with the float codec, or the masked presets, which carry
+    clipped *deltas* from a start every institution holds
+    (:class:`~federation.masked_strategy.MaskedAggregation`).
     """
-    if preset.codec == "float":
+    if preset.codec in ("float", "masked"):
         return None
-    usable = sorted(name for name, p in crypto.PRESETS.items() if p.codec == "float")
+    usable = sorted(name for name, p in crypto.PRESETS.items() if p.codec in ("float", "masked"))
     return (
         f"preset {preset.name!r} clips every value to [-{preset.clip:g}, {preset.clip:g}] and "
         f"cannot carry a model's weights; a federation uses {' or '.join(usable)}"
@@ -119,8 +121,12 @@ class EncryptedAggregation(DelegatingStrategy):
     crypto.SecretKeyPresentError
         ``context`` holds a secret key.
     ConfigurationError
-        A preset that cannot carry a model, or no shapes.
+        A preset that cannot carry a model, a masked preset (its rounds are
+        :class:`~federation.masked_strategy.MaskedAggregation`'s), or no shapes.
     """
+
+    #: Whether this strategy sums masked deltas (a masked preset's) rather than weights.
+    masks_updates = False
 
     def __init__(
         self,
@@ -142,6 +148,11 @@ class EncryptedAggregation(DelegatingStrategy):
         problem = averaging_preset_problem(context.preset)
         if problem is not None:
             raise ConfigurationError(problem)
+        if (context.preset.codec == "masked") != self.masks_updates:
+            raise ConfigurationError(
+                f"preset {context.preset.name!r}: masked presets are summed by "
+                "MaskedAggregation, the others by EncryptedAggregation"
+            )
         if not shapes:
             raise ConfigurationError(
                 "encrypted aggregation needs model-shapes: the model's shapes are fixed "

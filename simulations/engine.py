@@ -26,7 +26,7 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.simulation import run_simulation
 
 import crypto
-from clients import build_client_app, load_schema
+from clients import ModelSpec, build_client_app, build_model, get_weights, load_schema
 from clients.shapes import model_shapes_json
 from crossfed.protocol import (
     EVALUATION_FILE,
@@ -42,7 +42,10 @@ __all__ = [
     "collect_run",
     "default_backend_config",
     "institutions_cpu_meter",
+    "masks_updates",
+    "one_actor",
     "ray_backend",
+    "replay_masked",
     "run_federated",
     "with_model_shapes",
 ]
@@ -123,6 +126,30 @@ def ray_backend(backend_config: dict[str, Any] | None) -> Iterator[dict[str, Any
             os.environ[_RAY_CLUSTER_ENV] = saved_env
 
 
+def masks_updates(settings: FederationSettings) -> bool:
+    """Whether ``settings`` run a masked preset (``masked16``, ``masked8``)."""
+    if settings.mode != "encrypted" or not settings.public_context:
+        return False
+    return crypto.PublicContext.load(settings.public_context).preset.codec == "masked"
+
+
+def one_actor(backend: dict[str, Any]) -> dict[str, Any]:
+    """``backend`` with one Ray actor playing every institution (a local cluster only).
+
+    A masked round keeps each institution's :class:`crypto.MaskedRound` (its
+    quantised update, pair keys and self-mask seeds, which are never written
+    anywhere) in the process that trained, for the round's re-mask and reveal
+    queries: in deployment the institution's long-lived runner. Ray hands each
+    message to whichever actor is free, so a masked simulation runs one actor.
+    """
+    config = copy.deepcopy(backend)
+    init = config.get("init_args", {})
+    if init.get("address", "local") == "local":
+        cpus = int(init.get("num_cpus") or os.cpu_count() or 1)
+        config.setdefault("client_resources", {})["num_cpus"] = cpus
+    return config
+
+
 def with_model_shapes(settings: FederationSettings) -> FederationSettings:
     """``settings`` with ``model-shapes`` computed from its schema and model, if not given.
 
@@ -168,6 +195,8 @@ def run_federated(
         raise ValueError("settings.out_dir is needed to collect the run's outputs")
     settings = with_model_shapes(settings)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    if masks_updates(settings):
+        backend_config = one_actor(backend_config or default_backend_config())
     with ray_backend(backend_config) as backend:
         meter = institutions_cpu_meter(backend)
         run_simulation(
@@ -192,6 +221,38 @@ def _decrypt_evaluations(
         record.update(zip(EVALUATION_METRICS, (float(v) for v in values), strict=True))
 
 
+def replay_masked(settings: FederationSettings) -> list[np.ndarray]:
+    """The final model of a masked run: the seeded model plus every round's average delta.
+
+    The aggregator of a masked run holds only masked sums of deltas
+    (``out_dir/masked``); each institution applies them to the model it started
+    each round from. The harness, which plays every institution, does the same
+    in one go: decrypt each round's sum with its revealed seeds, scale by the
+    federation's row count (the statistics sum), add to the running model.
+    """
+    out = Path(settings.out_dir)
+    secret = crypto.SecretContext.load(settings.secret_context)
+    folder = out / "masked"
+    stats = crypto.EncryptedUpdate.from_bytes(secret, (folder / "statistics.bin").read_bytes())
+    (sums,), _ = crypto.decrypt_sums(secret, stats)
+    rows = round(float(sums[0]))
+    shapes = settings.shapes() or ()
+    spec = ModelSpec(kind=settings.model, hidden=settings.hidden_sizes())  # type: ignore[arg-type]
+    weights = get_weights(build_model(spec, int(shapes[0][-1]), settings.seed))
+    for server_round in range(1, settings.rounds + 1):
+        blob = out / "masked" / f"round-{server_round}.bin"
+        seeds = json.loads((out / "masked" / f"round-{server_round}.seeds.json").read_text())
+        update = crypto.EncryptedUpdate.from_bytes(secret, blob.read_bytes())
+        summed = crypto.decrypt_masked(
+            secret, update, self_seeds={name: bytes.fromhex(s) for name, s in seeds.items()}
+        )
+        weights = [
+            (np.asarray(w, dtype=np.float64) + d).astype(np.float32)
+            for w, d in zip(weights, summed.average(rows), strict=True)
+        ]
+    return weights
+
+
 def collect_run(settings: FederationSettings) -> FederatedRun:
     """Read a finished federation's outputs from ``settings.out_dir``; decrypt its model.
 
@@ -209,7 +270,9 @@ def collect_run(settings: FederationSettings) -> FederatedRun:
     if not metrics_path.exists():
         raise RuntimeError(f"the federation wrote no {metrics_path}: see the log above")
     metrics = json.loads(metrics_path.read_text())
-    if settings.mode == "encrypted":
+    if masks_updates(settings):
+        weights = replay_masked(settings)
+    elif settings.mode == "encrypted":
         secret = crypto.SecretContext.load(settings.secret_context)
         update = crypto.EncryptedUpdate.from_bytes(secret, (out / "global_model.bin").read_bytes())
         weights, _ = crypto.decrypt_average(secret, update)

@@ -47,7 +47,10 @@ from simulations.engine import (
     ClientMod,
     FederatedRun,
     collect_run,
+    default_backend_config,
     institutions_cpu_meter,
+    masks_updates,
+    one_actor,
     ray_backend,
     with_model_shapes,
 )
@@ -247,6 +250,8 @@ def run_federations(
             for tag, s in runs
         }
     )
+    if any(masks_updates(settings) for _, settings in runs):
+        backend_config = one_actor(backend_config or default_backend_config())
     with ray_backend(backend_config) as backend:
         meter = institutions_cpu_meter(backend)
         run_simulation(

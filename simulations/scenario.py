@@ -18,6 +18,7 @@ without.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,8 @@ __all__ = [
     "Scenario",
     "ScenarioSpec",
     "prepare_scenario",
+    "preset_contexts",
+    "write_agreement_keys",
 ]
 
 #: DP-SGD's defaults: per-example clip, expected batch and step size (measured on the
@@ -250,6 +253,7 @@ class Scenario:
     hub: str
     excluded: tuple[str, ...] = ()
     assumed: tuple[str, ...] = field(default_factory=tuple)
+    agreement_keys: Path | None = None
 
     @property
     def data_files(self) -> str:
@@ -415,6 +419,7 @@ def prepare_scenario(spec: ScenarioSpec, work_dir: str | Path) -> Scenario:
     secret = crypto.generate_secret_context("lean")
     secret_path = secret.save(work / "institutions.secret.ctx")
     public_path = secret.public().save(work / "aggregator.public.ctx")
+    agreement = write_agreement_keys(work / "agreement", len(institutions))
     return Scenario(
         spec=spec,
         work_dir=work,
@@ -427,4 +432,35 @@ def prepare_scenario(spec: ScenarioSpec, work_dir: str | Path) -> Scenario:
         hub=spec.hub or institutions[0].jurisdiction,
         excluded=tuple(excluded),
         assumed=tuple(assumed),
+        agreement_keys=agreement,
     )
+
+
+def write_agreement_keys(folder: Path, count: int) -> Path:
+    """Agreement keys for ``count`` virtual institutions ``partition-<id>``, as masked presets need.
+
+    Each private key is written alone (``<name>.key``, mode 0600), the public
+    list beside them (``public.json``): the layout
+    :func:`clients.masking_keys.masking_keys` reads when the run setting
+    ``agreement-keys`` names the folder. The harness plays every institution.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    listed: dict[str, str] = {}
+    for partition in range(count):
+        name = f"partition-{partition}"
+        key = crypto.AgreementKey.generate()
+        crypto.write_atomically(folder / f"{name}.key", key.private_bytes(), mode=0o600)
+        listed[name] = key.public_bytes().hex()
+    crypto.write_atomically(folder / "public.json", json.dumps(listed, indent=1).encode())
+    return folder
+
+
+def preset_contexts(scenario: Scenario, preset: str) -> tuple[Path, Path]:
+    """``(secret, public)`` context files of ``preset`` in the scenario's folder, made once."""
+    secret_path = scenario.work_dir / f"institutions.{preset}.secret.ctx"
+    public_path = scenario.work_dir / f"aggregator.{preset}.public.ctx"
+    if not secret_path.exists() or not public_path.exists():
+        secret = crypto.generate_secret_context(preset)
+        secret.save(secret_path)
+        secret.public().save(public_path)
+    return secret_path, public_path

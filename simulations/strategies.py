@@ -61,9 +61,10 @@ from simulations.evaluation import (
 )
 from simulations.multirun import FederationOutcome, run_federations
 from simulations.observer import ObservedUpdate, read_updates, record_updates
-from simulations.scenario import Scenario, ScenarioSpec
+from simulations.scenario import Scenario, ScenarioSpec, preset_contexts
 
 __all__ = [
+    "MASKED_STRATEGIES",
     "StrategyPlan",
     "StrategyRun",
     "dp_strategy_name",
@@ -71,6 +72,7 @@ __all__ = [
     "dpsgd_training",
     "federated_run",
     "federation_settings",
+    "masked_plan",
     "model_spec",
     "plan_strategies",
     "run_federated_strategies",
@@ -85,13 +87,16 @@ class StrategyPlan:
 
     ``dp`` says whom the epsilon protects: ``"institution"`` (distributed DP on
     each institution's update) or ``"record"`` (DP-SGD at each institution, for
-    each customer); ``None`` without DP.
+    each customer); ``None`` without DP. ``preset`` names the CKKS preset of an
+    encrypted run when it is not the scenario's default (``masked16``,
+    ``masked8``: masked deltas, :func:`masked_plan`).
     """
 
     name: str
     kind: Strategy
     epsilon: float | None = None
     dp: str | None = None
+    preset: str = ""
 
     @property
     def federated(self) -> bool:
@@ -132,6 +137,23 @@ class StrategyRun:
     detail: dict[str, Any] = field(default_factory=dict)
     models: tuple[Scored, ...] = field(default=(), repr=False, compare=False)
     observed: tuple[ObservedUpdate, ...] = field(default=(), repr=False, compare=False)
+
+
+#: The masked encrypted strategies, by report name (not run unless asked for).
+MASKED_STRATEGIES = {"he-fedavg-masked16": "masked16", "he-fedavg-masked8": "masked8"}
+
+
+def masked_plan(name: str) -> StrategyPlan:
+    """``he-fedavg-masked16`` or ``he-fedavg-masked8``: encrypted FedAvg of masked deltas.
+
+    Raises
+    ------
+    ValueError
+        Another name.
+    """
+    if name not in MASKED_STRATEGIES:
+        raise ValueError(f"no masked strategy {name!r}: use {', '.join(MASKED_STRATEGIES)}")
+    return StrategyPlan(name, "he-fedavg", preset=MASKED_STRATEGIES[name])
 
 
 def dp_strategy_name(epsilon: float) -> str:
@@ -270,13 +292,17 @@ def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSet
         noise = noise_multiplier_for_epsilon(plan.epsilon, spec.rounds, spec.dp_delta)
     out_dir = scenario.work_dir / "runs" / plan.name
     shutil.rmtree(out_dir, ignore_errors=True)
+    secret, public = scenario.secret_context, scenario.public_context
+    if plan.preset:
+        secret, public = preset_contexts(scenario, plan.preset)
     settings = FederationSettings(
         mode="plaintext" if plan.kind == "fedavg" else "encrypted",
         rounds=spec.rounds,
         min_institutions=len(scenario.institutions),
         institutions=len(scenario.institutions),
-        public_context=str(scenario.public_context),
-        secret_context=str(scenario.secret_context),
+        public_context=str(public),
+        secret_context=str(secret),
+        agreement_keys=str(scenario.agreement_keys or "") if plan.preset else "",
         schema=str(scenario.schema_path),
         data_files=scenario.data_files,
         model=spec.model,

@@ -54,6 +54,11 @@ class FederationSettings:
         Path of the federation schema (YAML).
     data_files:
         Simulation only: comma-separated data files, one per partition id.
+    agreement_keys:
+        Simulation only: a folder holding every virtual institution's agreement
+        private key (``<name>.key``) and the list of public keys
+        (``public.json``), for masked presets; a deployment reads its own key
+        from its kit.
     model, hidden:
         ``"logistic"`` or ``"mlp"``; hidden sizes for the MLP, e.g. ``"32,16"``.
     epochs, batch_size, learning_rate, proximal_mu:
@@ -105,6 +110,7 @@ class FederationSettings:
     secret_context: str = ""
     schema: str = ""
     data_files: str = ""
+    agreement_keys: str = ""
     model: str = "logistic"
     hidden: str = "32,16"
     epochs: int = 2
