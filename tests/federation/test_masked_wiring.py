@@ -1,0 +1,317 @@
+"""A masked round through the aggregator's strategy and the institutions' mods, no processes.
+
+:class:`~federation.masked_strategy.MaskedAggregation` is driven as Flower drives
+it, on a grid that hands every message to four institutions running the real
+admission and encryption mods (:mod:`clients.run_state`,
+:mod:`clients.encryption_mod`) with keys from a simulation folder: the roll
+call names them, a reply the aggregator drops makes the survivors re-mask, the
+round completes with the exact sum of the rest, and every institution (the
+dropped one too) starts the next round from it. An aggregator asking for a
+second set's seeds, a re-mask of a round not trained, or a round whose member
+does not reveal, gets nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.common.serde import message_from_proto, message_to_proto
+from flwr.serverapp.strategy import FedAvg
+
+import crypto
+from clients.encryption_mod import make_encryption_mod
+from clients.error_mod import error_mod
+from clients.run_state import admit
+from crossfed.protocol import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    CONTRIBUTORS_KEY,
+    METRICS_KEY,
+    MODE_KEY,
+    NUM_EXAMPLES_KEY,
+    PHASE_KEY,
+    PHASE_REMASK,
+    PHASE_REVEAL,
+    PURPOSE_KEY,
+    ROUND_KEY,
+    SELF_SEED_KEY,
+    SELF_SEEDS_KEY,
+    SESSION_KEY,
+    STATS_CIPHERTEXT_KEY,
+    FederationSettings,
+)
+from federation import AuditLog, QuorumNotReachedError
+from federation.masked_exchange import roll_call
+from federation.masked_strategy import MaskedAggregation, masked_round_files
+from simulations.scenario import write_agreement_keys
+
+NODES = (11, 22, 33, 44)
+ROWS = {11: 120, 22: 80, 33: 60, 44: 40}
+SHAPES = ((2, 3), (3,))
+RUN = "run-masked"
+START = [np.zeros(s, dtype=np.float32) for s in SHAPES]
+
+
+@pytest.fixture(autouse=True)
+def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower stamps messages with the running task's identity; play one task."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name in ("_task_id", "_run_id", "_node_id"):
+        monkeypatch.setattr(TaskIdentity, name, 1)
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> tuple[FederationSettings, Path]:
+    folder = tmp_path_factory.mktemp("masked")
+    secret = crypto.generate_secret_context("masked16")
+    settings = FederationSettings(
+        mode="encrypted",
+        rounds=3,
+        min_institutions=3,
+        institutions=len(NODES),
+        secret_context=str(secret.save(folder / "secret.ctx")),
+        public_context=str(secret.public().save(folder / "public.ctx")),
+        model_shapes=json.dumps([list(s) for s in SHAPES]),
+        agreement_keys=str(write_agreement_keys(folder / "agreement", len(NODES))),
+    )
+    return settings, folder
+
+
+def _delta(node: int, server_round: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(node * 100 + server_round)
+    return [rng.uniform(-0.3, 0.3, size=s) for s in SHAPES]
+
+
+class Institutions:
+    """Four institutions behind a grid: real mods, a handler that adds a known delta."""
+
+    def __init__(self, settings: FederationSettings) -> None:
+        self.settings = settings
+        self.contexts = {
+            node: Context(
+                run_id=1,
+                node_id=node,
+                node_config={"partition-id": i},
+                state=RecordDict(),
+                run_config={},
+            )
+            for i, node in enumerate(NODES)
+        }
+        self.starts: dict[tuple[int, int], list[np.ndarray]] = {}
+        self.lost: Callable[[Message], bool] = lambda message: False
+        self.mod = make_encryption_mod(lambda _: settings, _start)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return NODES
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        replies = []
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            reply = self.deliver(message)
+            if not self.lost(reply):
+                replies.append(reply)
+        return replies
+
+    def deliver(self, sent: Message) -> Message:
+        """Serialise and parse ``sent`` as the wire would (no object is shared), then run it."""
+        message = message_from_proto(message_to_proto(sent))
+        node = message.metadata.dst_node_id
+        context = self.contexts[node]
+
+        def admitted(msg: Message, ctx: Context) -> Message:
+            admit(msg, ctx, self.settings)
+            return self.mod(msg, ctx, self.train)
+
+        reply = error_mod(message, context, admitted)
+        reply.metadata.__dict__["_src_node_id"] = node
+        return reply
+
+    def train(self, msg: Message, context: Context) -> Message:
+        server_round = int(msg.content.config_records[CONFIG_KEY][ROUND_KEY])  # type: ignore[arg-type]
+        start = _start(msg, context)
+        self.starts[(context.node_id, server_round)] = start
+        trained = [s + d for s, d in zip(start, _delta(context.node_id, server_round), strict=True)]
+        content = RecordDict(
+            {
+                ARRAYS_KEY: ArrayRecord([t.astype(np.float32) for t in trained]),
+                METRICS_KEY: MetricRecord({NUM_EXAMPLES_KEY: ROWS[context.node_id]}),
+            }
+        )
+        return Message(content=content, reply_to=msg)
+
+
+def _start(msg: Message, context: Context) -> list[np.ndarray]:
+    record = msg.content.array_records.get(ARRAYS_KEY)
+    if record is None or not len(record):
+        return [s.copy() for s in START]
+    return record.to_numpy_ndarrays()
+
+
+def _statistics(settings: FederationSettings) -> bytes:
+    """The run's statistics sum (first entry: the federation's row count)."""
+    secret = crypto.SecretContext.load(settings.secret_context)
+    updates = [
+        crypto.encrypt_sums(
+            secret,
+            [np.array([float(ROWS[node]), 1.0, 2.0])],
+            contributor=f"partition-{i}",
+            round_id=0,
+            session=RUN,
+        )
+        for i, node in enumerate(NODES)
+    ]
+    return crypto.aggregate(secret.public(), updates).to_bytes()
+
+
+def _start_federation(
+    federation: tuple[FederationSettings, Path], tmp_path: Path
+) -> tuple[Institutions, MaskedAggregation, ConfigRecord]:
+    settings, _ = federation
+    grid = Institutions(settings)
+    names, dropped = roll_call(grid, NODES, RUN, 5.0)  # type: ignore[arg-type]
+    assert dropped == {}
+    assert names == {node: f"partition-{i}" for i, node in enumerate(NODES)}
+    strategy = MaskedAggregation(
+        FedAvg(min_train_nodes=4, min_available_nodes=4),
+        crypto.PublicContext.load(settings.public_context),
+        names=names,
+        timeout=5.0,
+        min_institutions=3,
+        shapes=SHAPES,
+        max_update_bytes=1 << 24,
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        out_dir=tmp_path,
+        run_id=RUN,
+    )
+    config = ConfigRecord(
+        {MODE_KEY: "encrypted", SESSION_KEY: RUN, STATS_CIPHERTEXT_KEY: _statistics(settings)}
+    )
+    return grid, strategy, config
+
+
+def _round(
+    grid: Institutions,
+    strategy: MaskedAggregation,
+    config: ConfigRecord,
+    r: int,
+    arrays: ArrayRecord,
+) -> ArrayRecord:
+    messages = list(strategy.configure_train(r, arrays, config, grid))  # type: ignore[arg-type]
+    record, _ = strategy.aggregate_train(r, grid.send_and_receive(messages))
+    assert record is not None
+    return record
+
+
+def _expected(grid: Institutions, members: Iterable[int], r: int) -> list[np.ndarray]:
+    members = list(members)
+    total = sum(ROWS[n] for n in members)
+    start = grid.starts[(members[0], r)]
+    return [
+        s + sum(ROWS[n] * _delta(n, r)[i] for n in members) / total for i, s in enumerate(start)
+    ]
+
+
+def test_a_dropped_reply_is_remasked_and_the_round_is_the_exact_sum_of_the_rest(
+    federation: tuple[FederationSettings, Path], tmp_path: Path
+) -> None:
+    grid, strategy, config = _start_federation(federation, tmp_path)
+    arrays = _round(grid, strategy, config, 1, ArrayRecord())
+    assert sorted(strategy.seeds) == [f"partition-{i}" for i in range(4)]
+    # Round 2: the aggregator drops node 44's masked reply (late, or malformed).
+    grid.lost = lambda reply: reply.metadata.src_node_id == 44
+    arrays = _round(grid, strategy, config, 2, arrays)
+    grid.lost = lambda reply: False
+    assert sorted(strategy.seeds) == ["partition-0", "partition-1", "partition-2"]
+    messages = list(strategy.configure_train(3, arrays, config, grid))  # type: ignore[arg-type]
+    assert all(SELF_SEEDS_KEY in m.content.config_records for m in messages)
+    grid.send_and_receive(messages)
+    expected = _expected(grid, (11, 22, 33), 2)
+    for node in NODES:  # the dropped institution trained round 2 too: it applies the sum
+        for got, want in zip(grid.starts[(node, 3)], expected, strict=True):
+            np.testing.assert_allclose(got, want, atol=5e-4)
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [d["node"] for d in audit[1]["dropped"]] == ["44"]
+    assert sorted(audit[1]["replied"]) == ["11", "22", "33"]
+    assert masked_round_files(tmp_path, 2)[0].read_bytes() == _bytes(arrays)
+
+
+def test_a_second_reveal_of_one_round_and_a_remask_of_another_round_get_nothing(
+    federation: tuple[FederationSettings, Path], tmp_path: Path
+) -> None:
+    grid, strategy, config = _start_federation(federation, tmp_path)
+    _round(grid, strategy, config, 1, ArrayRecord())
+    full = [f"partition-{i}" for i in range(4)]
+    # The round's set was revealed; the aggregator asks node 11 for a subset's seed too.
+    for phase, members, r in (
+        (PHASE_REVEAL, full[:3], 1),  # another set of the same round: S minus one
+        (PHASE_REMASK, full[:3], 1),  # re-mask after revealing: refused as well
+        (PHASE_REMASK, full, 2),  # a round node 11 has not trained
+        (PHASE_REVEAL, full, 2),
+    ):
+        reply = grid.deliver(_query(11, phase, members, r))
+        assert reply.has_error(), (phase, members, r)
+        assert not reply.has_content()
+
+
+def test_a_member_that_does_not_reveal_refuses_the_round(
+    federation: tuple[FederationSettings, Path], tmp_path: Path
+) -> None:
+    grid, strategy, config = _start_federation(federation, tmp_path)
+    grid.lost = lambda reply: (
+        reply.metadata.src_node_id == 33 and SELF_SEED_KEY in _config_of(reply)
+    )
+    with pytest.raises(QuorumNotReachedError, match="revealed no seed"):
+        _round(grid, strategy, config, 1, ArrayRecord())
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert audit[0]["aggregate_sha256"] is None
+    assert not masked_round_files(tmp_path, 1)[0].exists()
+
+
+def test_a_roll_call_leaves_out_two_nodes_answering_one_name(
+    federation: tuple[FederationSettings, Path],
+) -> None:
+    settings, _ = federation
+    grid = Institutions(settings)
+    grid.contexts[44].node_config["partition-id"] = 0  # answers "partition-0" like node 11
+    names, dropped = roll_call(grid, NODES, RUN, 5.0)  # type: ignore[arg-type]
+    assert names == {22: "partition-1", 33: "partition-2"}
+    assert set(dropped) == {11, 44}
+
+
+def _config_of(reply: Message) -> ConfigRecord:
+    if reply.has_error():
+        return ConfigRecord()
+    return reply.content.config_records.get(CONFIG_KEY) or ConfigRecord()
+
+
+def _bytes(record: ArrayRecord) -> bytes:
+    from crossfed.protocol import read_ciphertext
+
+    return read_ciphertext(record)
+
+
+def _query(node: int, phase: str, members: list[str], r: int) -> Message:
+    config = ConfigRecord(
+        {
+            PHASE_KEY: phase,
+            CONTRIBUTORS_KEY: members,
+            PURPOSE_KEY: "train",
+            ROUND_KEY: r,
+            SESSION_KEY: RUN,
+        }
+    )
+    return Message(
+        content=RecordDict({CONFIG_KEY: config}),
+        message_type="query",
+        dst_node_id=node,
+    )
