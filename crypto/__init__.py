@@ -31,9 +31,10 @@ from crypto.errors import (
 )
 from crypto.files import write_atomically
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
-from crypto.masked import MaskedRound, MaskedSum, QuantisedUpdate, decrypt_masked, quantise_update
-from crypto.masks import AgreementKey, canonical_public_key
+from crypto.masked import MaskedRound, decrypt_masked
+from crypto.masks import MASK_PURPOSES, AgreementKey, canonical_public_key
 from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from crypto.quantised import MaskedSum, QuantisedUpdate, quantise_update
 from crypto.update import (
     aggregate,
     decrypt_average,
@@ -44,6 +45,7 @@ from crypto.update import (
 
 __all__ = [
     "DEFAULT_PRESET",
+    "MASK_PURPOSES",
     "PRESETS",
     "AgreementKey",
     "ContextMismatchError",
