@@ -327,7 +327,13 @@ def decrypt_masked(
     ):
         raise IntegrityError(_REFUSED)
     return MaskedSum(
-        encrypted_sum.shapes, sums, total, codec.step, codec.weight_headroom, tuple(names)
+        encrypted_sum.shapes,
+        sums,
+        total,
+        codec.step,
+        codec.weight_headroom,
+        tuple(names),
+        codec.integer_limb_bits,
     )
 
 

@@ -69,6 +69,9 @@ class MaskedSum:
         (:attr:`~crypto.lanes.MaskedCodec.weight_headroom`).
     contributors:
         The declared contributors' names, in the aggregate's order.
+    integer_limb_bits:
+        Bits of one limb of an exact integer sum
+        (:attr:`~crypto.lanes.MaskedCodec.integer_limb_bits`; :func:`crypto.integer_sum`).
     """
 
     shapes: Shapes
@@ -77,6 +80,7 @@ class MaskedSum:
     step: float
     weight_headroom: int = 2
     contributors: tuple[str, ...] = ()
+    integer_limb_bits: int = 0
 
     def average(self, normaliser: int) -> list[np.ndarray]:
         """FedAvg's average delta, ``sum(q) step N / max(sum(n), N / h)``, for the normaliser used.
