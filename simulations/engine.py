@@ -244,7 +244,10 @@ def replay_masked(settings: FederationSettings) -> list[np.ndarray]:
         seeds = json.loads((out / "masked" / f"round-{server_round}.seeds.json").read_text())
         update = crypto.EncryptedUpdate.from_bytes(secret, blob.read_bytes())
         summed = crypto.decrypt_masked(
-            secret, update, self_seeds={name: bytes.fromhex(s) for name, s in seeds.items()}
+            secret,
+            update,
+            self_seeds={name: bytes.fromhex(s) for name, s in seeds.items()},
+            purpose="train",
         )
         weights = [
             (np.asarray(w, dtype=np.float64) + d).astype(np.float32)

@@ -234,11 +234,13 @@ def test_a_dropped_reply_is_remasked_and_the_round_is_the_exact_sum_of_the_rest(
     assert sorted(strategy.seeds) == ["partition-0", "partition-1", "partition-2"]
     messages = list(strategy.configure_train(3, arrays, config, grid))  # type: ignore[arg-type]
     assert all(SELF_SEEDS_KEY in m.content.config_records for m in messages)
-    grid.send_and_receive(messages)
+    replies = {r.metadata.src_node_id: r for r in grid.send_and_receive(messages)}
     expected = _expected(grid, (11, 22, 33), 2)
-    for node in NODES:  # the dropped institution trained round 2 too: it applies the sum
+    for node in (11, 22, 33):
         for got, want in zip(grid.starts[(node, 3)], expected, strict=True):
             np.testing.assert_allclose(got, want, atol=5e-4)
+    # The dropped institution refuses a sum it is not in (decrypt_masked's member check).
+    assert replies[44].has_error() and (44, 3) not in grid.starts
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [d["node"] for d in audit[1]["dropped"]] == ["44"]
     assert sorted(audit[1]["replied"]) == ["11", "22", "33"]
