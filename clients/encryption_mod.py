@@ -77,6 +77,7 @@ from clients.masked_round import (
     masked_query_reply,
     masked_train_reply,
 )
+from clients.masked_sums import masked_sum_reply, open_masked_sum, seeds_of
 from clients.masking_keys import is_masked, masking_keys
 from clients.refusals import check_may_decrypt, close_run
 from clients.run_state import (
@@ -94,11 +95,13 @@ from crossfed.protocol import (
     EVALUATION_CIPHERTEXT_KEY,
     EVALUATION_KEY,
     EVALUATION_METRICS,
+    EVALUATION_SEEDS_KEY,
     METRICS_KEY,
     NAME_KEY,
     NUM_EXAMPLES_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
+    STATS_SEEDS_KEY,
     FederationSettings,
     read_ciphertext,
     sealed_reply,
@@ -181,8 +184,6 @@ def make_encryption_mod(
         if inbound.kind != "stats":  # every other message carries ciphertexts to decrypt
             check_may_decrypt(context, settings, session)  # F5: a closed run, a spent budget
         try:
-            if keys is not None and inbound.kind == "evaluate":
-                raise InboundMessageError("a masked federation's evaluation is not wired yet")
             binding = _decrypt_inbound(msg, context, secret, settings, inbound, session, keys)
             start: list[np.ndarray] | None = None
             if inbound.kind == "train":
@@ -207,6 +208,8 @@ def make_encryption_mod(
             if inbound.kind != "stats":
                 close_run(context, settings, session)
             return reply
+        if keys is not None and inbound.kind in ("stats", "evaluate"):
+            return _masked_sum(msg, reply, context, settings, keys, inbound, binding)
         if inbound.kind == "train" and keys is not None and start is not None:
             return masked_train_reply(
                 msg,
@@ -229,6 +232,39 @@ def make_encryption_mod(
         return Message(content=sealed, reply_to=msg)
 
     return encryption_mod
+
+
+def _masked_sum(
+    msg: Message,
+    reply: Message,
+    context: Context,
+    settings: FederationSettings,
+    keys: MaskingKeys,
+    inbound: Inbound,
+    binding: bytes,
+) -> Message:
+    """A masked preset's statistics or evaluation reply: exact sums under the round's masks.
+
+    Statistics: the handler's moments vector. Evaluation: each metric times the
+    (capped) test-set size, then the size, so the sum opens to the weighted mean.
+    """
+    if inbound.kind == "stats":
+        arrays = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
+        values = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+        return masked_sum_reply(
+            msg, context, settings, keys, purpose="stats", round_id=0, values=list(values),
+            binding=SEEDED_START,
+        )  # fmt: skip
+    metrics = reply.content.metric_records[METRICS_KEY]
+    missing = [name for name in EVALUATION_METRICS if name not in metrics]
+    if missing:
+        raise ValueError(f"the evaluation reply lacks {', '.join(missing)}")
+    size = _count(metrics)
+    weighted = [float(metrics[key]) * size for key in EVALUATION_METRICS]  # type: ignore[arg-type]
+    return masked_sum_reply(
+        msg, context, settings, keys, purpose="evaluate", round_id=inbound.round,
+        values=[*weighted, float(size)], binding=binding,
+    )  # fmt: skip
 
 
 def _masked_query(
@@ -287,14 +323,26 @@ def _decrypt_inbound(
     if inbound.kind != "stats":
         blob = _bytes_entry(config, STATS_CIPHERTEXT_KEY, required=True)
         config = _require(config)
-        config[STATS_KEY] = _decrypt_statistics(secret, blob or b"", settings, session)
+        if keys is None:
+            config[STATS_KEY] = _decrypt_statistics(secret, blob or b"", settings, session)
+        else:
+            sums, _ = open_masked_sum(
+                keys, blob or b"", seeds_of(msg, STATS_SEEDS_KEY), purpose="stats", round_id=0,
+                session=session, binding=SEEDED_START,
+                min_contributors=min_contributors(settings),
+            )  # fmt: skip
+            config[STATS_KEY] = [float(v) for v in sums]
         del config[STATS_CIPHERTEXT_KEY]
     evaluation = _bytes_entry(config, EVALUATION_CIPHERTEXT_KEY, required=False)
     if evaluation is not None:
         if inbound.kind != "final":
             raise InboundMessageError("an evaluation sum outside the final message")
         config = _require(config)
-        config[EVALUATION_KEY] = _decrypt_evaluation(secret, evaluation, settings, session, binding)
+        if keys is None:
+            means = _decrypt_evaluation(secret, evaluation, settings, session, binding)
+        else:
+            means = _open_masked_evaluation(msg, keys, evaluation, settings, session, binding)
+        config[EVALUATION_KEY] = means
         del config[EVALUATION_CIPHERTEXT_KEY]
     if data is None or inbound.model_round is None:
         return binding
@@ -398,6 +446,27 @@ def _decrypt_evaluation(
     )
     check_summed_weight(summed, len(update.contributor_names), settings.max_weight)
     return [float(v) for v in values]
+
+
+def _open_masked_evaluation(
+    msg: Message,
+    keys: MaskingKeys,
+    blob: bytes,
+    settings: FederationSettings,
+    session: str,
+    binding: bytes,
+) -> list[float]:
+    """The last round's mean metrics from its masked evaluation sum (metrics x size, size)."""
+    sums, contributors = open_masked_sum(
+        keys, blob, seeds_of(msg, EVALUATION_SEEDS_KEY), purpose="evaluate",
+        round_id=settings.rounds, session=session, binding=binding,
+        min_contributors=min_contributors(settings),
+    )  # fmt: skip
+    if sums.size != len(EVALUATION_METRICS) + 1:
+        raise crypto.ShapeMismatchError("the evaluation sum does not hold the metrics and a size")
+    size = float(sums[-1])
+    check_summed_weight(size, contributors, settings.max_weight)
+    return [float(v) / size for v in sums[:-1]]
 
 
 def _encrypt_weights(

@@ -36,8 +36,9 @@ If the process lost it (a restart), a remask or reveal for that round is
 refused, never answered by quantising again: two quantisations of one round
 would let their difference be read.
 
-Not wired into the ClientApp yet: the federation's encoding stays the float
-presets' until the aggregator side of a masked round exists too.
+The ClientApp reaches these through :mod:`clients.encryption_mod` whenever
+the kit's preset masks updates; statistics and evaluation sums are masked the
+same way (:mod:`clients.masked_sums`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ from crossfed.protocol import (
     PHASE_KEY,
     PHASE_REMASK,
     PHASE_REVEAL,
+    PURPOSE_KEY,
+    PURPOSE_TRAIN,
     ROUND_KEY,
     SELF_SEED_KEY,
     SELF_SEEDS_KEY,
@@ -85,6 +88,7 @@ __all__ = [
     "MaskingKeys",
     "apply_masked_aggregate",
     "federation_rows",
+    "keep_masked_round",
     "masked_query_reply",
     "masked_train_reply",
 ]
@@ -99,8 +103,9 @@ _MAX_NORMALISER = 1 << 62
 #: Domain separation of :func:`_masked_binding`.
 _BINDING_LABEL = b"crossfed/masked-start/v1\x00"
 
-#: This process's masked rounds: (run memory key, node id) -> (session, round, MaskedRound).
-_ROUNDS: dict[tuple[str, int], tuple[str, int, crypto.MaskedRound]] = {}
+#: This process's masked rounds: (run memory key, node id, purpose) -> (session, round,
+#: MaskedRound); one per purpose, a new round of a purpose forgets the last.
+_ROUNDS: dict[tuple[str, int, str], tuple[str, int, crypto.MaskedRound]] = {}
 
 
 @dataclass(frozen=True)
@@ -224,7 +229,7 @@ def masked_train_reply(
     memory[_NORMALISER] = scale
     remember_start(context, settings, inbound.round, [np.asarray(s) for s in start])
     remember_binding(context, settings, inbound.round, binding)
-    _ROUNDS[_slot(context, settings)] = (session, inbound.round, masked)
+    keep_masked_round(context, settings, PURPOSE_TRAIN, session, inbound.round, masked)
     return Message(content=sealed_reply(sealed.to_bytes()), reply_to=msg)
 
 
@@ -249,7 +254,8 @@ def masked_query_reply(
     if config.get(SESSION_KEY) != session:
         raise InboundMessageError(f"a {phase} query of another session")
     round_id = config.get(ROUND_KEY)
-    kept = _ROUNDS.get(_slot(context, settings))
+    purpose = config.get(PURPOSE_KEY, PURPOSE_TRAIN)
+    kept = _ROUNDS.get(_slot(context, settings, str(purpose)))
     if type(round_id) is not int or kept is None or kept[:2] != (session, round_id):
         raise InboundMessageError(f"a {phase} query for a round with no masked update kept")
     members = _contributors(config)
@@ -358,5 +364,17 @@ def _memory(context: Context, settings: FederationSettings) -> ConfigRecord:
     return memory
 
 
-def _slot(context: Context, settings: FederationSettings) -> tuple[str, int]:
-    return state_key(settings), int(context.node_id)
+def keep_masked_round(
+    context: Context,
+    settings: FederationSettings,
+    purpose: str,
+    session: str,
+    round_id: int,
+    masked: crypto.MaskedRound,
+) -> None:
+    """Keep ``masked`` in this process for its round's remask and reveal queries."""
+    _ROUNDS[_slot(context, settings, purpose)] = (session, round_id, masked)
+
+
+def _slot(context: Context, settings: FederationSettings, purpose: str) -> tuple[str, int, str]:
+    return state_key(settings), int(context.node_id), purpose

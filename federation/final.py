@@ -28,7 +28,6 @@ from crossfed.protocol import (
     CONFIG_KEY,
     FINAL_QUERY,
     MODE_KEY,
-    SELF_SEEDS_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
     FederationSettings,
@@ -47,7 +46,7 @@ def deliver_final_model(
     settings: FederationSettings,
     evaluation: Mapping[str, bytes | list[float]] | None = None,
     audit_head: str | None = None,
-    self_seeds: Mapping[str, bytes] | None = None,
+    seed_records: Mapping[str, Mapping[str, bytes]] | None = None,
 ) -> dict[int, str]:
     """Send the final global model to every connected institution.
 
@@ -69,9 +68,10 @@ def deliver_final_model(
     audit_head
         The audit log's head after the last round, sent along (under
         ``AUDIT_HEAD_KEY``) like with every training and evaluation message.
-    self_seeds
-        Masked presets: the seeds revealed for the last round's sum, by name,
-        sent beside it (under ``SELF_SEEDS_KEY``) so institutions can open it.
+    seed_records
+        Masked presets: the revealed seeds of every masked sum the message
+        carries (the last round's, the statistics', the last evaluation's), by
+        record key and name, so institutions can open them.
 
     Returns
     -------
@@ -92,8 +92,8 @@ def deliver_final_model(
         ARRAYS_KEY: arrays,
         CONFIG_KEY: ConfigRecord({MODE_KEY: settings.mode, **entries}),  # type: ignore[dict-item]
     }
-    if self_seeds:
-        records[SELF_SEEDS_KEY] = ConfigRecord(dict(self_seeds))
+    for key, seeds in (seed_records or {}).items():
+        records[key] = ConfigRecord(dict(seeds))
     messages = [
         Message(content=RecordDict(dict(records)), message_type=FINAL_QUERY, dst_node_id=node)
         for node in nodes

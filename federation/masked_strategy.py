@@ -19,9 +19,13 @@ Under ``masked16`` or ``masked8`` each institution sends its quantised training
   only way back to a model, and only institutions can do it) instead of a
   checkpoint; a masked run is never resumed.
 
-Federated evaluation is left out under a masked preset until evaluation sums
-are masked too: the unmasked evaluation recipe would show one institution's
-metrics to whoever holds the key.
+Statistics (round 0, :func:`masked_statistics`) and evaluation (round r)
+carry each institution's own values, so they are masked too, as exact
+fixed-point integer sums with their own purpose (``stats``, ``evaluate``:
+their masks never cancel a training mask of the same round), through the same
+re-mask and reveal exchange. Their seeds travel with every message that
+carries their sums (:data:`~crossfed.protocol.STATS_SEEDS_KEY`,
+:data:`~crossfed.protocol.EVALUATION_SEEDS_KEY`).
 """
 
 from __future__ import annotations
@@ -33,32 +37,47 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 import crypto
 from crossfed.protocol import (
+    ARRAYS_KEY,
     CONFIG_KEY,
     CONTRIBUTORS_KEY,
+    MODE_KEY,
+    PHASE_KEY,
+    PHASE_STATS,
     PURPOSE_TRAIN,
     SELF_SEEDS_KEY,
+    SESSION_KEY,
+    STATS_SEEDS_KEY,
     ciphertext_record,
+    read_ciphertext,
 )
 from federation.audit import AuditLog
 from federation.errors import QuorumNotReachedError
-from federation.masked_exchange import Checked, complete_masked_sum
+from federation.masked_exchange import Checked, MaskedOutcome, complete_masked_sum
 from federation.measured import content_bytes
+from federation.replies import bounded, error_reason
 from federation.strategy import EncryptedAggregation, _Round
 
-__all__ = ["MASKED_DIR", "MASKED_STATISTICS", "MaskedAggregation", "masked_round_files"]
+__all__ = [
+    "MASKED_DIR",
+    "MASKED_STATISTICS",
+    "MaskedAggregation",
+    "keep_masked_sum",
+    "masked_round_files",
+    "masked_statistics",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Folder of the aggregator's out-dir holding every round's masked sum and seeds.
 MASKED_DIR = "masked"
 #: The run's encrypted statistics sum in that folder (its first entry normalises the deltas).
-MASKED_STATISTICS = "statistics.bin"
+MASKED_STATISTICS = "statistics"
 #: Encoding of a masked reply (:mod:`crypto.masked`).
 MASKED_ENCODING = "masked"
 _NO_REPLY = "no reply before the round deadline (node gone or too slow)"
@@ -81,6 +100,9 @@ class MaskedAggregation(EncryptedAggregation):
     names:
         Node id to institution name, from the run's roll call
         (:func:`~federation.masked_exchange.roll_call`); only named nodes are asked.
+    stats_seeds:
+        The seeds of the run's masked statistics sum (:func:`masked_statistics`),
+        sent with every message (the sum travels in the config).
     timeout:
         Seconds to wait for the replies of each re-mask and reveal exchange.
     """
@@ -93,6 +115,7 @@ class MaskedAggregation(EncryptedAggregation):
         context: crypto.PublicContext,
         *,
         names: Mapping[int, str],
+        stats_seeds: Mapping[str, bytes],
         timeout: float,
         min_institutions: int,
         shapes: Sequence[Sequence[int]],
@@ -112,7 +135,10 @@ class MaskedAggregation(EncryptedAggregation):
             run_id=run_id,
         )
         self.names = dict(names)
+        self.stats_seeds = dict(stats_seeds)
         self.timeout = timeout
+        #: The seeds revealed for the latest evaluation sum, by name (for the final message).
+        self.evaluation_seeds: dict[str, bytes] = {}
         #: The seeds revealed for the latest sum, by name (sent with every message carrying it).
         self.seeds: dict[str, bytes] = {}
         self._grid: Grid | None = None
@@ -122,20 +148,22 @@ class MaskedAggregation(EncryptedAggregation):
     ) -> Iterable[Message]:
         """Flower's sampling among named nodes; declare the set; forward the last seeds."""
         self._grid = grid
-        messages = [
-            m
-            for m in super().configure_train(server_round, arrays, config, grid)
-            if m.metadata.dst_node_id in self.names
-        ]
-        members = sorted(self.names[m.metadata.dst_node_id] for m in messages)
-        for message in messages:
-            sent = message.content.config_records.get(CONFIG_KEY) or ConfigRecord()
-            message.content[CONFIG_KEY] = ConfigRecord({**dict(sent), CONTRIBUTORS_KEY: members})
-            if self.seeds:
-                message.content[SELF_SEEDS_KEY] = ConfigRecord(dict(self.seeds))
+        messages = self._declare(super().configure_train(server_round, arrays, config, grid))
         self._sampled = [m.metadata.dst_node_id for m in messages]
         self._messages = messages
         self._bytes_sent = sum(content_bytes(m.content) for m in messages)
+        return messages
+
+    def _declare(self, sent: Iterable[Message]) -> list[Message]:
+        """Keep the named nodes' messages; declare their set; add the seeds they need."""
+        messages = [m for m in sent if m.metadata.dst_node_id in self.names]
+        members = sorted(self.names[m.metadata.dst_node_id] for m in messages)
+        for message in messages:
+            config = message.content.config_records.get(CONFIG_KEY) or ConfigRecord()
+            message.content[CONFIG_KEY] = ConfigRecord({**dict(config), CONTRIBUTORS_KEY: members})
+            message.content[STATS_SEEDS_KEY] = ConfigRecord(dict(self.stats_seeds))
+            if self.seeds:
+                message.content[SELF_SEEDS_KEY] = ConfigRecord(dict(self.seeds))
         return messages
 
     def aggregate_train(
@@ -156,21 +184,8 @@ class MaskedAggregation(EncryptedAggregation):
             first.setdefault(node, checked)
         for node in round_.sampled:
             first.setdefault(node, (_NO_REPLY, None, 0, ""))
-        if self._grid is None:
-            raise QuorumNotReachedError(f"round {server_round}: no grid to complete the sum on")
         try:
-            outcome = complete_masked_sum(
-                self._grid,
-                self.context,
-                self.names,
-                first,
-                lambda reply: self._check(server_round, reply, self.shapes, MASKED_ENCODING),
-                purpose=PURPOSE_TRAIN,
-                round_id=server_round,
-                session=self.run_id,
-                quorum=self.min_institutions,
-                timeout=self.timeout,
-            )
+            outcome = self._complete(first, PURPOSE_TRAIN, server_round)
         except QuorumNotReachedError:
             self.seeds = {}
             for node, (reason, _update, _size, digest) in first.items():
@@ -187,11 +202,7 @@ class MaskedAggregation(EncryptedAggregation):
         digest = hashlib.sha256(outcome.total).hexdigest()
         self._audit(server_round, round_, outcome.summed, digest, started)
         if self.out_dir is not None:
-            total_path, seeds_path = masked_round_files(self.out_dir, server_round)
-            total_path.parent.mkdir(parents=True, exist_ok=True)
-            crypto.write_atomically(total_path, outcome.total)
-            seeds = {name: seed.hex() for name, seed in outcome.seeds.items()}
-            crypto.write_atomically(seeds_path, json.dumps(seeds, sort_keys=True).encode())
+            keep_masked_sum(self.out_dir, f"round-{server_round}", outcome.total, outcome.seeds)
         self.seeds = dict(outcome.seeds)
         self.last_summed = len(outcome.summed)
         metrics = MetricRecord(
@@ -206,14 +217,146 @@ class MaskedAggregation(EncryptedAggregation):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """None: evaluation sums are not masked yet (see the module docstring)."""
+        """Flower's sampling among named nodes; declare the set; forward the round's seeds."""
         self._grid = grid
-        self._evaluation_messages = []
-        return []
+        messages = self._declare(super().configure_evaluate(server_round, arrays, config, grid))
+        self._evaluation_messages = messages
+        return messages
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        """Nothing was asked: no institution's evaluation is counted."""
-        self.last_evaluation = None
-        return MetricRecord({"institutions": 0, "dropped": 0})
+        """Complete the masked evaluation sum (re-mask, reveal); keep it and its seeds.
+
+        An evaluation that cannot be completed counts no institution; training
+        goes on (the unmasked strategy does the same below its quorum).
+        """
+        started = time.perf_counter()
+        self.last_evaluation, self.evaluation_seeds = None, {}
+        asked = [m.metadata.dst_node_id for m in self._evaluation_messages]
+        round_ = _Round(asked, self._evaluation_messages)
+        first: dict[int, Checked] = {}
+        for reply in replies:
+            node = round_.node_of(reply)
+            if node is not None:
+                first.setdefault(node, self._check(server_round, reply, None, MASKED_ENCODING))
+        for node in round_.sampled:
+            first.setdefault(node, (_NO_REPLY, None, 0, ""))
+        try:
+            outcome = self._complete(first, "evaluate", server_round)
+        except QuorumNotReachedError as exc:
+            logger.warning("round %d: no evaluation sum: %s", server_round, exc)
+            return MetricRecord({"institutions": 0, "dropped": len(first)})
+        round_.digests.update(outcome.digests)
+        round_.dropped.update(outcome.dropped)
+        self._audit_evaluation(server_round, round_, outcome.summed, outcome.total, started)
+        if self.out_dir is not None:
+            keep_masked_sum(
+                self.out_dir, f"evaluation-{server_round}", outcome.total, outcome.seeds
+            )
+        self.last_evaluation, self.evaluation_seeds = outcome.total, dict(outcome.seeds)
+        return MetricRecord({"institutions": len(outcome.summed), "dropped": len(outcome.dropped)})
+
+    def _complete(
+        self, first: Mapping[int, Checked], purpose: str, server_round: int
+    ) -> MaskedOutcome:
+        if self._grid is None:
+            raise QuorumNotReachedError(f"round {server_round}: no grid to complete the sum on")
+        return complete_masked_sum(
+            self._grid,
+            self.context,
+            self.names,
+            first,
+            lambda reply: self._check(
+                server_round, reply, self.shapes if purpose == PURPOSE_TRAIN else None,
+                MASKED_ENCODING,
+            ),
+            purpose=purpose,
+            round_id=server_round,
+            session=self.run_id,
+            quorum=self.min_institutions,
+            timeout=self.timeout,
+        )  # fmt: skip
+
+
+def masked_statistics(
+    grid: Grid,
+    context: crypto.PublicContext,
+    names: Mapping[int, str],
+    *,
+    session: str,
+    mode: str,
+    quorum: int,
+    timeout: float,
+    max_update_bytes: int,
+) -> tuple[bytes, dict[str, bytes], dict[int, str]]:
+    """The masked statistics round (round 0, purpose ``stats``): ``(sum, seeds, dropped)``.
+
+    Every named institution is asked, with the set of all of them declared; a
+    dropout re-masks for the rest, as in training.
+
+    Raises
+    ------
+    QuorumNotReachedError
+        Fewer than ``max(3, quorum)`` institutions left, or one did not reveal.
+    """
+    members = sorted(names.values())
+    config = {
+        PHASE_KEY: PHASE_STATS, MODE_KEY: mode, SESSION_KEY: session, CONTRIBUTORS_KEY: members,
+    }  # fmt: skip
+    messages = [
+        Message(
+            content=RecordDict({CONFIG_KEY: ConfigRecord(dict(config))}),  # type: ignore[arg-type]
+            message_type=MessageType.QUERY,
+            dst_node_id=node,
+        )
+        for node in sorted(names)
+    ]
+    replies = list(grid.send_and_receive(messages, timeout=timeout))
+    round_ = _Round(sorted(names), messages)
+
+    def check(reply: Message) -> Checked:
+        return _check_statistics(context, reply, session, max_update_bytes)
+
+    first: dict[int, Checked] = {}
+    for reply in replies:
+        node = round_.node_of(reply)
+        if node is not None:
+            first.setdefault(node, check(reply))
+    for node in round_.sampled:
+        first.setdefault(node, (_NO_REPLY, None, 0, ""))
+    outcome = complete_masked_sum(
+        grid, context, names, first, check, purpose="stats", round_id=0, session=session,
+        quorum=quorum, timeout=timeout,
+    )  # fmt: skip
+    return outcome.total, dict(outcome.seeds), dict(outcome.dropped)
+
+
+def _check_statistics(
+    context: crypto.PublicContext, reply: Message, session: str, max_bytes: int
+) -> Checked:
+    """One masked statistics reply checked (never raises)."""
+    if reply.has_error():
+        return error_reason(reply), None, 0, ""
+    try:
+        data = read_ciphertext(reply.content.array_records[ARRAYS_KEY])
+        digest = hashlib.sha256(data).hexdigest()
+        update = crypto.EncryptedUpdate.from_bytes(
+            context, data, max_bytes=max_bytes, expected_round=0, expected_session=session
+        )
+    except (KeyError, crypto.CryptoError) as exc:
+        return bounded(f"{type(exc).__name__}: {exc}"), None, 0, ""
+    if update.encoding != MASKED_ENCODING or update.count != 1:
+        return "statistics reply is not one institution's masked sums", None, len(data), digest
+    return "", update, len(data), digest
+
+
+def keep_masked_sum(out_dir: Path, stem: str, total: bytes, seeds: Mapping[str, bytes]) -> None:
+    """Write a masked sum and its seeds to ``out_dir/masked/STEM.bin`` and ``STEM.seeds.json``."""
+    folder = out_dir / MASKED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    crypto.write_atomically(folder / f"{stem}.bin", total)
+    listed = {name: seed.hex() for name, seed in seeds.items()}
+    crypto.write_atomically(
+        folder / f"{stem}.seeds.json", json.dumps(listed, sort_keys=True).encode()
+    )

@@ -45,12 +45,15 @@ from crossfed.protocol import (
     EVALUATION_CIPHERTEXT_KEY,
     EVALUATION_KEY,
     EVALUATION_METRICS,
+    EVALUATION_SEEDS_KEY,
     MODE_KEY,
     PHASE_KEY,
     PHASE_STATS,
+    SELF_SEEDS_KEY,
     SESSION_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
+    STATS_SEEDS_KEY,
     ConfigurationError,
     FederationSettings,
     read_ciphertext,
@@ -60,7 +63,13 @@ from federation.dp import epsilon_against_collusion, epsilon_scope
 from federation.errors import QuorumNotReachedError
 from federation.final import deliver_final_model
 from federation.masked_exchange import MIN_MASKED, roll_call
-from federation.masked_strategy import MASKED_DIR, MASKED_STATISTICS, MaskedAggregation
+from federation.masked_strategy import (
+    MASKED_DIR,
+    MASKED_STATISTICS,
+    MaskedAggregation,
+    keep_masked_sum,
+    masked_statistics,
+)
 from federation.measured import CpuMeter, MeasuredStrategy, RoundMeasurement
 from federation.replies import bounded, error_reason
 from federation.resume import OffsetRounds, prior_noise_multipliers, released_rounds, resume_point
@@ -182,12 +191,24 @@ def run_federation(
                 f"roll call: {len(nodes)} institutions named themselves distinctly; a masked "
                 f"federation needs at least {max(MIN_MASKED, settings.min_institutions)}"
             )
-    stats_entries, dropped = _statistics_round(grid, nodes, settings, public, run_id)
-    if masked and out_dir is not None:
-        # What a replay of the masked deltas needs to normalise them (key holders only).
-        (out_dir / MASKED_DIR).mkdir(exist_ok=True)
-        blob = stats_entries[STATS_CIPHERTEXT_KEY]
-        crypto.write_atomically(out_dir / MASKED_DIR / MASKED_STATISTICS, blob)
+    stats_seeds: dict[str, bytes] = {}
+    if masked and public is not None:
+        blob, stats_seeds, dropped = masked_statistics(
+            grid,
+            public,
+            names,
+            session=run_id,
+            mode=settings.mode,
+            quorum=settings.min_institutions,
+            timeout=settings.round_timeout,
+            max_update_bytes=settings.max_update_bytes,
+        )
+        stats_entries: dict[str, Any] = {STATS_CIPHERTEXT_KEY: blob}
+        if out_dir is not None:
+            # What a replay of the masked deltas needs to normalise them (key holders only).
+            keep_masked_sum(out_dir, MASKED_STATISTICS, blob, stats_seeds)
+    else:
+        stats_entries, dropped = _statistics_round(grid, nodes, settings, public, run_id)
     fedavg = FedAvg(
         min_train_nodes=settings.min_institutions,
         min_evaluate_nodes=settings.min_institutions,
@@ -199,6 +220,7 @@ def run_federation(
             fedavg,
             public,
             names=names,
+            stats_seeds=stats_seeds,
             timeout=settings.round_timeout,
             min_institutions=settings.min_institutions,
             shapes=settings.shapes() or (),
@@ -257,9 +279,13 @@ def run_federation(
         _write_outputs(out_dir, outcome, settings, run_id, masked=masked)
     head = inner.audit_head() if isinstance(inner, EncryptedAggregation) else None
     evaluation = _last_evaluation(result, inner)
-    seeds = inner.seeds if isinstance(inner, MaskedAggregation) else None
+    seeds: dict[str, dict[str, bytes]] = {}
+    if isinstance(inner, MaskedAggregation):
+        seeds = {SELF_SEEDS_KEY: inner.seeds, STATS_SEEDS_KEY: inner.stats_seeds}
+        if inner.last_evaluation is not None:
+            seeds[EVALUATION_SEEDS_KEY] = inner.evaluation_seeds
     deliver_final_model(
-        grid, result.arrays, config, settings, evaluation, audit_head=head, self_seeds=seeds
+        grid, result.arrays, config, settings, evaluation, audit_head=head, seed_records=seeds
     )
     return outcome
 

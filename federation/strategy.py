@@ -305,7 +305,7 @@ class EncryptedAggregation(DelegatingStrategy):
         self,
         server_round: int,
         reply: Message,
-        shapes: Shapes,
+        shapes: Shapes | None,
         encoding: str,
     ) -> tuple[str, crypto.EncryptedUpdate | None, int, str]:
         """``(reason, update or None, bytes, sha256)`` of one reply; never raises."""

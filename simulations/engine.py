@@ -31,6 +31,7 @@ from clients.shapes import model_shapes_json
 from crossfed.protocol import (
     EVALUATION_FILE,
     EVALUATION_METRICS,
+    FRACTION_BITS,
     FederationSettings,
 )
 from federation import build_server_app
@@ -212,13 +213,42 @@ def _decrypt_evaluations(
     secret: crypto.SecretContext, out: Path, evaluate: dict[str, dict[str, Any]]
 ) -> None:
     """Add each round's decrypted evaluation (the aggregator kept only its ciphertext)."""
+    masked = secret.preset.codec == "masked"
     for server_round, record in evaluate.items():
         if not record.get("institutions"):
             continue  # no institution's evaluation was valid that round
+        if masked:
+            sums = _masked_exact(secret, out / "masked", f"evaluation-{server_round}", "evaluate")
+            means = (float(v) / float(sums[-1]) for v in sums[:-1])
+            record.update(zip(EVALUATION_METRICS, means, strict=True))
+            continue
         path = out / EVALUATION_FILE.format(round=server_round)
         update = crypto.EncryptedUpdate.from_bytes(secret, path.read_bytes())
         (values,), _ = crypto.decrypt_average(secret, update)
         record.update(zip(EVALUATION_METRICS, (float(v) for v in values), strict=True))
+
+
+def _open_masked(
+    secret: crypto.SecretContext, folder: Path, stem: str, purpose: str
+) -> crypto.MaskedSum:
+    """Decrypt ``folder/STEM.bin`` with the seeds in ``STEM.seeds.json`` (a masked run's sums)."""
+    seeds = json.loads((folder / f"{stem}.seeds.json").read_text())
+    update = crypto.EncryptedUpdate.from_bytes(secret, (folder / f"{stem}.bin").read_bytes())
+    return crypto.decrypt_masked(
+        secret,
+        update,
+        self_seeds={name: bytes.fromhex(seed) for name, seed in seeds.items()},
+        purpose=purpose,
+    )
+
+
+def _masked_exact(
+    secret: crypto.SecretContext, folder: Path, stem: str, purpose: str
+) -> np.ndarray:
+    """The exact fixed-point sums of a masked statistics or evaluation sum, as floats."""
+    summed = _open_masked(secret, folder, stem, purpose)
+    exact = crypto.integer_sum(summed, summed.shapes[0][0])
+    return crypto.from_fixed_point(exact, FRACTION_BITS)
 
 
 def replay_masked(settings: FederationSettings) -> list[np.ndarray]:
@@ -227,28 +257,17 @@ def replay_masked(settings: FederationSettings) -> list[np.ndarray]:
     The aggregator of a masked run holds only masked sums of deltas
     (``out_dir/masked``); each institution applies them to the model it started
     each round from. The harness, which plays every institution, does the same
-    in one go: decrypt each round's sum with its revealed seeds, scale by the
+    in one go: open each round's sum with its revealed seeds, scale by the
     federation's row count (the statistics sum), add to the running model.
     """
-    out = Path(settings.out_dir)
+    folder = Path(settings.out_dir) / "masked"
     secret = crypto.SecretContext.load(settings.secret_context)
-    folder = out / "masked"
-    stats = crypto.EncryptedUpdate.from_bytes(secret, (folder / "statistics.bin").read_bytes())
-    (sums,), _ = crypto.decrypt_sums(secret, stats)
-    rows = round(float(sums[0]))
+    rows = round(float(_masked_exact(secret, folder, "statistics", "stats")[0]))
     shapes = settings.shapes() or ()
     spec = ModelSpec(kind=settings.model, hidden=settings.hidden_sizes())  # type: ignore[arg-type]
     weights = get_weights(build_model(spec, int(shapes[0][-1]), settings.seed))
     for server_round in range(1, settings.rounds + 1):
-        blob = out / "masked" / f"round-{server_round}.bin"
-        seeds = json.loads((out / "masked" / f"round-{server_round}.seeds.json").read_text())
-        update = crypto.EncryptedUpdate.from_bytes(secret, blob.read_bytes())
-        summed = crypto.decrypt_masked(
-            secret,
-            update,
-            self_seeds={name: bytes.fromhex(s) for name, s in seeds.items()},
-            purpose="train",
-        )
+        summed = _open_masked(secret, folder, f"round-{server_round}", "train")
         weights = [
             (np.asarray(w, dtype=np.float64) + d).astype(np.float32)
             for w, d in zip(weights, summed.average(rows), strict=True)
@@ -275,6 +294,8 @@ def collect_run(settings: FederationSettings) -> FederatedRun:
     metrics = json.loads(metrics_path.read_text())
     if masks_updates(settings):
         weights = replay_masked(settings)
+        secret = crypto.SecretContext.load(settings.secret_context)
+        _decrypt_evaluations(secret, out, metrics["evaluate"])
     elif settings.mode == "encrypted":
         secret = crypto.SecretContext.load(settings.secret_context)
         update = crypto.EncryptedUpdate.from_bytes(secret, (out / "global_model.bin").read_bytes())

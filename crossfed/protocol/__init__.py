@@ -54,6 +54,8 @@ from crossfed.protocol.manifest import (
 )
 from crossfed.protocol.masking import (
     CONTRIBUTORS_KEY,
+    EVALUATION_SEEDS_KEY,
+    FRACTION_BITS,
     NAME_KEY,
     PHASE_REMASK,
     PHASE_REVEAL,
@@ -63,6 +65,7 @@ from crossfed.protocol.masking import (
     PURPOSES,
     SELF_SEED_KEY,
     SELF_SEEDS_KEY,
+    STATS_SEEDS_KEY,
 )
 from crossfed.protocol.node_keys import (
     load_node_private_key,
@@ -129,7 +132,9 @@ __all__ = [
     "EVALUATION_FILE",
     "EVALUATION_KEY",
     "EVALUATION_METRICS",
+    "EVALUATION_SEEDS_KEY",
     "FINAL_QUERY",
+    "FRACTION_BITS",
     "MANIFEST",
     "MANIFEST_VERSION",
     "METRICS_KEY",
@@ -161,6 +166,7 @@ __all__ = [
     "SESSION_KEY",
     "STATS_CIPHERTEXT_KEY",
     "STATS_KEY",
+    "STATS_SEEDS_KEY",
     "BundleError",
     "ConfigurationError",
     "ErrorCode",

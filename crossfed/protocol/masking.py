@@ -17,6 +17,14 @@ query, phase reveal    :data:`CONTRIBUTORS_KEY`: the set whose sum the aggregato
                        for it (:data:`SELF_SEED_KEY`), given for one set per round only
 train r + 1 / final    the masked sum of round r and :data:`SELF_SEEDS_KEY`: a config
                        record of every contributor's revealed seed, by name
+statistics query       :data:`CONTRIBUTORS_KEY`; each replies its feature moments as exact
+                       fixed-point integers (:data:`FRACTION_BITS`), masked for round 0
+                       and purpose ``stats``
+every later message    the statistics sum and :data:`STATS_SEEDS_KEY` (its seeds)
+evaluate r             :data:`CONTRIBUTORS_KEY` and the round's seeds; each replies its
+                       metrics times its test-set size and the size, fixed point, masked
+                       for round r and purpose ``evaluate``
+final                  also the last evaluation sum and :data:`EVALUATION_SEEDS_KEY`
 =====================  =====================================================================
 
 Round and session travel under :data:`~crossfed.protocol.ROUND_KEY` and
@@ -30,6 +38,8 @@ from typing import Final
 
 __all__ = [
     "CONTRIBUTORS_KEY",
+    "EVALUATION_SEEDS_KEY",
+    "FRACTION_BITS",
     "NAME_KEY",
     "PHASE_REMASK",
     "PHASE_REVEAL",
@@ -39,6 +49,7 @@ __all__ = [
     "PURPOSE_TRAIN",
     "SELF_SEEDS_KEY",
     "SELF_SEED_KEY",
+    "STATS_SEEDS_KEY",
 ]
 
 #: Config entry: the contributor set of a masked aggregate (a list of institution names).
@@ -61,3 +72,9 @@ PHASE_REVEAL: Final = "reveal"
 SELF_SEED_KEY: Final = "self-seed"
 #: RecordDict key of the config record (institution name to seed) beside a masked sum.
 SELF_SEEDS_KEY: Final = "self-seeds"
+#: RecordDict key of the seeds of the masked statistics sum (every message after round 0).
+STATS_SEEDS_KEY: Final = "stats-self-seeds"
+#: RecordDict key of the seeds of the last masked evaluation sum (the final message).
+EVALUATION_SEEDS_KEY: Final = "evaluation-self-seeds"
+#: Fraction bits of masked statistics and evaluation metrics (exact fixed-point sums).
+FRACTION_BITS: Final = 32

@@ -20,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.serverapp.strategy import FedAvg
 
@@ -32,6 +40,8 @@ from crossfed.protocol import (
     ARRAYS_KEY,
     CONFIG_KEY,
     CONTRIBUTORS_KEY,
+    EVALUATION_METRICS,
+    FRACTION_BITS,
     METRICS_KEY,
     MODE_KEY,
     NUM_EXAMPLES_KEY,
@@ -44,11 +54,12 @@ from crossfed.protocol import (
     SELF_SEEDS_KEY,
     SESSION_KEY,
     STATS_CIPHERTEXT_KEY,
+    STATS_SEEDS_KEY,
     FederationSettings,
 )
 from federation import AuditLog, QuorumNotReachedError
 from federation.masked_exchange import roll_call
-from federation.masked_strategy import MaskedAggregation, masked_round_files
+from federation.masked_strategy import MaskedAggregation, masked_round_files, masked_statistics
 from simulations.scenario import write_agreement_keys
 
 NODES = (11, 22, 33, 44)
@@ -107,6 +118,7 @@ class Institutions:
         self.starts: dict[tuple[int, int], list[np.ndarray]] = {}
         self.lost: Callable[[Message], bool] = lambda message: False
         self.mod = make_encryption_mod(lambda _: settings, _start)
+        self.statistics: dict[int, np.ndarray] = {}
 
     def get_node_ids(self) -> Iterable[int]:
         return NODES
@@ -130,11 +142,25 @@ class Institutions:
 
         def admitted(msg: Message, ctx: Context) -> Message:
             admit(msg, ctx, self.settings)
-            return self.mod(msg, ctx, self.train)
+            return self.mod(msg, ctx, self.handle)
 
         reply = error_mod(message, context, admitted)
         reply.metadata.__dict__["_src_node_id"] = node
         return reply
+
+    def handle(self, msg: Message, context: Context) -> Message:
+        """Statistics: (rows, a sum, a sum of squares); evaluation: known metrics; training."""
+        node = context.node_id
+        if msg.metadata.message_type == MessageType.QUERY:
+            rows = float(ROWS[node])
+            self.statistics[node] = np.array([rows, rows * 0.25 + 1 / 3, rows * 1.5])
+            content = RecordDict({ARRAYS_KEY: ArrayRecord([self.statistics[node]])})
+            return Message(content=content, reply_to=msg)
+        if msg.metadata.message_type == MessageType.EVALUATE:
+            metrics: dict[str, int | float] = dict(_metrics(node))
+            metrics[NUM_EXAMPLES_KEY] = ROWS[node] // 4
+            return Message(content=RecordDict({METRICS_KEY: MetricRecord(metrics)}), reply_to=msg)
+        return self.train(msg, context)
 
     def train(self, msg: Message, context: Context) -> Message:
         server_round = int(msg.content.config_records[CONFIG_KEY][ROUND_KEY])  # type: ignore[arg-type]
@@ -150,27 +176,15 @@ class Institutions:
         return Message(content=content, reply_to=msg)
 
 
+def _metrics(node: int) -> dict[str, float]:
+    return {name: (node % 7 + k) / 10 for k, name in enumerate(EVALUATION_METRICS)}
+
+
 def _start(msg: Message, context: Context) -> list[np.ndarray]:
     record = msg.content.array_records.get(ARRAYS_KEY)
     if record is None or not len(record):
         return [s.copy() for s in START]
     return record.to_numpy_ndarrays()
-
-
-def _statistics(settings: FederationSettings) -> bytes:
-    """The run's statistics sum (first entry: the federation's row count)."""
-    secret = crypto.SecretContext.load(settings.secret_context)
-    updates = [
-        crypto.encrypt_sums(
-            secret,
-            [np.array([float(ROWS[node]), 1.0, 2.0])],
-            contributor=f"partition-{i}",
-            round_id=0,
-            session=RUN,
-        )
-        for i, node in enumerate(NODES)
-    ]
-    return crypto.aggregate(secret.public(), updates).to_bytes()
 
 
 def _start_federation(
@@ -181,10 +195,23 @@ def _start_federation(
     names, dropped = roll_call(grid, NODES, RUN, 5.0)  # type: ignore[arg-type]
     assert dropped == {}
     assert names == {node: f"partition-{i}" for i, node in enumerate(NODES)}
+    public = crypto.PublicContext.load(settings.public_context)
+    blob, stats_seeds, dropped = masked_statistics(
+        grid,  # type: ignore[arg-type]
+        public,
+        names,
+        session=RUN,
+        mode="encrypted",
+        quorum=3,
+        timeout=5.0,
+        max_update_bytes=1 << 24,
+    )
+    assert dropped == {} and sorted(stats_seeds) == sorted(names.values())
     strategy = MaskedAggregation(
-        FedAvg(min_train_nodes=4, min_available_nodes=4),
-        crypto.PublicContext.load(settings.public_context),
+        FedAvg(min_train_nodes=4, min_available_nodes=4, min_evaluate_nodes=4),
+        public,
         names=names,
+        stats_seeds=stats_seeds,
         timeout=5.0,
         min_institutions=3,
         shapes=SHAPES,
@@ -193,9 +220,7 @@ def _start_federation(
         out_dir=tmp_path,
         run_id=RUN,
     )
-    config = ConfigRecord(
-        {MODE_KEY: "encrypted", SESSION_KEY: RUN, STATS_CIPHERTEXT_KEY: _statistics(settings)}
-    )
+    config = ConfigRecord({MODE_KEY: "encrypted", SESSION_KEY: RUN, STATS_CIPHERTEXT_KEY: blob})
     return grid, strategy, config
 
 
@@ -317,3 +342,38 @@ def _query(node: int, phase: str, members: list[str], r: int) -> Message:
         message_type="query",
         dst_node_id=node,
     )
+
+
+def test_statistics_and_evaluation_are_exact_masked_sums(
+    federation: tuple[FederationSettings, Path], tmp_path: Path
+) -> None:
+    settings, _ = federation
+    grid, strategy, config = _start_federation(federation, tmp_path)
+    secret = crypto.SecretContext.load(settings.secret_context)
+    stats = crypto.EncryptedUpdate.from_bytes(secret, config[STATS_CIPHERTEXT_KEY])  # type: ignore[arg-type]
+    # The sum opens, with the seeds, to the exact fixed-point sum of every institution's values.
+    summed = crypto.decrypt_masked(secret, stats, self_seeds=strategy.stats_seeds, purpose="stats")
+    exact = crypto.integer_sum(summed, 3)
+    want = [sum(crypto.fixed_point(v, FRACTION_BITS)[k] for v in grid.statistics.values())
+            for k in range(3)]  # fmt: skip
+    assert exact == want
+    # A statistics sum does not open as a training sum (its masks and checks are bound to it).
+    with pytest.raises(crypto.IntegrityError):
+        crypto.decrypt_masked(secret, stats, self_seeds=strategy.stats_seeds, purpose="train")
+    arrays = _round(grid, strategy, config, 1, ArrayRecord())
+    messages = list(strategy.configure_evaluate(1, arrays, config, grid))  # type: ignore[arg-type]
+    assert all(STATS_SEEDS_KEY in m.content.config_records for m in messages)
+    metrics = strategy.aggregate_evaluate(1, grid.send_and_receive(messages))
+    assert metrics is not None and metrics["institutions"] == 4
+    assert strategy.last_evaluation is not None
+    evaluation = crypto.EncryptedUpdate.from_bytes(secret, strategy.last_evaluation)
+    opened = crypto.decrypt_masked(
+        secret, evaluation, self_seeds=strategy.evaluation_seeds, purpose="evaluate"
+    )
+    sums = crypto.from_fixed_point(
+        crypto.integer_sum(opened, len(EVALUATION_METRICS) + 1), FRACTION_BITS
+    )
+    sizes = {node: ROWS[node] // 4 for node in NODES}
+    for k, name in enumerate(EVALUATION_METRICS):
+        mean = sum(_metrics(n)[name] * sizes[n] for n in NODES) / sum(sizes.values())
+        assert sums[k] / sums[-1] == pytest.approx(mean, abs=1e-9)
