@@ -74,10 +74,16 @@ from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
 from clients.masked_round import (
     MaskingKeys,
     apply_masked_aggregate,
-    masked_query_reply,
     masked_train_reply,
 )
-from clients.masked_sums import masked_sum_reply, open_masked_sum, seeds_of
+from clients.masked_sums import (
+    example_count,
+    masked_query,
+    masked_sum,
+    open_masked_evaluation,
+    open_masked_sum,
+    seeds_of,
+)
 from clients.masking_keys import is_masked, masking_keys
 from clients.refusals import check_may_decrypt, close_run
 from clients.run_state import (
@@ -95,10 +101,7 @@ from crossfed.protocol import (
     EVALUATION_CIPHERTEXT_KEY,
     EVALUATION_KEY,
     EVALUATION_METRICS,
-    EVALUATION_SEEDS_KEY,
     METRICS_KEY,
-    NAME_KEY,
-    NUM_EXAMPLES_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_KEY,
     STATS_SEEDS_KEY,
@@ -180,7 +183,7 @@ def make_encryption_mod(
         keys = masking_keys(context, settings, secret, name) if is_masked(secret) else None
         if inbound.kind in ("roll-call", "remask", "reveal"):
             # Nothing is decrypted: the name, or the same update masked again, or one seed.
-            return _masked_query(msg, context, settings, inbound, keys, session)
+            return masked_query(msg, context, settings, inbound, keys, session)
         if inbound.kind != "stats":  # every other message carries ciphertexts to decrypt
             check_may_decrypt(context, settings, session)  # F5: a closed run, a spent budget
         try:
@@ -209,7 +212,7 @@ def make_encryption_mod(
                 close_run(context, settings, session)
             return reply
         if keys is not None and inbound.kind in ("stats", "evaluate"):
-            return _masked_sum(msg, reply, context, settings, keys, inbound, binding)
+            return masked_sum(msg, reply, context, settings, keys, inbound, binding)
         if inbound.kind == "train" and keys is not None and start is not None:
             return masked_train_reply(
                 msg,
@@ -218,7 +221,7 @@ def make_encryption_mod(
                 keys,
                 start=start,
                 trained=reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays(),
-                count=_count(reply.content.metric_records[METRICS_KEY]),
+                count=example_count(reply.content.metric_records[METRICS_KEY]),
                 binding=binding,
             )
         if inbound.kind == "train":
@@ -232,63 +235,6 @@ def make_encryption_mod(
         return Message(content=sealed, reply_to=msg)
 
     return encryption_mod
-
-
-def _masked_sum(
-    msg: Message,
-    reply: Message,
-    context: Context,
-    settings: FederationSettings,
-    keys: MaskingKeys,
-    inbound: Inbound,
-    binding: bytes,
-) -> Message:
-    """A masked preset's statistics or evaluation reply: exact sums under the round's masks.
-
-    Statistics: the handler's moments vector. Evaluation: each metric times the
-    (capped) test-set size, then the size, so the sum opens to the weighted mean.
-    """
-    if inbound.kind == "stats":
-        arrays = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
-        values = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
-        return masked_sum_reply(
-            msg, context, settings, keys, purpose="stats", round_id=0, values=list(values),
-            binding=SEEDED_START,
-        )  # fmt: skip
-    metrics = reply.content.metric_records[METRICS_KEY]
-    missing = [name for name in EVALUATION_METRICS if name not in metrics]
-    if missing:
-        raise ValueError(f"the evaluation reply lacks {', '.join(missing)}")
-    size = _count(metrics)
-    weighted = [float(metrics[key]) * size for key in EVALUATION_METRICS]  # type: ignore[arg-type]
-    return masked_sum_reply(
-        msg, context, settings, keys, purpose="evaluate", round_id=inbound.round,
-        values=[*weighted, float(size)], binding=binding,
-    )  # fmt: skip
-
-
-def _masked_query(
-    msg: Message,
-    context: Context,
-    settings: FederationSettings,
-    inbound: Inbound,
-    keys: MaskingKeys | None,
-    session: str,
-) -> Message:
-    """Answer a roll-call (the name), a remask or a reveal query of a masked federation.
-
-    None decrypts anything, so a refusal here says nothing about the key and
-    does not close the run; a closed run answers none of them.
-    """
-    if keys is None:
-        raise InboundMessageError(f"a {inbound.kind} query in a federation that masks nothing")
-    if inbound.kind == "roll-call":
-        content = RecordDict(
-            {CONFIG_KEY: ConfigRecord({NAME_KEY: keys.name}), METRICS_KEY: MetricRecord({})}
-        )
-        return Message(content=content, reply_to=msg)
-    check_may_decrypt(context, settings, session)  # a closed run re-masks and reveals nothing
-    return masked_query_reply(msg, context, settings, keys)
 
 
 def _decrypt_inbound(
@@ -341,7 +287,9 @@ def _decrypt_inbound(
         if keys is None:
             means = _decrypt_evaluation(secret, evaluation, settings, session, binding)
         else:
-            means = _open_masked_evaluation(msg, keys, evaluation, settings, session, binding)
+            means = open_masked_evaluation(
+                msg, keys, evaluation, settings, session, binding, min_contributors(settings)
+            )
         config[EVALUATION_KEY] = means
         del config[EVALUATION_CIPHERTEXT_KEY]
     if data is None or inbound.model_round is None:
@@ -448,27 +396,6 @@ def _decrypt_evaluation(
     return [float(v) for v in values]
 
 
-def _open_masked_evaluation(
-    msg: Message,
-    keys: MaskingKeys,
-    blob: bytes,
-    settings: FederationSettings,
-    session: str,
-    binding: bytes,
-) -> list[float]:
-    """The last round's mean metrics from its masked evaluation sum (metrics x size, size)."""
-    sums, contributors = open_masked_sum(
-        keys, blob, seeds_of(msg, EVALUATION_SEEDS_KEY), purpose="evaluate",
-        round_id=settings.rounds, session=session, binding=binding,
-        min_contributors=min_contributors(settings),
-    )  # fmt: skip
-    if sums.size != len(EVALUATION_METRICS) + 1:
-        raise crypto.ShapeMismatchError("the evaluation sum does not hold the metrics and a size")
-    size = float(sums[-1])
-    check_summed_weight(size, contributors, settings.max_weight)
-    return [float(v) / size for v in sums[:-1]]
-
-
 def _encrypt_weights(
     reply: Message,
     secret: crypto.SecretContext,
@@ -478,7 +405,7 @@ def _encrypt_weights(
     binding: bytes,
 ) -> RecordDict:
     arrays = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
-    weight = _count(reply.content.metric_records[METRICS_KEY])
+    weight = example_count(reply.content.metric_records[METRICS_KEY])
     return sealed_reply(
         crypto.encrypt_update(
             secret,
@@ -525,18 +452,10 @@ def _encrypt_evaluation(
         crypto.encrypt_update(
             secret,
             [values],
-            _count(metrics),
+            example_count(metrics),
             contributor=name,
             round_id=round_id,
             session=session,
             binding=binding,
         ).to_bytes()
     )
-
-
-def _count(metrics: MetricRecord) -> int:
-    """The handler's example count: a whole number."""
-    value = metrics.get(NUM_EXAMPLES_KEY)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise ValueError(f"the handler reported example count {value!r}, not a whole number")
-    return int(value)

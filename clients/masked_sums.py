@@ -18,6 +18,11 @@ process for the round's remask and reveal queries
 (:func:`~clients.masked_round.masked_query_reply`). Opening a sum
 (:func:`open_masked_sum`) requires this institution among its contributors
 (``member``), its purpose, run, round and binding, and returns the exact sums.
+
+The encryption mod (:mod:`clients.encryption_mod`) calls :func:`masked_sum` for
+a statistics or evaluation reply, :func:`masked_query` for a roll call, remask
+or reveal query (none decrypts anything), and :func:`open_masked_evaluation`
+for the final message's evaluation sum.
 """
 
 from __future__ import annotations
@@ -25,21 +30,37 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 import crypto
+from clients.bounds import check_summed_weight
 from clients.errors import InboundMessageError
-from clients.masked_round import MaskingKeys, keep_masked_round
-from clients.run_state import pinned_session, state_key
+from clients.masked_round import MaskingKeys, keep_masked_round, masked_query_reply
+from clients.refusals import check_may_decrypt
+from clients.run_state import SEEDED_START, Inbound, pinned_session, state_key
 from crossfed.protocol import (
+    ARRAYS_KEY,
     CONFIG_KEY,
     CONTRIBUTORS_KEY,
+    EVALUATION_METRICS,
+    EVALUATION_SEEDS_KEY,
     FRACTION_BITS,
+    METRICS_KEY,
+    NAME_KEY,
+    NUM_EXAMPLES_KEY,
     FederationSettings,
     sealed_reply,
 )
 
-__all__ = ["masked_sum_reply", "open_masked_sum", "seeds_of"]
+__all__ = [
+    "example_count",
+    "masked_query",
+    "masked_sum",
+    "masked_sum_reply",
+    "open_masked_evaluation",
+    "open_masked_sum",
+    "seeds_of",
+]
 
 #: Run-memory entries: the last round whose sum of each purpose was masked.
 _DONE = {"stats": "masked-stats-round", "evaluate": "masked-evaluate-round"}
@@ -151,3 +172,92 @@ def seeds_of(msg: Message, key: str) -> dict[str, bytes]:
     if record is None:
         raise InboundMessageError("a masked sum arrives with its contributors' seeds, not without")
     return {name: value for name, value in record.items() if isinstance(value, bytes)}
+
+
+def masked_sum(
+    msg: Message,
+    reply: Message,
+    context: Context,
+    settings: FederationSettings,
+    keys: MaskingKeys,
+    inbound: Inbound,
+    binding: bytes,
+) -> Message:
+    """A masked preset's statistics or evaluation reply: exact sums under the round's masks.
+
+    Statistics: the handler's moments vector. Evaluation: each metric times the
+    (capped) test-set size, then the size, so the sum opens to the weighted mean.
+    """
+    if inbound.kind == "stats":
+        arrays = reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays()
+        values = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+        return masked_sum_reply(
+            msg, context, settings, keys, purpose="stats", round_id=0, values=list(values),
+            binding=SEEDED_START,
+        )  # fmt: skip
+    metrics = reply.content.metric_records[METRICS_KEY]
+    missing = [name for name in EVALUATION_METRICS if name not in metrics]
+    if missing:
+        raise ValueError(f"the evaluation reply lacks {', '.join(missing)}")
+    size = example_count(metrics)
+    weighted = [float(metrics[key]) * size for key in EVALUATION_METRICS]  # type: ignore[arg-type]
+    return masked_sum_reply(
+        msg, context, settings, keys, purpose="evaluate", round_id=inbound.round,
+        values=[*weighted, float(size)], binding=binding,
+    )  # fmt: skip
+
+
+def masked_query(
+    msg: Message,
+    context: Context,
+    settings: FederationSettings,
+    inbound: Inbound,
+    keys: MaskingKeys | None,
+    session: str,
+) -> Message:
+    """Answer a roll-call (the name), a remask or a reveal query of a masked federation.
+
+    None decrypts anything, so a refusal here says nothing about the key and
+    does not close the run; a closed run answers none of them.
+    """
+    if keys is None:
+        raise InboundMessageError(f"a {inbound.kind} query in a federation that masks nothing")
+    if inbound.kind == "roll-call":
+        content = RecordDict(
+            {CONFIG_KEY: ConfigRecord({NAME_KEY: keys.name}), METRICS_KEY: MetricRecord({})}
+        )
+        return Message(content=content, reply_to=msg)
+    check_may_decrypt(context, settings, session)  # a closed run re-masks and reveals nothing
+    return masked_query_reply(msg, context, settings, keys)
+
+
+def open_masked_evaluation(
+    msg: Message,
+    keys: MaskingKeys,
+    blob: bytes,
+    settings: FederationSettings,
+    session: str,
+    binding: bytes,
+    minimum: int,
+) -> list[float]:
+    """The last round's mean metrics from its masked evaluation sum (metrics x size, size).
+
+    ``minimum`` is the fewest contributors the sum may have.
+    """
+    sums, contributors = open_masked_sum(
+        keys, blob, seeds_of(msg, EVALUATION_SEEDS_KEY), purpose="evaluate",
+        round_id=settings.rounds, session=session, binding=binding, min_contributors=minimum,
+    )  # fmt: skip
+    if sums.size != len(EVALUATION_METRICS) + 1:
+        raise crypto.ShapeMismatchError("the evaluation sum does not hold the metrics and a size")
+    size = float(sums[-1])
+    check_summed_weight(size, contributors, settings.max_weight)
+    return [float(v) / size for v in sums[:-1]]
+
+
+def example_count(metrics: MetricRecord) -> int:
+    """The handler's example count: a whole number."""
+    value = metrics.get(NUM_EXAMPLES_KEY)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ValueError(f"the handler reported example count {value!r}, not a whole number")
+    return int(value)

@@ -150,6 +150,11 @@ class ScenarioSpec:
         own for its rate, the pooled training rows' for the overall one; a fixed
         2 % on a table whose bad rate is 28 % approved 1.7 % of applicants, and
         on a 1 % book it approves everyone. A number: that target everywhere.
+    strategies
+        The strategies to run, by report name; empty (default): centralized,
+        local-only, fedavg, he-fedavg and the DP runs the epsilons ask for. The
+        masked encrypted runs (``he-fedavg-masked16``, ``he-fedavg-masked8``)
+        run only when named here.
     """
 
     generator: str = "sme-credit"
@@ -181,6 +186,7 @@ class ScenarioSpec:
     dpsgd_learning_rate: float = DPSGD_LEARNING_RATE
     dp_delta: float = FederationSettings.dp_delta
     target_bad_rate: float | None = None
+    strategies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.data is None and self.institutions < 2:

@@ -53,6 +53,7 @@ from crossfed.protocol import FederationSettings
 from federation import noise_multiplier_for_epsilon
 from simulations.compliance import Strategy
 from simulations.engine import FederatedRun, with_model_shapes
+from simulations.errors import SimulationError
 from simulations.evaluation import (
     InstitutionSplit,
     StrategyEvaluation,
@@ -185,7 +186,13 @@ def _round_config(spec: ScenarioSpec) -> TrainConfig:
 
 
 def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
-    """The study's strategies, in report order."""
+    """The study's strategies, in report order (``spec.strategies``: those named only).
+
+    Raises
+    ------
+    SimulationError
+        ``spec.strategies`` names a strategy the study does not have.
+    """
     plans = [
         StrategyPlan("centralized", "centralized"),
         StrategyPlan("local-only", "local-only"),
@@ -199,7 +206,18 @@ def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
     plans += [
         StrategyPlan(dp_strategy_name(e), "he-fedavg-dp", e, "institution") for e in spec.epsilons
     ]
-    return plans
+    if not spec.strategies:
+        return plans
+    known = [p.name for p in plans] + list(MASKED_STRATEGIES)
+    unknown = [name for name in spec.strategies if name not in known]
+    if unknown:
+        raise SimulationError(
+            f"unknown strategies {', '.join(unknown)}; this study has {', '.join(known)}"
+        )
+    chosen = [p for p in plans if p.name in spec.strategies]
+    at = next((i + 1 for i, p in enumerate(chosen) if p.name == "he-fedavg"), len(chosen))
+    masked = [masked_plan(n) for n in MASKED_STRATEGIES if n in spec.strategies]
+    return chosen[:at] + masked + chosen[at:]
 
 
 def model_spec(spec: ScenarioSpec) -> ModelSpec:

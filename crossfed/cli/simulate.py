@@ -273,6 +273,14 @@ def simulate(
         ),
     ] = "",
     dp_clip: Annotated[float, typer.Option(help="L2 clip of each update in DP runs.")] = 0.5,
+    strategies: Annotated[
+        str,
+        typer.Option(
+            help="Only these strategies, comma-separated (default: all of centralized, "
+            "local-only, fedavg, he-fedavg and the DP runs); he-fedavg-masked16 and "
+            "he-fedavg-masked8 (masked updates) run only when named."
+        ),
+    ] = "",
     target_bad_rate: Annotated[
         float | None,
         typer.Option(
@@ -354,6 +362,7 @@ def simulate(
             dpsgd_epsilons=_floats(dpsgd_epsilons, "--dpsgd-epsilons"),
             dp_clip=dp_clip,
             target_bad_rate=target_bad_rate,
+            strategies=tuple(n.strip() for n in strategies.split(",") if n.strip()),
         )
         prices = (
             Prices()
