@@ -151,10 +151,11 @@ class ScenarioSpec:
         2 % on a table whose bad rate is 28 % approved 1.7 % of applicants, and
         on a 1 % book it approves everyone. A number: that target everywhere.
     strategies
-        The strategies to run, by report name; empty (default): centralized,
-        local-only, fedavg, he-fedavg and the DP runs the epsilons ask for. The
-        masked encrypted runs (``he-fedavg-masked16``, ``he-fedavg-masked8``)
-        run only when named here.
+        The federated strategies to run, by report name; empty (default):
+        fedavg, he-fedavg and the DP runs the epsilons ask for. Centralized and
+        local-only training, the report's baselines, always run. The masked
+        encrypted runs (``he-fedavg-masked16``, ``he-fedavg-masked8``) run only
+        when named here.
     """
 
     generator: str = "sme-credit"

@@ -186,7 +186,10 @@ def _round_config(spec: ScenarioSpec) -> TrainConfig:
 
 
 def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
-    """The study's strategies, in report order (``spec.strategies``: those named only).
+    """The study's strategies, in report order.
+
+    With ``spec.strategies``, centralized and local-only training (the
+    report's baselines) and the federated strategies it names only.
 
     Raises
     ------
@@ -208,13 +211,13 @@ def plan_strategies(spec: ScenarioSpec) -> list[StrategyPlan]:
     ]
     if not spec.strategies:
         return plans
-    known = [p.name for p in plans] + list(MASKED_STRATEGIES)
+    known = [p.name for p in plans if p.federated] + list(MASKED_STRATEGIES)
     unknown = [name for name in spec.strategies if name not in known]
     if unknown:
         raise SimulationError(
-            f"unknown strategies {', '.join(unknown)}; this study has {', '.join(known)}"
+            f"unknown federated strategies {', '.join(unknown)}; this study has {', '.join(known)}"
         )
-    chosen = [p for p in plans if p.name in spec.strategies]
+    chosen = [p for p in plans if not p.federated or p.name in spec.strategies]
     at = next((i + 1 for i, p in enumerate(chosen) if p.name == "he-fedavg"), len(chosen))
     masked = [masked_plan(n) for n in MASKED_STRATEGIES if n in spec.strategies]
     return chosen[:at] + masked + chosen[at:]

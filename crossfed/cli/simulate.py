@@ -276,9 +276,9 @@ def simulate(
     strategies: Annotated[
         str,
         typer.Option(
-            help="Only these strategies, comma-separated (default: all of centralized, "
-            "local-only, fedavg, he-fedavg and the DP runs); he-fedavg-masked16 and "
-            "he-fedavg-masked8 (masked updates) run only when named."
+            help="Only these federated strategies, comma-separated (default: fedavg, "
+            "he-fedavg and the DP runs; centralized and local-only always run); "
+            "he-fedavg-masked16 and he-fedavg-masked8 (masked updates) run only when named."
         ),
     ] = "",
     target_bad_rate: Annotated[

@@ -13,6 +13,7 @@ does not reveal, gets nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Iterable
@@ -55,9 +56,10 @@ from crossfed.protocol import (
     SESSION_KEY,
     STATS_CIPHERTEXT_KEY,
     STATS_SEEDS_KEY,
+    ConfigurationError,
     FederationSettings,
 )
-from federation import AuditLog, QuorumNotReachedError
+from federation import AuditLog, QuorumNotReachedError, run_federation
 from federation.masked_exchange import roll_call
 from federation.masked_strategy import MaskedAggregation, masked_round_files, masked_statistics
 from simulations.scenario import write_agreement_keys
@@ -377,3 +379,15 @@ def test_statistics_and_evaluation_are_exact_masked_sums(
     for k, name in enumerate(EVALUATION_METRICS):
         mean = sum(_metrics(n)[name] * sizes[n] for n in NODES) / sum(sizes.values())
         assert sums[k] / sums[-1] == pytest.approx(mean, abs=1e-9)
+
+
+def test_a_masked_run_refuses_to_resume_or_to_add_distributed_dp(
+    federation: tuple[FederationSettings, Path], tmp_path: Path
+) -> None:
+    settings, _ = federation
+    earlier = tmp_path / "earlier"
+    (earlier / "masked").mkdir(parents=True)
+    with pytest.raises(ConfigurationError, match="cannot resume"):
+        run_federation(None, dataclasses.replace(settings, out_dir=str(earlier)))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="distributed DP"):
+        run_federation(None, dataclasses.replace(settings, dp_clip=0.5, institutions=4))  # type: ignore[arg-type]
