@@ -42,6 +42,7 @@ from federation.kit import (
     create_kits,
     parse_institution,
 )
+from federation.masked_strategy import MaskedAggregation
 from federation.measured import (
     NOT_MEASURED,
     CpuMeter,
@@ -99,6 +100,7 @@ __all__ = [
     "DroppedNode",
     "EncryptedAggregation",
     "FederationError",
+    "MaskedAggregation",
     "MeasuredStrategy",
     "NodeKeyPair",
     "OffsetRounds",

@@ -36,6 +36,7 @@ from crossfed.protocol import (
 )
 from federation import build_server_app
 from simulations.cputime import RayWorkerCpu
+from simulations.errors import SimulationError
 
 __all__ = [
     "ClientMod",
@@ -142,12 +143,21 @@ def one_actor(backend: dict[str, Any]) -> dict[str, Any]:
     anywhere) in the process that trained, for the round's re-mask and reveal
     queries: in deployment the institution's long-lived runner. Ray hands each
     message to whichever actor is free, so a masked simulation runs one actor.
+
+    Raises
+    ------
+    SimulationError
+        A cluster given by address: how many actors it starts is its own.
     """
     config = copy.deepcopy(backend)
     init = config.get("init_args", {})
-    if init.get("address", "local") == "local":
-        cpus = int(init.get("num_cpus") or os.cpu_count() or 1)
-        config.setdefault("client_resources", {})["num_cpus"] = cpus
+    if init.get("address", "local") != "local":
+        raise SimulationError(
+            "a masked simulation runs one Ray actor for every institution: run it on a "
+            "local cluster, not one given by address"
+        )
+    cpus = int(init.get("num_cpus") or os.cpu_count() or 1)
+    config.setdefault("client_resources", {})["num_cpus"] = cpus
     return config
 
 

@@ -23,6 +23,9 @@ from crossfed.protocol import (
     CONFIG_KEY,
     FINAL_QUERY,
     PHASE_KEY,
+    PHASE_REMASK,
+    PHASE_REVEAL,
+    PHASE_ROLL_CALL,
     PHASE_STATS,
     ROUND_KEY,
     SESSION_KEY,
@@ -179,3 +182,31 @@ def test_a_movement_reference_without_its_binding_is_refused() -> None:
     remember_start(node, SETTINGS, 1, [np.ones(2)])
     with pytest.raises(TamperedAggregateError):
         expected_binding(node, SETTINGS, 1)
+
+
+def _masking(phase: str, server_round: object, session: str = "s1") -> Message:
+    return _message(
+        MessageType.QUERY, **{PHASE_KEY: phase, ROUND_KEY: server_round, SESSION_KEY: session}
+    )
+
+
+def test_a_remask_or_reveal_query_is_only_for_the_round_being_trained() -> None:
+    node = _node()
+    for phase in (PHASE_REMASK, PHASE_REVEAL):  # before any message: no session to pin from it
+        with pytest.raises(InboundMessageError, match="first message"):
+            admit(_masking(phase, 0), node, SETTINGS)
+    roll_call = _message(MessageType.QUERY, **{PHASE_KEY: PHASE_ROLL_CALL, SESSION_KEY: "s1"})
+    assert admit(roll_call, node, SETTINGS).kind == "roll-call"  # pins the session
+    assert admit(_masking(PHASE_REMASK, 0), node, SETTINGS).kind == "remask"  # statistics
+    admit(_train(1), node, SETTINGS)
+    assert admit(_masking(PHASE_REVEAL, 1), node, SETTINGS).kind == "reveal"
+    for phase, server_round, session in (
+        (PHASE_REMASK, 0, "s1"),  # a round this institution is past
+        (PHASE_REMASK, 2, "s1"),  # a round it has not trained
+        (PHASE_REVEAL, 2, "s1"),
+        (PHASE_REVEAL, 1, "s2"),  # another session
+        (PHASE_REVEAL, 4, "s1"),  # beyond the kit's rounds
+        (PHASE_REVEAL, "1", "s1"),
+    ):
+        with pytest.raises(InboundMessageError):
+            admit(_masking(phase, server_round, session), node, SETTINGS)
