@@ -327,3 +327,29 @@ def test_client_check_reports_the_refusal_count(kit: Path, tmp_path: Path) -> No
         assert any("decrypts nothing until you review" in p for p in report.problems)
     finally:
         budget.path.unlink(missing_ok=True)
+
+
+def test_the_runner_holds_the_count_while_it_serves(
+    kit: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R7: the runner writes its refusals under its own lock; a second runner is refused."""
+    import clients.app_runner as runner
+
+    budget = kit_refusal_budget(InstitutionKit.load(kit))
+    argv = ["--kit", str(kit), "--data", str(kit.parents[1] / "bank.csv"), "--out",
+            str(tmp_path / "o"), "--runtime-api-address", "127.0.0.1:9",
+            "--log-file", str(tmp_path / "work" / "institution.log")]  # fmt: skip
+    seen: dict[str, object] = {}
+
+    def serve(self: object, *_: object, **__: object) -> None:
+        seen["count"] = budget.record("s1")  # what a refused aggregate writes, in-process
+        seen["second runner"] = runner.main(argv)  # (another process: see the test above)
+
+    monkeypatch.setattr(runner.AppRunner, "serve", serve)
+    try:
+        assert runner.main(argv) == 0
+        assert seen == {"count": 1, "second runner": 2}
+        assert not budget.spent() and budget.refused() == 1
+        budget.reset()  # the runner is gone: its lock went with it
+    finally:
+        budget.path.unlink(missing_ok=True)
