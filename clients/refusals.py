@@ -71,9 +71,10 @@ What crosses the wire does not change: a refusal because the run is closed or
 the budget spent is raised as :class:`DecryptionWithheldError`, a
 :class:`~clients.errors.TamperedAggregateError`, and so leaves as the same
 ``INTEGRITY_FAILED`` code and text as every other refused aggregate; the
-encryption mod raises it only after the message's structural checks, so a
-malformed message gets the same answer in a closed run as in an open one
-(red team R6). It depends on the count of earlier refusals (which the
+encryption mod raises it only after the message's record-level checks, so a
+message malformed in its records gets the same answer in a closed run as in an
+open one (red team R6; a message with a genuine statistics sum and a malformed
+model header still tells them apart, docs/security.md). It depends on the count of earlier refusals (which the
 aggregator caused and knows), never on a decrypted value.
 
 Accepted aggregates are not counted: the aggregator's whole transcript is
