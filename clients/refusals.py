@@ -35,13 +35,19 @@ updates lies inside both bounds with a margin (the movement bound's CKKS
 slack, ``1e-3 + 1e-4 sqrt(d)`` on the average; the weight's 0.5): a policy
 refusal needs a contributor that broke its bound, that is a malicious
 *institution* — and every institution holds the shared secret key already, so
-it gains nothing from a key oracle. The aggregator alone cannot place an honest
-sum within a detection limit of a bound (it sees no plaintext and cannot scale
-a sum without failing the check), so it cannot make a policy refusal turn on
-its sub-threshold edit; each edit the check catches spends the budget. What is
-left is stated in docs/security.md: a colluding institution that puts the sum
-on a bound's edge learns whether an undetected edit crossed it, one bit per
-*run* (the run is closed), and it holds the key anyway. Counting these
+it gains nothing from a key oracle. The aggregator alone sees no plaintext and
+cannot scale a sum without failing the check, so to make a policy refuse an
+honest sum its edit must move the sum further than the policy's margin; the
+check catches an edit that large with some probability ``1 - p`` (``p`` falls
+as the edit grows, docs/security.md), and each catch spends the budget. So the
+policy refusals it can cause with edits are, in expectation, at most
+``REFUSAL_BUDGET * p / (1 - p)`` before the budget is gone, not one per run.
+The margin is the one assumption: honest updates that all sit on the clip norm
+and point the same way to within about ``1e-4`` would put the honest sum on the
+movement bound's edge (DP's weights of 1 put the summed weight 0.5 from it).
+What is left is stated in docs/security.md: a colluding institution that puts
+the sum on a bound's edge learns whether an undetected edit crossed it, one bit
+per *run* (the run is closed), and it holds the key anyway. Counting these
 refusals instead let one institution alone lock every honest institution out
 in three runs, one out-of-bounds update each (red team R2).
 
@@ -74,8 +80,9 @@ the budget spent is raised as :class:`DecryptionWithheldError`, a
 encryption mod raises it only after the message's record-level checks, so a
 message malformed in its records gets the same answer in a closed run as in an
 open one (red team R6; a message with a genuine statistics sum and a malformed
-model header still tells them apart, docs/security.md). It depends on the count of earlier refusals (which the
-aggregator caused and knows), never on a decrypted value.
+model header still tells them apart, docs/security.md). It depends on the
+count of earlier refusals (which the aggregator caused and knows), never on a
+decrypted value.
 
 Accepted aggregates are not counted: the aggregator's whole transcript is
 fixed by where its at most :data:`REFUSAL_BUDGET` counted refusals fell among
