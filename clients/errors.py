@@ -179,6 +179,10 @@ class TamperedAggregateError(ClientError):
     ``max-update-norm`` allows. Only a malicious institution's update can
     cause it once the aggregate's check value verified. Its message states
     which check failed, never a decrypted value.
+
+    Raise it only for a policy that reads a *verified* sum, or before anything
+    is decrypted: the refusal budget (:mod:`clients.refusals`) closes the run on
+    it but does not count it, since its outcome does not depend on the key.
     """
 
 
