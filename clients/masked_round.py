@@ -217,6 +217,7 @@ def masked_train_reply(
         session=session,
         round_id=inbound.round,
         binding=_masked_binding(binding, scale),
+        purpose="train",
     )
     sealed = masked.encrypt(members)
     memory[_QUANTISED] = inbound.round
@@ -318,8 +319,10 @@ def apply_masked_aggregate(
         keys.secret,
         update,
         self_seeds=seeds,
+        purpose="train",
         min_contributors=max(2, settings.min_institutions),
         binding=_masked_binding(binding, scale),
+        member=keys.name,
     )
     check_summed_weight(summed.total_weight, update.count, settings.max_weight)
     average = summed.average(scale)

@@ -7,9 +7,10 @@ refuses with :class:`IntegrityError` anything but this round's exact sum of the
 declared contributors (secret-keyed check slots, :mod:`crypto.check`). With a
 masked preset (``masked16``, ``masked8``) updates are quantised deltas under
 pairwise masks (:mod:`crypto.masked`): :func:`quantise_update`,
-:class:`MaskedRound`, :func:`aggregate`, :func:`decrypt_masked`. Presets
-(:data:`PRESETS`) make every parameter choice; raw CKKS parameters live in
-:mod:`crypto.hazmat`. This package imports no Flower, torch or gRPC.
+:class:`MaskedRound`, :func:`aggregate`, :func:`decrypt_masked`; exact
+integer sums (statistics, metrics) through :func:`integer_update` and
+:func:`integer_sum`. Presets (:data:`PRESETS`) make every parameter choice; raw
+CKKS parameters live in :mod:`crypto.hazmat`. This package imports no Flower, torch or gRPC.
 """
 
 from crypto.encrypted import EncryptedUpdate
@@ -31,10 +32,18 @@ from crypto.errors import (
     WeakParametersError,
 )
 from crypto.files import write_atomically
+from crypto.integers import (
+    INTEGER_BITS,
+    fixed_point,
+    from_fixed_point,
+    integer_sum,
+    integer_update,
+)
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
-from crypto.masked import MaskedRound, MaskedSum, QuantisedUpdate, decrypt_masked, quantise_update
-from crypto.masks import AgreementKey, canonical_public_key
+from crypto.masked import MaskedRound, decrypt_masked
+from crypto.masks import MASK_PURPOSES, AgreementKey, canonical_public_key, set_digest
 from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from crypto.quantised import MaskedSum, QuantisedUpdate, quantise_update
 from crypto.update import (
     aggregate,
     decrypt_average,
@@ -45,6 +54,8 @@ from crypto.update import (
 
 __all__ = [
     "DEFAULT_PRESET",
+    "INTEGER_BITS",
+    "MASK_PURPOSES",
     "PRESETS",
     "AgreementKey",
     "ContextMismatchError",
@@ -76,9 +87,14 @@ __all__ = [
     "decrypt_sums",
     "encrypt_sums",
     "encrypt_update",
+    "fixed_point",
+    "from_fixed_point",
     "generate_secret_context",
     "get_preset",
+    "integer_sum",
+    "integer_update",
     "load_context",
     "quantise_update",
+    "set_digest",
     "write_atomically",
 ]

@@ -299,6 +299,9 @@ class Binding:
     ``caller`` is what the caller binds its update to beyond the run and round
     (crossfed: a digest of the model the contributor started the round from, so
     that only updates made from one start sum to a verifiable aggregate).
+    ``purpose`` is what a masked sum is for (:data:`crypto.masks.MASK_PURPOSES`:
+    statistics, training and evaluation share round numbers); empty for the
+    unmasked encodings.
     """
 
     fingerprint: str
@@ -309,6 +312,7 @@ class Binding:
     payload_slots: int
     entries: int
     caller: bytes = b""
+    purpose: str = ""
 
     def info(self) -> bytes:
         """Canonical bytes for the key derivation."""
@@ -323,6 +327,7 @@ class Binding:
                 "entries": self.entries,
                 "lanes": CHECK_LANES,
                 "binding": self.caller.hex(),
+                "purpose": self.purpose,
             },
             sort_keys=True,
             separators=(",", ":"),

@@ -143,8 +143,12 @@ def round_check(
     session: str,
     round_id: int,
     binding: bytes = b"",
+    purpose: str = "",
 ) -> RoundCheck:
-    """The check of one (run, round, encoding, shapes, binding) under ``context``'s check key."""
+    """The check of one (run, round, encoding, shapes, binding, purpose) under the check key.
+
+    ``purpose`` is a masked sum's (:data:`crypto.masks.MASK_PURPOSES`), empty otherwise.
+    """
     preset = context.preset
     n_values = sum(math.prod(shape) for shape in shapes)
     modulus_bits = (
@@ -165,6 +169,7 @@ def round_check(
         payload_slots=codec.slot_count(n_values),
         entries=layout.entries,
         caller=binding,
+        purpose=purpose,
     )
     return RoundCheck(context.check_key, bound, layout)
 

@@ -117,6 +117,17 @@ class MaskedCodec:
         return self.value_bits + self.headroom_bits
 
     @property
+    def integer_limb_bits(self) -> int:
+        """``r = B - ceil(log2(max_institutions))``: bits of one limb of an exact integer.
+
+        :mod:`crypto.integers` splits integers into balanced limbs in ``[-2^(r-1),
+        2^(r-1))``: the sum of ``max_institutions`` of them stays inside
+        ``[-2^(B-1), 2^(B-1))``, so it reads back exactly from its residue modulo
+        ``2^B`` (masked lanes only ever give the residue).
+        """
+        return self.value_bits - self.headroom_bits
+
+    @property
     def levels(self) -> int:
         """Integer levels per side for a sum of magnitude ``R``, rounding slack kept aside."""
         return (1 << (self.value_bits - 1)) - 1 - self.max_institutions

@@ -4,10 +4,13 @@ All institutions share one CKKS key, so encryption alone hides an update only
 from the aggregator. Under it, every quantised update is masked (pairwise masks
 that cancel in the sum, and a self mask; :mod:`crypto.masks`), so a ciphertext
 decrypted alone, or stripped of every mask a colluding institution can compute,
-is uniform modulo ``2^B``. The recipe, per run and round:
+is uniform modulo ``2^B``. The recipe, per run, round and purpose (statistics,
+training, evaluation: :data:`crypto.MASK_PURPOSES`, bound into every mask and
+check value):
 
-1. An institution quantises once: :func:`quantise_update` (its weighted,
-   clipped delta and its example count; :class:`~crypto.lanes.MaskedCodec`).
+1. An institution quantises once: :func:`crypto.quantise_update` (its weighted,
+   clipped delta and its example count; :class:`~crypto.lanes.MaskedCodec`),
+   or :func:`crypto.integer_update` for exact integers (statistics, metrics).
 2. It opens a :class:`MaskedRound` and, for the contributor set ``S`` the
    aggregator declares, sends :meth:`MaskedRound.encrypt` ``(S)``. If a member
    of ``S`` vanishes, the aggregator declares the survivors ``S'`` and each
@@ -20,15 +23,14 @@ is uniform modulo ``2^B``. The recipe, per run and round:
 4. Institutions decrypt with :func:`decrypt_masked`: integers only, verified
    against the masked check values (:meth:`crypto.check.RoundCheck.exact_tags`)
    to be exactly this round's sum of the declared contributors, then
-   :meth:`MaskedSum.average` gives FedAvg's average delta.
+   :meth:`~crypto.MaskedSum.average` gives FedAvg's average delta
+   (:func:`crypto.integer_sum` the exact integers).
 """
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import tenseal as ts
@@ -40,9 +42,6 @@ from crypto.errors import (
     IntegrityError,
     InvalidWeightError,
     MaskingRefusedError,
-    NonFiniteInputError,
-    OverflowRiskError,
-    SecretKeyRequiredError,
     ShapeMismatchError,
 )
 from crypto.integrity import round_check, valid_binding
@@ -52,116 +51,22 @@ from crypto.masks import (
     MIN_CONTRIBUTORS,
     AgreementKey,
     MaskShape,
+    check_purpose,
     contributor_set,
     mask_entries,
     set_digest,
 )
+from crypto.quantised import MaskedSum, QuantisedUpdate, masked_codec
 
-__all__ = ["MaskedRound", "MaskedSum", "QuantisedUpdate", "decrypt_masked", "quantise_update"]
+__all__ = ["MaskedRound", "decrypt_masked"]
 
 Shapes = tuple[tuple[int, ...], ...]
 
 _REFUSED = "aggregate refused: it is not exactly this round's sum of its declared contributors"
 
 
-@dataclass(frozen=True)
-class QuantisedUpdate:
-    """One institution's update for one round, quantised once (signed integers).
-
-    Keep it for the whole round: a re-request after a dropout re-sends these
-    same integers under new masks; two different quantisations of one round
-    would let their difference, rounding noise, be read.
-    """
-
-    shapes: Shapes
-    values: np.ndarray
-    weight: int
-
-
-@dataclass(frozen=True)
-class MaskedSum:
-    """A verified, unmasked sum: integers only.
-
-    Attributes
-    ----------
-    shapes:
-        Array shapes.
-    values:
-        ``sum_i q_i``, the summed signed integers.
-    total_weight:
-        ``sum_i n_i``, the summed example counts.
-    step:
-        The value of one integer unit (:attr:`~crypto.lanes.MaskedCodec.step`).
-    weight_headroom:
-        ``h``: how far the summed count may exceed the normaliser
-        (:attr:`~crypto.lanes.MaskedCodec.weight_headroom`).
-    """
-
-    shapes: Shapes
-    values: np.ndarray
-    total_weight: int
-    step: float
-    weight_headroom: int = 2
-
-    def average(self, normaliser: int) -> list[np.ndarray]:
-        """FedAvg's average delta, ``sum(q) step N / max(sum(n), N / h)``, for the normaliser used.
-
-        ``sum(n)`` is what the contributors *declared*: one malicious
-        institution can declare any count and tag it consistently. Dividing by
-        it unguarded would let a count that makes ``sum(n)`` tiny multiply the
-        average a thousandfold. So a total above ``h N`` (``h`` the codec's
-        weight headroom: the honest sum could have wrapped) is refused, and the
-        divisor is at least ``N / h``: a declared count can scale the average
-        by at most ``h``. An honest set whose counts sum below ``N / h`` (a few
-        small institutions) moves the model by a proportionally smaller step.
-
-        Raises
-        ------
-        InvalidWeightError
-            ``normaliser`` is not a positive integer.
-        IntegrityError
-            The summed count exceeds ``h`` times the normaliser.
-        """
-        if isinstance(normaliser, bool) or not isinstance(normaliser, int) or normaliser < 1:
-            raise InvalidWeightError(f"normaliser must be a positive integer, got {normaliser!r}")
-        if self.total_weight > self.weight_headroom * normaliser:
-            raise IntegrityError(_REFUSED)
-        divisor = max(self.total_weight, normaliser / self.weight_headroom)
-        flat = self.values.astype(np.float64) * (self.step * normaliser / divisor)
-        arrays, offset = [], 0
-        for shape in self.shapes:
-            size = math.prod(shape)
-            arrays.append(flat[offset : offset + size].reshape(shape))
-            offset += size
-        return arrays
-
-
-def quantise_update(
-    context: SecretContext, arrays: Sequence[np.ndarray], weight: int, *, normaliser: int
-) -> QuantisedUpdate:
-    """Clip, weight by ``weight / normaliser`` and quantise a delta (see :mod:`crypto.lanes`).
-
-    Raises
-    ------
-    SecretKeyRequiredError
-        ``context`` is public.
-    ShapeMismatchError, NonFiniteInputError
-        No arrays, or NaN or infinity in them.
-    InvalidWeightError
-        ``weight`` or ``normaliser`` out of range.
-    """
-    codec = _codec(context)
-    if not arrays:
-        raise ShapeMismatchError("an update needs at least one array")
-    shapes = tuple(tuple(int(d) for d in np.shape(a)) for a in arrays)
-    flat = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays])
-    if not np.all(np.isfinite(flat)):
-        raise NonFiniteInputError("update holds NaN or infinite values; refusing to quantise")
-    return QuantisedUpdate(shapes, codec.quantise(flat, weight, normaliser), int(weight))
-
-
 class MaskedRound:
-    """One institution's masked contributions to one (run, round).
+    """One institution's masked contributions to one (run, round, purpose).
 
     Parameters
     ----------
@@ -179,6 +84,18 @@ class MaskedRound:
         The run, the round and the caller's binding (crossfed: a digest of
         the model the institution started from), as for
         :func:`crypto.encrypt_update`.
+    purpose:
+        What the sum is for, one of :data:`crypto.MASK_PURPOSES` (``"stats"``,
+        ``"train"``, ``"evaluate"``): bound into every mask stream and check
+        value, so that two masked vectors of one institution with one round
+        number never share a mask (their difference would cancel every mask)
+        and a sum of one purpose never verifies as another.
+
+    Raises
+    ------
+    MaskingRefusedError
+        ``purpose`` is not one of :data:`crypto.MASK_PURPOSES`, or the peer
+        list names one key twice.
     """
 
     def __init__(
@@ -192,8 +109,10 @@ class MaskedRound:
         session: str,
         round_id: int,
         binding: bytes = b"",
+        purpose: str,
     ) -> None:
-        self._codec = _codec(context)
+        self._codec = masked_codec(context)
+        self._purpose = check_purpose(purpose)
         if round_id < 0 or len(session) > 256 or not valid_binding(binding):
             raise ContextMismatchError("invalid round, run identifier or binding")
         _check_update(self._codec, update)
@@ -207,7 +126,7 @@ class MaskedRound:
         self._round_id = round_id
         self._binding = binding
         self._nonce = secrets.token_bytes(NONCE_BYTES).hex()
-        check = _check(context, self._codec, update.shapes, session, round_id, binding)
+        check = _check(context, self._codec, update.shapes, session, round_id, binding, purpose)
         entries = np.append(update.values, update.weight)
         self._tags = check.exact_tags(entries, name, self._nonce)
         self._pair_keys: dict[str, bytes] = {}
@@ -245,7 +164,8 @@ class MaskedRound:
                 session=self._session,
                 round_id=self._round_id,
                 digest=digest,
-                purpose="pair",
+                purpose=self._purpose,
+                kind="pair",
             )
             sign = 1 if self._name < peer else -1
             values, weight, tags = (
@@ -259,7 +179,8 @@ class MaskedRound:
             session=self._session,
             round_id=self._round_id,
             digest=digest,
-            purpose="self",
+            purpose=self._purpose,
+            kind="self",
         )
         values = (values + own[0]) % (1 << self._codec.value_bits)
         weight = (weight + own[1]) % (1 << WEIGHT_BITS)
@@ -326,12 +247,21 @@ def decrypt_masked(
     encrypted_sum: EncryptedUpdate,
     *,
     self_seeds: Mapping[str, bytes],
+    purpose: str,
     min_contributors: int = MIN_CONTRIBUTORS,
     binding: bytes | None = None,
+    member: str | None = None,
 ) -> MaskedSum:
     """Decrypt, unmask and verify a masked aggregate; only integers come out.
 
-    ``self_seeds`` are the contributors' revealed self-mask seeds, by name.
+    ``self_seeds`` are the contributors' revealed self-mask seeds, by name;
+    ``purpose`` is what the sum must be for (:data:`crypto.MASK_PURPOSES`): a
+    sum masked and tagged for another purpose is refused. ``member``, when
+    given, is the verifier's own name: an institution that contributed to a
+    round takes no aggregate of it without itself (two genuine sums of one
+    start, one with and one without an institution, would differ by its
+    update), so a sum whose declared contributors leave ``member`` out is
+    refused before anything is decrypted.
 
     Raises
     ------
@@ -339,21 +269,27 @@ def decrypt_masked(
         ``context`` is public.
     ContextMismatchError
         Another context.
+    MaskingRefusedError
+        ``purpose`` is not one of :data:`crypto.MASK_PURPOSES`.
     IntegrityError
-        Contributors malformed, repeated or fewer than ``max(3,
-        min_contributors)``, a seed missing, another binding, a slot out of
-        range or off an integer, or the check values do not match: not
-        exactly this round's sum of the declared contributors.
+        Contributors malformed, repeated, fewer than ``max(3,
+        min_contributors)`` or without ``member``, a seed missing, another
+        binding, a slot out of range or off an integer, or the check values
+        do not match: not exactly this round's sum of the declared
+        contributors for this purpose.
     DecryptionError
         Decryption failed.
     """
-    codec = _codec(context)
+    codec = masked_codec(context)
+    check_purpose(purpose)
     if encrypted_sum.encoding != MASKED:
         raise ShapeMismatchError("this aggregate is not masked: use decrypt_average")
     contributors = encrypted_sum.contributors
     names = [name for name, _ in contributors]
-    if encrypted_sum.count > codec.max_institutions or any(
-        not isinstance(self_seeds.get(name), bytes) for name in names
+    if (
+        encrypted_sum.count > codec.max_institutions
+        or (member is not None and member not in names)
+        or any(not isinstance(self_seeds.get(name), bytes) for name in names)
     ):
         raise IntegrityError(_REFUSED)
     slots = decrypted_slots(
@@ -370,7 +306,8 @@ def decrypt_masked(
             session=encrypted_sum.session,
             round_id=encrypted_sum.round_id,
             digest=digest,
-            purpose="self",
+            purpose=purpose,
+            kind="self",
         )
         values, weight, tags = values - own[0], weight - int(own[1][0]), tags - own[2]
     sums = codec.signed(values)
@@ -382,24 +319,22 @@ def decrypt_masked(
         encrypted_sum.session,
         encrypted_sum.round_id,
         encrypted_sum.binding,
+        purpose,
     )
     checks = tags % shape.tag_modulus
     if total < encrypted_sum.count or not check.exact_matches(
         np.append(sums, total), checks, contributors
     ):
         raise IntegrityError(_REFUSED)
-    return MaskedSum(encrypted_sum.shapes, sums, total, codec.step, codec.weight_headroom)
-
-
-def _codec(context: SecretContext) -> MaskedCodec:
-    if not isinstance(context, SecretContext):
-        raise SecretKeyRequiredError("masking and unmasking need the institutions' secret context")
-    codec = context.preset.build_masked_codec()
-    if codec is None:
-        raise OverflowRiskError(
-            f"preset {context.preset.name!r} does not mask updates: use a masked preset"
-        )
-    return codec
+    return MaskedSum(
+        encrypted_sum.shapes,
+        sums,
+        total,
+        codec.step,
+        codec.weight_headroom,
+        tuple(names),
+        codec.integer_limb_bits,
+    )
 
 
 def _check(
@@ -409,6 +344,7 @@ def _check(
     session: str,
     round_id: int,
     binding: bytes,
+    purpose: str,
 ) -> RoundCheck:
     return round_check(
         context,
@@ -418,6 +354,7 @@ def _check(
         session=session,
         round_id=round_id,
         binding=binding,
+        purpose=purpose,
     )
 
 

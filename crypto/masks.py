@@ -8,12 +8,14 @@ derive the same *pair key*::
     k_ij = HKDF-SHA256(X25519(sk_i, pk_j), salt=_PAIR_SALT,
                        info=_PAIR_LABEL || sorted(name_i, name_j) || fingerprint)
 
-and from it, per run, round and *contributor set* ``S`` (the institutions the
-aggregator declared for this aggregate), a ChaCha20 stream
-(:func:`crypto.primitives.keystream`) bound to ``SHA-256(sorted S)`` and a purpose
-label. Institution ``i`` adds, per entry, ``sum_{j in S, j != i} sign(i, j)
-PRG(k_ij)`` with ``sign = +1`` when ``name_i < name_j`` and ``-1`` otherwise, so
-the masks of ``S`` cancel exactly in the sum of its members (Bonawitz et al.,
+and from it, per run, round, purpose (:data:`MASK_PURPOSES`: statistics,
+training or evaluation, which share round numbers) and *contributor set* ``S``
+(the institutions the aggregator declared for this aggregate), a ChaCha20
+stream (:func:`crypto.primitives.keystream`) bound to ``SHA-256(sorted S)`` and
+a kind label (pair or self mask). Institution ``i`` adds, per entry,
+``sum_{j in S, j != i} sign(i, j) PRG(k_ij)`` with ``sign = +1`` when
+``name_i < name_j`` and ``-1`` otherwise, so the masks of ``S`` cancel exactly
+in the sum of its members (Bonawitz et al.,
 "Practical Secure Aggregation for Privacy-Preserving Machine Learning", CCS
 2017). Value entries are uint32 words masked to ``B`` bits (unbiased, since
 ``2^B`` divides ``2^32``), the weight entry a whole uint32 word (modulo
@@ -54,10 +56,12 @@ from crypto.primitives import keystream
 
 __all__ = [
     "AGREEMENT_KEY_BYTES",
+    "MASK_PURPOSES",
     "MIN_CONTRIBUTORS",
     "AgreementKey",
     "MaskShape",
     "canonical_public_key",
+    "check_purpose",
     "contributor_set",
     "mask_entries",
     "set_digest",
@@ -68,6 +72,13 @@ AGREEMENT_KEY_BYTES = 32
 
 #: Fewest contributors of a masked aggregate: with two, the sum reveals the other's update.
 MIN_CONTRIBUTORS = 3
+
+#: What a masked sum is for. One run has up to three masked sums with one round
+#: number (the statistics of round 0, training and evaluation of round ``r``); every
+#: mask stream and check value is bound to the purpose, so two vectors of one
+#: institution never share a mask (their difference would cancel every mask) and a
+#: sum of one purpose never verifies as another.
+MASK_PURPOSES = ("stats", "train", "evaluate")
 
 _PAIR_SALT = b"crossfed/pair-key/v1"
 _PAIR_LABEL = b"crossfed/pair-key/v1\x00"
@@ -172,8 +183,14 @@ def contributor_set(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(listed))
 
 
-def set_digest(members: tuple[str, ...]) -> bytes:
-    """SHA-256 of the canonical contributor set (what the masks are bound to)."""
+def set_digest(members: Iterable[str]) -> bytes:
+    """SHA-256 of the canonical contributor set (what the masks are bound to).
+
+    Raises
+    ------
+    MaskingRefusedError
+        Not a valid contributor set (:func:`contributor_set`).
+    """
     return hashlib.sha256(_canonical(list(contributor_set(members)))).digest()
 
 
@@ -202,6 +219,21 @@ class MaskShape:
     tag_modulus: int
 
 
+def check_purpose(purpose: object) -> str:
+    """``purpose`` if it is one of :data:`MASK_PURPOSES`.
+
+    Raises
+    ------
+    MaskingRefusedError
+        Any other value.
+    """
+    if not isinstance(purpose, str) or purpose not in MASK_PURPOSES:
+        raise MaskingRefusedError(
+            f"a masked sum's purpose is one of {', '.join(MASK_PURPOSES)}, got {purpose!r}"
+        )
+    return purpose
+
+
 def mask_entries(
     key: bytes,
     shape: MaskShape,
@@ -210,14 +242,21 @@ def mask_entries(
     round_id: int,
     digest: bytes,
     purpose: str,
+    kind: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One keyed stream's ``(values, weights, tags)`` masks, each in its modulus.
 
-    ``key`` is a pair key (``purpose="pair"``) or a self-mask seed
-    (``purpose="self"``); the stream is bound to run, round, the contributor
-    set's digest and the purpose.
+    ``key`` is a pair key (``kind="pair"``) or a self-mask seed
+    (``kind="self"``); the stream is bound to run, round, the contributor
+    set's digest, the sum's purpose (:data:`MASK_PURPOSES`) and the kind.
+
+    Raises
+    ------
+    MaskingRefusedError
+        ``purpose`` is not one of :data:`MASK_PURPOSES`.
     """
-    info = _MASK_LABEL + _canonical([session, round_id, digest.hex(), purpose])
+    check_purpose(purpose)
+    info = _MASK_LABEL + _canonical([session, round_id, digest.hex(), purpose, kind])
     stream = keystream(key, info)
     raw = stream.update(bytes(4 * (shape.values + shape.weights) + 8 * shape.tags))
     words = np.frombuffer(raw, dtype="<u4", count=shape.values + shape.weights)

@@ -204,6 +204,7 @@ def _bench_masked(
             quantised,
             session="bench",
             round_id=1,
+            purpose="train",
         )
         blob = masked.encrypt(names).to_bytes()
         encrypt_times.append(time.perf_counter() - start)
@@ -216,9 +217,9 @@ def _bench_masked(
         secret,
         blobs,
         encrypt_times,
-        lambda incoming: crypto.decrypt_masked(secret, incoming, self_seeds=seeds).average(
-            normaliser
-        ),
+        lambda incoming: crypto.decrypt_masked(
+            secret, incoming, self_seeds=seeds, purpose="train"
+        ).average(normaliser),
         _reference(updates, weights),
     )
 

@@ -272,6 +272,24 @@ def test_a_forged_or_missing_seed_is_refused(keys: dict[str, MaskingKeys]) -> No
         play.apply("bank-b", summed, missing)
 
 
+def test_an_aggregate_without_this_institution_is_refused(keys: dict[str, MaskingKeys]) -> None:
+    """F9: bank-d trained; the aggregator sums the others and hands bank-d their sum.
+
+    Genuine sums of one start with and without bank-d differ by its update, so
+    bank-d takes no sum of its round that leaves it out; the members take it.
+    """
+    play = Round(keys)
+    play.train(NAMES)
+    others = ("bank-a", "bank-b", "bank-c")
+    remasked = [_update(play.query(PHASE_REMASK, name, others), keys[name]) for name in others]
+    summed = _sum(keys["bank-a"], remasked)
+    seeds = play.reveal(others)
+    with pytest.raises(crypto.IntegrityError):
+        play.apply("bank-d", summed, seeds)
+    for got, want in zip(play.apply("bank-b", summed, seeds), play.expected(others), strict=True):
+        np.testing.assert_allclose(got, want, atol=5e-4)
+
+
 def test_a_lone_reply_decrypts_to_noise_without_its_masks(keys: dict[str, MaskingKeys]) -> None:
     """A colluding institution decrypts another's reply: the masks hide the delta."""
     play = Round(keys)

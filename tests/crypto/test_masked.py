@@ -54,7 +54,7 @@ class Federation:
     def open(self, members: tuple[str, ...], replies: list[EncryptedUpdate]) -> crypto.MaskedSum:
         summed = aggregate(self.context.public(), replies)
         seeds = {name: self.rounds[name].reveal(members) for name in members}
-        return decrypt_masked(self.context, summed, self_seeds=seeds)
+        return decrypt_masked(self.context, summed, self_seeds=seeds, purpose="train")
 
 
 def _federation(
@@ -69,7 +69,14 @@ def _federation(
         update = quantise_update(context, delta, weight, normaliser=NORMALISER)
         peers = {other: key for other, key in public.items() if other != name}
         rounds[name] = MaskedRound(
-            context, keys[name], name, peers, update, session=SESSION, round_id=ROUND
+            context,
+            keys[name],
+            name,
+            peers,
+            update,
+            session=SESSION,
+            round_id=ROUND,
+            purpose="train",
         )
         quantised[name], weights[name] = update.values, weight
     return Federation(context, keys, rounds, quantised, weights)
@@ -105,8 +112,12 @@ def test_a_dropout_is_recovered_by_re_masking_the_same_update_for_the_survivors(
     seeds = {name: fed.rounds[name].reveal(survivors) for name in survivors}
     # The survivors' replies under the first set do not cancel without amsterdam's.
     with pytest.raises(IntegrityError):
-        decrypt_masked(context, aggregate(context.public(), first), self_seeds=seeds)
-    result = decrypt_masked(context, aggregate(context.public(), second), self_seeds=seeds)
+        decrypt_masked(
+            context, aggregate(context.public(), first), self_seeds=seeds, purpose="train"
+        )
+    result = decrypt_masked(
+        context, aggregate(context.public(), second), self_seeds=seeds, purpose="train"
+    )
     np.testing.assert_array_equal(result.values, sum(fed.quantised[n] for n in survivors))
     assert result.total_weight == sum(fed.weights[n] for n in survivors)
 
@@ -140,7 +151,7 @@ def test_fewer_than_three_contributors_are_refused(
     pair = aggregate(context.public(), fed.replies(members, members[:2]))
     seeds = {name: fed.rounds[name].reveal(members) for name in members[:2]}
     with pytest.raises(IntegrityError):
-        decrypt_masked(context, pair, self_seeds=seeds)
+        decrypt_masked(context, pair, self_seeds=seeds, purpose="train")
 
 
 def _forgeries(context: SecretContext, fed: Federation) -> dict[str, EncryptedUpdate]:
@@ -162,6 +173,7 @@ def _forgeries(context: SecretContext, fed: Federation) -> dict[str, EncryptedUp
             crypto.QuantisedUpdate(((101, 7), (13,)), fed.quantised[name], fed.weights[name]),
             session=SESSION,
             round_id=ROUND + 1,
+            purpose="train",
         )
     stale = aggregate(public, later.replies(NAMES, NAMES))
     vectors = genuine.vectors
@@ -183,12 +195,14 @@ def test_forged_aggregates_fail_the_check(context: SecretContext, rng: np.random
     seeds = {name: fed.rounds[name].reveal(NAMES) for name in NAMES}
     for label, forged in forgeries.items():
         with pytest.raises(IntegrityError):
-            decrypt_masked(context, forged, self_seeds=seeds)
+            decrypt_masked(context, forged, self_seeds=seeds, purpose="train")
             pytest.fail(f"{label} aggregate verified")
     genuine = aggregate(context.public(), fed.replies(NAMES, NAMES))
-    assert decrypt_masked(context, genuine, self_seeds=seeds).total_weight > 0
+    assert decrypt_masked(context, genuine, self_seeds=seeds, purpose="train").total_weight > 0
     with pytest.raises(IntegrityError):  # a missing seed
-        decrypt_masked(context, genuine, self_seeds={n: seeds[n] for n in NAMES[1:]})
+        decrypt_masked(
+            context, genuine, self_seeds={n: seeds[n] for n in NAMES[1:]}, purpose="train"
+        )
 
 
 def test_the_largest_federation_at_extreme_lanes_cannot_carry(context: SecretContext) -> None:
@@ -257,6 +271,7 @@ def test_a_set_beyond_the_lanes_headroom_is_refused_before_masking(
         update,
         session=SESSION,
         round_id=ROUND,
+        purpose="train",
     )
     masked.encrypt(names[:-1])  # the largest federation the layout allows
     with pytest.raises(MaskingRefusedError):

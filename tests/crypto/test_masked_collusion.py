@@ -61,7 +61,14 @@ def _federation(
         update = quantise_update(context, delta, 300, normaliser=NORMALISER)
         peers = {other: pk for other, pk in public.items() if other != name}
         rounds[name] = MaskedRound(
-            context, keys[name], name, peers, update, session=SESSION, round_id=ROUND
+            context,
+            keys[name],
+            name,
+            peers,
+            update,
+            session=SESSION,
+            round_id=ROUND,
+            purpose="train",
         )
         quantised[name] = update.values
     return keys, rounds, quantised
@@ -74,13 +81,17 @@ def _lanes(context: SecretContext, update: EncryptedUpdate, count: int) -> np.nd
     return values
 
 
-def _masks(
-    context: SecretContext, key: bytes, members: tuple[str, ...], purpose: str
-) -> np.ndarray:
+def _masks(context: SecretContext, key: bytes, members: tuple[str, ...], kind: str) -> np.ndarray:
     codec = _codec(context)
     shape = MaskShape(VALUES, codec.value_bits, 1, 4, codec.tag_modulus)
     values, _, _ = mask_entries(
-        key, shape, session=SESSION, round_id=ROUND, digest=set_digest(members), purpose=purpose
+        key,
+        shape,
+        session=SESSION,
+        round_id=ROUND,
+        digest=set_digest(members),
+        purpose="train",
+        kind=kind,
     )
     return values
 
@@ -121,7 +132,7 @@ def test_a_reply_stripped_of_every_mask_the_colluder_knows_is_uniform(
     # Meanwhile the sum of all is exact.
     public = context.public()
     summed = crypto.aggregate(public, list(replies.values()))
-    result = crypto.decrypt_masked(context, summed, self_seeds=seeds)
+    result = crypto.decrypt_masked(context, summed, self_seeds=seeds, purpose="train")
     np.testing.assert_array_equal(result.values, sum(quantised.values()))
 
 

@@ -50,6 +50,7 @@ def _open(context: SecretContext, updates: dict[str, QuantisedUpdate]) -> crypto
             update,
             session=SESSION,
             round_id=ROUND,
+            purpose="train",
         )
         for name, update in updates.items()
     }
@@ -58,7 +59,9 @@ def _open(context: SecretContext, updates: dict[str, QuantisedUpdate]) -> crypto
         for r in rounds.values()
     ]
     seeds = {name: r.reveal(NAMES) for name, r in rounds.items()}
-    return decrypt_masked(context, aggregate(context.public(), replies), self_seeds=seeds)
+    return decrypt_masked(
+        context, aggregate(context.public(), replies), self_seeds=seeds, purpose="train"
+    )
 
 
 def _honest(context: SecretContext, weight: int) -> QuantisedUpdate:
@@ -126,7 +129,16 @@ def test_an_honest_client_refuses_a_count_it_could_not_have_quantised(
     key = AgreementKey.generate()
     peers = {"berlin": AgreementKey.generate().public_bytes()}
     with pytest.raises(InvalidWeightError):
-        MaskedRound(context, key, "amsterdam", peers, update, session=SESSION, round_id=ROUND)
+        MaskedRound(
+            context,
+            key,
+            "amsterdam",
+            peers,
+            update,
+            session=SESSION,
+            round_id=ROUND,
+            purpose="train",
+        )
 
 
 def test_one_key_under_two_names_is_refused(context: SecretContext) -> None:
@@ -143,6 +155,7 @@ def test_one_key_under_two_names_is_refused(context: SecretContext) -> None:
             update,
             session=SESSION,
             round_id=ROUND,
+            purpose="train",
         )
     with pytest.raises(MaskingRefusedError):  # this institution's own key under another name
         MaskedRound(
@@ -153,6 +166,7 @@ def test_one_key_under_two_names_is_refused(context: SecretContext) -> None:
             update,
             session=SESSION,
             round_id=ROUND,
+            purpose="train",
         )
 
 

@@ -17,7 +17,8 @@ def _stream(key: bytes, **overrides: object) -> tuple[np.ndarray, np.ndarray, np
         "session": "run-1",
         "round_id": 3,
         "digest": set_digest(("a", "b", "c")),
-        "purpose": "pair",
+        "purpose": "train",
+        "kind": "pair",
     }
     binding.update(overrides)
     return mask_entries(key, SHAPE, **binding)  # type: ignore[arg-type]
@@ -65,7 +66,9 @@ def test_masks_are_reproducible_only_with_the_pair_key_and_binding() -> None:
         _stream(key, round_id=4),
         _stream(key, session="run-2"),
         _stream(key, digest=set_digest(("a", "b", "d"))),
-        _stream(key, purpose="self"),
+        _stream(key, kind="self"),
+        _stream(key, purpose="evaluate"),
+        _stream(key, purpose="stats"),
     ]
     for variant in variants:
         # Independent streams agree on about 2^-16 of the 16-bit entries, never on most.
