@@ -71,7 +71,7 @@ from flwr.clientapp.typing import ClientAppCallable
 import crypto
 from clients.bounds import check_summed_weight
 from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
-from clients.refusals import check_may_decrypt, close_run
+from clients.refusals import check_may_decrypt, settle_failure
 from clients.run_state import (
     SEEDED_START,
     Inbound,
@@ -99,18 +99,6 @@ from crossfed.protocol import (
 __all__ = ["contributor_name", "make_encryption_mod", "min_contributors"]
 
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
-
-#: Failures decided before anything is decrypted (the message's structure, a ciphertext's
-#: header, the bank's own key file): they do not close the run. Any other failure of a
-#: message that carries ciphertexts may depend on what was decrypted, hence on the key.
-_BEFORE_DECRYPTION = (
-    InboundMessageError,
-    KeyMaterialError,
-    crypto.ContextMismatchError,
-    crypto.MalformedDataError,
-    crypto.SecretKeyRequiredError,
-    crypto.ShapeMismatchError,
-)
 
 
 @lru_cache(maxsize=4)
@@ -155,29 +143,26 @@ def make_encryption_mod(settings_of: Callable[[Context], FederationSettings]) ->
             return call_next(msg, context)
         inbound = classify(msg, settings)
         session = pinned_session(context, settings)
-        if inbound.kind != "stats":  # every other message carries ciphertexts to decrypt
-            check_may_decrypt(context, settings, session)  # F5: a closed run, a spent budget
+        verified = False  # whether every aggregate of the message verified (refusals.py)
         try:
             path = str(context.node_config.get("secret-context") or settings.secret_context)
             secret = _secret_context(path)
             binding = _decrypt_inbound(msg, context, secret, settings, inbound, session)
+            verified = True
             if inbound.kind == "train":
                 # The start of this round; the bounds mod keeps its weights as the movement
                 # reference. Should it refuse the model, the two memories disagree and every
                 # later model is refused (expected_binding): never a data-dependent answer.
                 remember_binding(context, settings, inbound.round, binding)
             reply = call_next(msg, context)
-        except _BEFORE_DECRYPTION:
-            raise  # the message's structure, headers, or the bank's key file: key-independent
-        except Exception:
-            # A refused aggregate (INTEGRITY_FAILED), or any failure once the message's
-            # ciphertexts are being decrypted: whether it happens may depend on the key.
+        except Exception as exc:
+            # Nothing, the run, or the run and the budget: clients.refusals decides (F5, R2).
             if inbound.kind != "stats":
-                close_run(context, settings, session)
+                settle_failure(context, settings, session, exc, verified=verified)
             raise
         if reply.has_error():
             if inbound.kind != "stats":
-                close_run(context, settings, session)
+                settle_failure(context, settings, session, None, verified=True)
             return reply
         name = contributor_name(context)
         if inbound.kind == "train":
@@ -221,6 +206,8 @@ def _decrypt_inbound(
     if inbound.kind != "stats":
         blob = _bytes_entry(config, STATS_CIPHERTEXT_KEY, required=True)
         config = _require(config)
+        # After the structural checks, so a closed run answers them as an open one (R6).
+        check_may_decrypt(context, settings, session)  # F5: a closed run, a spent budget
         config[STATS_KEY] = _decrypt_statistics(secret, blob or b"", settings, session)
         del config[STATS_CIPHERTEXT_KEY]
     evaluation = _bytes_entry(config, EVALUATION_CIPHERTEXT_KEY, required=False)

@@ -18,6 +18,7 @@ from crypto.errors import (
     ContextMismatchError,
     CryptoError,
     DecryptionError,
+    HeaderRefusedError,
     IntegrityError,
     InvalidPeerKeyError,
     InvalidWeightError,
@@ -40,7 +41,7 @@ from crypto.integers import (
 )
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
 from crypto.masked import MaskedRound, decrypt_masked
-from crypto.masks import MASK_PURPOSES, AgreementKey, canonical_public_key
+from crypto.masks import MASK_PURPOSES, AgreementKey, canonical_public_key, set_digest
 from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from crypto.quantised import MaskedSum, QuantisedUpdate, quantise_update
 from crypto.update import (
@@ -61,6 +62,7 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "EncryptedUpdate",
+    "HeaderRefusedError",
     "IntegrityError",
     "InvalidPeerKeyError",
     "InvalidWeightError",
@@ -93,5 +95,6 @@ __all__ = [
     "integer_update",
     "load_context",
     "quantise_update",
+    "set_digest",
     "write_atomically",
 ]

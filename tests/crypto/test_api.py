@@ -71,7 +71,6 @@ INTERNAL = {
     "MAX_FRACTION_BITS",
     "MAX_INTEGER_BITS",
     "integer_limbs",
-    "set_digest",
     "check_binding",
     "check_contributors",
     "parse_contributors",
