@@ -42,6 +42,7 @@ from crypto.integers import (
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
 from crypto.masked import MaskedRound, decrypt_masked
 from crypto.masks import MASK_PURPOSES, AgreementKey, canonical_public_key, set_digest
+from crypto.padded import PaddedUpdate, open_padded, pad_update, sum_padded
 from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from crypto.quantised import MaskedSum, QuantisedUpdate, quantise_update
 from crypto.update import (
@@ -72,6 +73,7 @@ __all__ = [
     "MaskingRefusedError",
     "NonFiniteInputError",
     "OverflowRiskError",
+    "PaddedUpdate",
     "Preset",
     "PublicContext",
     "QuantisedUpdate",
@@ -94,7 +96,10 @@ __all__ = [
     "integer_sum",
     "integer_update",
     "load_context",
+    "open_padded",
+    "pad_update",
     "quantise_update",
     "set_digest",
+    "sum_padded",
     "write_atomically",
 ]

@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 import crypto
-from crypto.padded import PaddedUpdate, open_padded, pad_update, sum_padded
 
 __all__ = ["MODES", "CryptoBenchRow", "run_crypto_bench"]
 
@@ -255,18 +254,18 @@ def _bench_padded(
             round_id=1,
             purpose="train",
         )
-        blobs.append(pad_update(secret, masked, pad_key, names).to_bytes())
+        blobs.append(crypto.pad_update(secret, masked, pad_key, names).to_bytes())
         encrypt_times.append(time.perf_counter() - start)
         rounds.append(masked)
     seeds = {name: masked.reveal(names) for name, masked in zip(names, rounds, strict=True)}
     start = time.perf_counter()
-    received = [PaddedUpdate.from_bytes(blob) for blob in blobs]
+    received = [crypto.PaddedUpdate.from_bytes(blob) for blob in blobs]
     middle = time.perf_counter()
-    outgoing = sum_padded(received).to_bytes()
+    outgoing = crypto.sum_padded(received).to_bytes()
     end = time.perf_counter()
     start_dec = time.perf_counter()
-    summed = open_padded(
-        secret, PaddedUpdate.from_bytes(outgoing), pad_key, self_seeds=seeds, purpose="train"
+    summed = crypto.open_padded(
+        secret, crypto.PaddedUpdate.from_bytes(outgoing), pad_key, self_seeds=seeds, purpose="train"
     )
     average = summed.average(normaliser)
     decrypt_s = time.perf_counter() - start_dec

@@ -41,6 +41,7 @@ INTERNAL = {
     "SUM",
     "codec_of",
     "decrypted_slots",
+    "verified_sum",
     "vector_sizes",
     "MAX_BINDING_BYTES",
     "pack_envelope",
