@@ -38,6 +38,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +81,8 @@ from clients.client_app import build_client_app
 from clients.error_mod import error_mod, error_reply
 from clients.kit import InstitutionKit
 from clients.local_log import institution_logger, open_local_log
-from clients.refusals import REFUSAL_FILE_KEY, REFUSALS_FILE
+from clients.refusal_count import RefusalBudget, RefusalCountBusyError
+from clients.refusals import REFUSAL_FILE_KEY, kit_refusal_budget
 from crossfed.protocol import ErrorCode, FederationSettings, reason_of
 
 __all__ = ["AppRunner", "RunnerSetup", "main", "runner_setup"]
@@ -346,7 +348,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--refusal-file",
         type=Path,
         default=None,
-        help=f"The count of refused aggregates (0600; default: {REFUSALS_FILE} beside the log).",
+        help="The count of refused aggregates (0600; default: in the kit, named for its key).",
     )
     parser.add_argument("--parent-pid", type=int, default=None, help="Exit when it exits.")
     return parser.parse_args(argv)
@@ -368,7 +370,7 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
         start_parent_process_monitor(args.parent_pid)
     try:
         kit = InstitutionKit.load(args.kit)
-        refusals = args.refusal_file or args.log_file.parent / REFUSALS_FILE
+        refusals = args.refusal_file or kit_refusal_budget(kit).path
         setup = runner_setup(kit, data_path=args.data, out_dir=args.out, refusal_file=refusals)
         secret = load_superexec_auth_secret(args.superexec_auth_secret_file)
     except Exception as exc:
@@ -382,14 +384,23 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
     runner = AppRunner(setup, build_client_app(settings=setup.settings), log)
     log.info("runner ready for %s (pin %s)", kit.name, setup.pin)
     print("crossfed app runner: ready", flush=True)
-    try:
-        runner.serve(args.runtime_api_address, auth_secret=secret)
-    except KeyboardInterrupt:
-        return 0
-    except Exception as exc:  # the SuperNode refused the runner: say why, locally
-        log.exception("the runner stopped")
-        print(f"crossfed app runner: stopped: {exc}", file=sys.stderr)
-        return 1
+    with ExitStack() as held:
+        try:
+            # One process at a time decrypts under this key's budget: nothing slips between
+            # the check before a decryption and the count after it (red team R7).
+            held.enter_context(RefusalBudget(refusals).claim())
+        except (RefusalCountBusyError, OSError) as exc:
+            log.error("the runner cannot hold the refusal count: %s", exc)
+            print(f"crossfed app runner: cannot start: {exc}", file=sys.stderr)
+            return 2
+        try:
+            runner.serve(args.runtime_api_address, auth_secret=secret)
+        except KeyboardInterrupt:
+            return 0
+        except Exception as exc:  # the SuperNode refused the runner: say why, locally
+            log.exception("the runner stopped")
+            print(f"crossfed app runner: stopped: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

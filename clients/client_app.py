@@ -33,6 +33,7 @@ from torch import nn
 
 from clients.bounds import make_bounds_mod
 from clients.dp_mod import make_dp_mod
+from clients.dpsgd import DpSgdTraining
 from clients.encryption_mod import make_encryption_mod
 from clients.error_mod import GuardedClientApp, error_mod
 from clients.institution import LocalDataset, load_local_dataset
@@ -57,7 +58,7 @@ from crossfed.protocol import (
     FederationSettings,
 )
 
-__all__ = ["app", "build_client_app", "node_data_path"]
+__all__ = ["app", "build_client_app", "local_training", "node_data_path"]
 
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
 
@@ -83,9 +84,10 @@ def build_client_app(
     configuration is used, which a deployment never does. Mods, outermost
     first: any ``extra_mods`` (they see exactly what goes on the wire, e.g.
     tests that tamper with encrypted replies), then those the module docstring
-    lists. ``trainer`` replaces :func:`~clients.training.train_local` (the default,
-    looked up at each round) with a drop-in of the same signature, e.g. DP-SGD
-    (:class:`~clients.dpsgd.DpSgdTraining`).
+    lists. ``trainer`` replaces the local training the settings choose
+    (:func:`local_training`: DP-SGD when ``dpsgd-epsilon`` is set, else
+    :func:`~clients.training.train_local`, looked up at each round) with a
+    drop-in of the same signature.
     """
 
     def current(context: Context) -> FederationSettings:
@@ -136,7 +138,7 @@ def build_client_app(
         scaler = _standardizer(config)
         model = _global_model(msg, chosen, data.n_features)
         start = get_weights(model)
-        result = (trainer or train_local)(
+        result = (trainer or local_training(chosen))(
             model,
             scaler.transform(data.x_train),
             data.y_train,
@@ -186,6 +188,7 @@ def build_client_app(
             config = msg.content.config_records[CONFIG_KEY]
             run = {
                 **_run_facts(chosen),
+                **_dpsgd_spent(chosen, len(data.y_train)),
                 "institution": str(context.node_config.get("institution", "")),
                 "data_file": Path(node_data_path(context, chosen)).name,
                 "federation_train_rows": federation_rows(config),
@@ -215,6 +218,34 @@ def _federation_evaluation(config: ConfigRecord) -> dict[str, float] | None:
     return {name: float(v) for name, v in zip(EVALUATION_METRICS, numbers, strict=True)}
 
 
+def local_training(settings: FederationSettings) -> Callable[..., TrainResult]:
+    """The local training ``settings`` ask for: DP-SGD (Opacus) or plain SGD.
+
+    In deployment ``settings`` are the institution's own kit's, so whether its
+    customers' records are protected by DP-SGD, and at which ε, is never the
+    aggregator's choice.
+    """
+    if settings.dpsgd_enabled:
+        return DpSgdTraining.from_settings(settings)
+    return train_local
+
+
+def _dpsgd_spent(settings: FederationSettings, rows: int) -> dict[str, object]:
+    """This institution's DP-SGD ε and δ after the whole run (its accountant), if on."""
+    if not settings.dpsgd_enabled:
+        return {}
+    config = TrainConfig(
+        epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate
+    )
+    training = DpSgdTraining.from_settings(settings)
+    epsilon, delta = training.epsilon(rows, config)
+    return {
+        "dpsgd_epsilon_spent": epsilon,
+        "dpsgd_delta": delta,
+        "dpsgd_noise_multiplier": training.noise_multiplier(rows, config),
+    }
+
+
 def _run_facts(settings: FederationSettings) -> dict[str, object]:
     """The settings a model card reports (all from this institution's own kit)."""
     names = (
@@ -223,6 +254,9 @@ def _run_facts(settings: FederationSettings) -> dict[str, object]:
         "dp_noise_multiplier", "dp_delta",
     )  # fmt: skip
     facts: dict[str, object] = {name: getattr(settings, name) for name in names}
+    if settings.dpsgd_enabled:
+        for name in ("dpsgd_epsilon", "dpsgd_clip", "dpsgd_batch_size", "dpsgd_learning_rate"):
+            facts[name] = getattr(settings, name)
     if settings.model != "mlp":
         facts.pop("hidden")
     return facts

@@ -44,12 +44,7 @@ from clients.errors import OutputDirError, SuperNodeError
 from clients.kit import InstitutionKit
 from clients.output_names import METRICS_FILE, MODEL_FILE, SCORECARD_FILE, WORK_DIR
 from clients.preflight import check_secret, check_split
-from clients.refusals import (
-    REFUSAL_BUDGET,
-    REFUSALS_FILE,
-    RefusalBudgetSpentError,
-    refusal_budget,
-)
+from clients.refusals import REFUSAL_BUDGET, RefusalBudgetSpentError, kit_refusal_budget
 from clients.schema import load_schema
 from crossfed.protocol import (
     ProvisioningError,
@@ -220,8 +215,8 @@ def promote_outputs(staging: Path, out: Path) -> list[str]:
     return ordered
 
 
-def check_refusals(out_dir: Path) -> None:
-    """Refuse to join while the refusal budget is spent (the operator reviews first).
+def check_refusals(kit: InstitutionKit, out_dir: Path) -> None:
+    """Refuse to join while the refusal budget of the kit's key is spent (the operator reviews).
 
     Raises
     ------
@@ -229,13 +224,14 @@ def check_refusals(out_dir: Path) -> None:
         :data:`~clients.refusals.REFUSAL_BUDGET` aggregates were refused (or the
         count is unreadable): nothing would be decrypted.
     """
-    budget = refusal_budget(out_dir)
+    budget = kit_refusal_budget(kit)
     if budget.spent():
         raise RefusalBudgetSpentError(
             f"this institution refused {REFUSAL_BUDGET} tampered aggregates (or cannot read "
             f"their count in {budget.path}) and decrypts nothing until its operator has "
-            f"reviewed {budget.path.parent / LOCAL_LOG} and run `crossfed client --kit … "
-            f"--data … --out {out_dir} --reset-refusals`"
+            f"reviewed the local log ({out_dir / WORK_DIR / LOCAL_LOG} or that of another "
+            f"--out) and run `crossfed client --kit {kit.path} --data … --out {out_dir} "
+            "--reset-refusals`"
         )
 
 
@@ -288,7 +284,7 @@ def run_institution(
             f"{kit.path} pins no app bundle: recreate the kits with `crossfed kit create`"
         )
     check_secret(kit)
-    check_refusals(out_dir)
+    check_refusals(kit, out_dir)
     rows = check_data(kit, data_path)
     say(f"{data_path}: {rows} rows match the federation schema")
 
@@ -328,7 +324,7 @@ def run_institution(
         "--runtime-api-address", runtime_api,
         "--superexec-auth-secret-file", str(secret_file),
         "--log-file", str(work / LOCAL_LOG),
-        "--refusal-file", str(work / REFUSALS_FILE),
+        "--refusal-file", str(kit_refusal_budget(kit).path),
         "--parent-pid", str(os.getpid()),
     ]  # fmt: skip
     process: subprocess.Popen[bytes] | None = None

@@ -39,6 +39,7 @@ from torch import nn
 from clients.errors import ConfigError
 from clients.models import get_weights, set_weights
 from clients.training import TrainConfig, TrainResult
+from crossfed.protocol import FederationSettings
 
 __all__ = ["ALPHAS", "DpSgdTraining", "epsilon_spent", "institution_delta", "noise_for"]
 
@@ -129,6 +130,26 @@ class DpSgdTraining:
     def __post_init__(self) -> None:
         if not (self.target_epsilon > 0 and self.max_grad_norm > 0 and self.rounds >= 1):
             raise ConfigError("DP-SGD needs a positive epsilon, clip and round count")
+
+    @classmethod
+    def from_settings(cls, settings: FederationSettings) -> DpSgdTraining:
+        """The DP-SGD a run's settings ask for (a deployment's: the institution's own kit).
+
+        Raises
+        ------
+        ConfigError
+            The settings do not enable DP-SGD (``dpsgd-epsilon`` is 0).
+        """
+        if not settings.dpsgd_enabled:
+            raise ConfigError("the run's settings do not enable DP-SGD (dpsgd-epsilon is 0)")
+        return cls(
+            target_epsilon=settings.dpsgd_epsilon,
+            rounds=settings.rounds,
+            federation_delta=settings.dp_delta,
+            max_grad_norm=settings.dpsgd_clip,
+            batch_size=settings.dpsgd_batch_size,
+            learning_rate=settings.dpsgd_learning_rate,
+        )
 
     def private_config(self, config: TrainConfig) -> TrainConfig:
         """The round's training configuration with DP-SGD's batch and step size."""

@@ -85,7 +85,7 @@ from clients.masked_sums import (
     seeds_of,
 )
 from clients.masking_keys import is_masked, masking_keys
-from clients.refusals import check_may_decrypt, close_run
+from clients.refusals import check_may_decrypt, settle_failure
 from clients.run_state import (
     SEEDED_START,
     Inbound,
@@ -114,18 +114,6 @@ __all__ = ["contributor_name", "make_encryption_mod", "min_contributors"]
 
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
 StartWeights = Callable[[Message, Context], list[np.ndarray]]
-
-#: Failures decided before anything is decrypted (the message's structure, a ciphertext's
-#: header, the bank's own key file): they do not close the run. Any other failure of a
-#: message that carries ciphertexts may depend on what was decrypted, hence on the key.
-_BEFORE_DECRYPTION = (
-    InboundMessageError,
-    KeyMaterialError,
-    crypto.ContextMismatchError,
-    crypto.MalformedDataError,
-    crypto.SecretKeyRequiredError,
-    crypto.ShapeMismatchError,
-)
 
 
 @lru_cache(maxsize=4)
@@ -177,6 +165,7 @@ def make_encryption_mod(
             return call_next(msg, context)
         inbound = classify(msg, settings)
         session = pinned_session(context, settings)
+        # The bank's own key files; a failure to load them is key-independent (no cost).
         path = str(context.node_config.get("secret-context") or settings.secret_context)
         secret = _secret_context(path)
         name = contributor_name(context)
@@ -184,10 +173,10 @@ def make_encryption_mod(
         if inbound.kind in ("roll-call", "remask", "reveal"):
             # Nothing is decrypted: the name, or the same update masked again, or one seed.
             return masked_query(msg, context, settings, inbound, keys, session)
-        if inbound.kind != "stats":  # every other message carries ciphertexts to decrypt
-            check_may_decrypt(context, settings, session)  # F5: a closed run, a spent budget
+        verified = False  # whether every aggregate of the message verified (refusals.py)
         try:
             binding = _decrypt_inbound(msg, context, secret, settings, inbound, session, keys)
+            verified = True
             start: list[np.ndarray] | None = None
             if inbound.kind == "train":
                 # The start of this round; the bounds mod keeps its weights as the movement
@@ -199,17 +188,14 @@ def make_encryption_mod(
                         raise ConfigError("a masked preset needs the start model's weights")
                     start = start_weights(msg, context)
             reply = call_next(msg, context)
-        except _BEFORE_DECRYPTION:
-            raise  # the message's structure, headers, or the bank's key file: key-independent
-        except Exception:
-            # A refused aggregate (INTEGRITY_FAILED), or any failure once the message's
-            # ciphertexts are being decrypted: whether it happens may depend on the key.
+        except Exception as exc:
+            # Nothing, the run, or the run and the budget: clients.refusals decides (F5, R2).
             if inbound.kind != "stats":
-                close_run(context, settings, session)
+                settle_failure(context, settings, session, exc, verified=verified)
             raise
         if reply.has_error():
             if inbound.kind != "stats":
-                close_run(context, settings, session)
+                settle_failure(context, settings, session, None, verified=True)
             return reply
         if keys is not None and inbound.kind in ("stats", "evaluate"):
             return masked_sum(msg, reply, context, settings, keys, inbound, binding)
@@ -269,6 +255,8 @@ def _decrypt_inbound(
     if inbound.kind != "stats":
         blob = _bytes_entry(config, STATS_CIPHERTEXT_KEY, required=True)
         config = _require(config)
+        # After the structural checks, so a closed run answers them as an open one (R6).
+        check_may_decrypt(context, settings, session)  # F5: a closed run, a spent budget
         if keys is None:
             config[STATS_KEY] = _decrypt_statistics(secret, blob or b"", settings, session)
         else:

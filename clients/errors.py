@@ -19,6 +19,7 @@ __all__ = [
     "InboundMessageError",
     "InvalidWeightsError",
     "KeyMaterialError",
+    "MaskReuseRefusedError",
     "MetricsError",
     "ModelFileError",
     "SchemaError",
@@ -179,6 +180,21 @@ class TamperedAggregateError(ClientError):
     ``max-update-norm`` allows. Only a malicious institution's update can
     cause it once the aggregate's check value verified. Its message states
     which check failed, never a decrypted value.
+
+    Raise it only for a policy that reads a *verified* sum, or before anything
+    is decrypted: the refusal budget (:mod:`clients.refusals`) closes the run on
+    it but does not count it, since its outcome does not depend on the key.
+    """
+
+
+class MaskReuseRefusedError(ClientError):
+    """The institution's mask ledger refuses to quantise or reveal (:mod:`clients.mask_ledger`).
+
+    A second quantisation from one start model and purpose, or a self-mask
+    seed for a second contributor set of one start and purpose, across rounds
+    and runs: either would let an aggregator that withholds or replays sums
+    subtract two of them and read this institution's values. Also raised when
+    the ledger cannot be read or written: it fails closed.
     """
 
 

@@ -102,6 +102,8 @@ def _data(report: Mapping[str, Any], schema: FederationSchema) -> str:
 
 def _dp(report: Mapping[str, Any]) -> list[str]:
     clip = float(report.get("dp_clip") or 0.0)
+    if float(report.get("dpsgd_epsilon") or 0.0) > 0:
+        return _dpsgd(report)
     if clip <= 0:
         return ["Differential privacy: off (no ε: the final model carries no formal guarantee)"]
     z = float(report.get("dp_noise_multiplier") or 0.0)
@@ -125,6 +127,24 @@ def _dp(report: Mapping[str, Any]) -> list[str]:
                 f"Against the aggregator with one colluding institution: ε = {colluding:.2f} "
                 "(the colluder can decrypt a single reply, which carries one noise share)"
             )
+    return lines
+
+
+def _dpsgd(report: Mapping[str, Any]) -> list[str]:
+    spent = report.get("dpsgd_epsilon_spent")
+    lines = [
+        "Differential privacy: record-level DP-SGD (Opacus) at every institution: each "
+        f"example's gradient clipped to {float(report.get('dpsgd_clip') or 0):g}, Gaussian "
+        f"noise per Poisson-sampled batch of about {report.get('dpsgd_batch_size', '-')} rows; "
+        f"target ε = {float(report['dpsgd_epsilon']):g} per customer over the whole run"
+    ]
+    if isinstance(spent, int | float):
+        lines.append(
+            f"This institution's accountant (RDP, every local step of every round): "
+            f"ε = {float(spent):.2f} at δ = {float(report.get('dpsgd_delta') or 0):.3g} "
+            f"(noise multiplier {float(report.get('dpsgd_noise_multiplier') or 0):.3g}) for "
+            "each of its customers, against anyone who sees its updates or the final model"
+        )
     return lines
 
 
@@ -315,6 +335,7 @@ Assumed:
                 + (
                     "; differential privacy bounds it per the ε above."
                     if float(report.get("dp_clip") or 0) > 0
+                    or float(report.get("dpsgd_epsilon") or 0) > 0
                     else " (no differential privacy in this run)."
                 ),
                 "Monitor PSI on new applications (`crossfed score` prints it): above 0.25 the "

@@ -35,7 +35,7 @@ from clients.data import check_table, encode, train_test_split
 from clients.errors import ClientError, DataValidationError
 from clients.kit import InstitutionKit
 from clients.output_names import METRICS_FILE, MODEL_FILE, SCORECARD_FILE
-from clients.refusals import REFUSAL_BUDGET, refusal_budget
+from clients.refusals import REFUSAL_BUDGET, kit_refusal_budget
 from clients.schema import FederationSchema, load_schema
 from clients.tables import quote, read_table
 from crossfed.protocol import (
@@ -166,7 +166,16 @@ def _check_out(out_dir: Path, problems: list[str], notes: list[str]) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"--out {quote(str(out_dir))}: {existing} is not writable")
         return
-    budget = refusal_budget(out_dir)
+    kept = [name for name in (MODEL_FILE, METRICS_FILE, SCORECARD_FILE) if (out / name).is_file()]
+    if kept:
+        notes.append(
+            f"earlier outputs in {out_dir} ({', '.join(kept)}) are kept until a new run succeeds"
+        )
+
+
+def _check_refusals(kit: InstitutionKit, problems: list[str], notes: list[str]) -> None:
+    """The refusal count of the kit's key (every --out shares it) and whether it can be kept."""
+    budget = kit_refusal_budget(kit)
     refused = budget.refused()
     if refused >= REFUSAL_BUDGET:
         problems.append(
@@ -179,10 +188,10 @@ def _check_out(out_dir: Path, problems: list[str], notes: list[str]) -> None:
             f"{refused} of {REFUSAL_BUDGET} refused aggregates counted in {budget.path}: "
             "review the local log"
         )
-    kept = [name for name in (MODEL_FILE, METRICS_FILE, SCORECARD_FILE) if (out / name).is_file()]
-    if kept:
-        notes.append(
-            f"earlier outputs in {out_dir} ({', '.join(kept)}) are kept until a new run succeeds"
+    if not os.access(budget.path.parent, os.W_OK | os.X_OK):
+        problems.append(
+            f"kit: {budget.path.parent} is not writable: the count of refused aggregates is "
+            "kept there, and the client will not start without it"
         )
 
 
@@ -221,6 +230,7 @@ def check_institution(kit_dir: Path, data_path: Path, out_dir: Path) -> CheckRep
         problems.append(f"kit: {exc}")
     rows = _check_data(data_path, schema, settings, problems, notes)
     _check_out(out_dir, problems, notes)
+    _check_refusals(kit, problems, notes)
     try:
         flower_executable("flower-supernode")
     except ProtocolError as exc:

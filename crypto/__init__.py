@@ -18,6 +18,7 @@ from crypto.errors import (
     ContextMismatchError,
     CryptoError,
     DecryptionError,
+    HeaderRefusedError,
     IntegrityError,
     InvalidPeerKeyError,
     InvalidWeightError,
@@ -40,7 +41,8 @@ from crypto.integers import (
 )
 from crypto.keys import PublicContext, SecretContext, generate_secret_context, load_context
 from crypto.masked import MaskedRound, decrypt_masked
-from crypto.masks import MASK_PURPOSES, AgreementKey, canonical_public_key
+from crypto.masks import MASK_PURPOSES, AgreementKey, canonical_public_key, set_digest
+from crypto.padded import PaddedUpdate, open_padded, pad_update, sum_padded
 from crypto.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from crypto.quantised import MaskedSum, QuantisedUpdate, quantise_update
 from crypto.update import (
@@ -61,6 +63,7 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "EncryptedUpdate",
+    "HeaderRefusedError",
     "IntegrityError",
     "InvalidPeerKeyError",
     "InvalidWeightError",
@@ -70,6 +73,7 @@ __all__ = [
     "MaskingRefusedError",
     "NonFiniteInputError",
     "OverflowRiskError",
+    "PaddedUpdate",
     "Preset",
     "PublicContext",
     "QuantisedUpdate",
@@ -92,6 +96,10 @@ __all__ = [
     "integer_sum",
     "integer_update",
     "load_context",
+    "open_padded",
+    "pad_update",
     "quantise_update",
+    "set_digest",
+    "sum_padded",
     "write_atomically",
 ]

@@ -308,8 +308,9 @@ def decrypted_slots(
         ``context`` is public.
     ContextMismatchError
         The sum was made under another federation's context.
-    IntegrityError
-        Contributors repeated, malformed or too few, or another binding.
+    HeaderRefusedError
+        Contributors repeated, malformed or too few, or another binding: read
+        from the header, before anything is decrypted (an ``IntegrityError``).
     DecryptionError
         TenSEAL failed to decrypt.
     """

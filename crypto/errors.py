@@ -14,6 +14,7 @@ __all__ = [
     "ContextMismatchError",
     "CryptoError",
     "DecryptionError",
+    "HeaderRefusedError",
     "IntegrityError",
     "InvalidPeerKeyError",
     "InvalidWeightError",
@@ -79,6 +80,17 @@ class IntegrityError(CryptoError):
     sentences (contributor list refused; check value refused) and never holds a
     decrypted value, a difference or a count, so an institution that reports it
     tells the aggregator nothing it did not already know.
+    """
+
+
+class HeaderRefusedError(IntegrityError):
+    """An aggregate refused from its header alone, before anything of it was decrypted.
+
+    Its contributor list is malformed, repeats a contributor or is shorter
+    than required, or it declares another binding than the one expected. The
+    outcome is decided by bytes the aggregator wrote, never by the secret key,
+    so a caller that bounds key-dependent refusals (crossfed's refusal budget)
+    need not count it. An :class:`IntegrityError`, with the same fixed texts.
     """
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from crypto.check import CHECK_LANES, Binding, CheckLayout, RoundCheck, valid_nonce
 from crypto.codec import FloatCodec, PackedCodec, SumCodec
-from crypto.errors import IntegrityError
+from crypto.errors import HeaderRefusedError, IntegrityError
 from crypto.keys import SecretContext
 from crypto.lanes import TAG_BITS, MaskedCodec
 
@@ -85,8 +85,8 @@ def check_contributors(contributors: Contributors, count: int, minimum: int) -> 
     ------
     TypeError, ValueError
         ``minimum`` is not a positive integer.
-    IntegrityError
-        The list fails any of these.
+    HeaderRefusedError
+        The list fails any of these (an :class:`~crypto.errors.IntegrityError`).
     """
     if isinstance(minimum, bool) or not isinstance(minimum, int):
         raise TypeError("min_contributors must be an integer")
@@ -102,7 +102,7 @@ def check_contributors(contributors: Contributors, count: int, minimum: int) -> 
         and all(valid_nonce(nonce) for nonce in nonces)
     )
     if not acceptable:
-        raise IntegrityError(_CONTRIBUTORS_REFUSED)
+        raise HeaderRefusedError(_CONTRIBUTORS_REFUSED)
 
 
 def valid_binding(binding: object) -> bool:
@@ -121,8 +121,8 @@ def check_binding(declared: bytes, expected: bytes | None) -> None:
     ------
     TypeError, ValueError
         ``expected`` is not bytes of at most :data:`MAX_BINDING_BYTES`.
-    IntegrityError
-        ``declared`` differs from ``expected``.
+    HeaderRefusedError
+        ``declared`` differs from ``expected`` (an :class:`~crypto.errors.IntegrityError`).
     """
     if expected is None:
         return
@@ -131,7 +131,7 @@ def check_binding(declared: bytes, expected: bytes | None) -> None:
     if len(expected) > MAX_BINDING_BYTES:
         raise ValueError(f"a binding has at most {MAX_BINDING_BYTES} bytes")
     if declared != expected:
-        raise IntegrityError(_CHECK_REFUSED)
+        raise HeaderRefusedError(_CHECK_REFUSED)
 
 
 def round_check(

@@ -58,7 +58,7 @@ from crypto.masks import (
 )
 from crypto.quantised import MaskedSum, QuantisedUpdate, masked_codec
 
-__all__ = ["MaskedRound", "decrypt_masked"]
+__all__ = ["MaskedRound", "decrypt_masked", "verified_sum"]
 
 Shapes = tuple[tuple[int, ...], ...]
 
@@ -145,6 +145,31 @@ class MaskedRound:
         InvalidPeerKeyError
             A peer's agreement key is of low order.
         """
+        values, weight, tags = self.masked_entries(contributors)
+        slots = self._codec.pack(values, weight, tags)
+        step = self._context.preset.params.slots
+        vectors = tuple(
+            ts.ckks_vector(self._context.tenseal_context, slots[start : start + step])
+            for start in range(0, slots.size, step)
+        )
+        return EncryptedUpdate(
+            self._context.fingerprint,
+            self._round_id,
+            self._update.shapes,
+            1,
+            MASKED,
+            vectors,
+            self._session,
+            ((self._name, self._nonce),),
+            self._binding,
+        )
+
+    def masked_entries(self, contributors: Sequence[str]) -> tuple[np.ndarray, int, np.ndarray]:
+        """``(values mod 2^B, weight mod 2^32, check values mod P)`` masked for ``contributors``.
+
+        What :meth:`encrypt` packs into CKKS slots; uniform to anyone without
+        every pair key and the self-mask seed. Raises as :meth:`encrypt`.
+        """
         members = self._members(contributors)
         if self._revealed is not None and self._revealed != members:
             raise MaskingRefusedError("this round's self mask was revealed for another set")
@@ -185,23 +210,37 @@ class MaskedRound:
         values = (values + own[0]) % (1 << self._codec.value_bits)
         weight = (weight + own[1]) % (1 << WEIGHT_BITS)
         tags = (tags + own[2]) % shape.tag_modulus
-        slots = self._codec.pack(values, int(weight[0]), tags)
-        step = self._context.preset.params.slots
-        vectors = tuple(
-            ts.ckks_vector(self._context.tenseal_context, slots[start : start + step])
-            for start in range(0, slots.size, step)
-        )
-        return EncryptedUpdate(
-            self._context.fingerprint,
-            self._round_id,
-            self._update.shapes,
-            1,
-            MASKED,
-            vectors,
-            self._session,
-            ((self._name, self._nonce),),
-            self._binding,
-        )
+        return values, int(weight[0]), tags
+
+    @property
+    def contributor(self) -> tuple[str, str]:
+        """``(name, nonce)``: how this contribution is named in the check values."""
+        return self._name, self._nonce
+
+    @property
+    def session(self) -> str:
+        """The run this round belongs to."""
+        return self._session
+
+    @property
+    def round_id(self) -> int:
+        """The round."""
+        return self._round_id
+
+    @property
+    def purpose(self) -> str:
+        """What the sum is for (:data:`crypto.MASK_PURPOSES`)."""
+        return self._purpose
+
+    @property
+    def binding(self) -> bytes:
+        """The caller's binding (the start model's digest)."""
+        return self._binding
+
+    @property
+    def shapes(self) -> Shapes:
+        """The update's array shapes."""
+        return self._update.shapes
 
     def reveal(self, contributors: Sequence[str]) -> bytes:
         """This round's self-mask seed for ``contributors``: for one set per round only.
@@ -295,16 +334,58 @@ def decrypt_masked(
     slots = decrypted_slots(
         context, encrypted_sum, max(MIN_CONTRIBUTORS, min_contributors), binding
     )
-    n_values = encrypted_sum.n_values
-    values, weight, tags = codec.unpack(slots, n_values, encrypted_sum.count)
+    values, weight, tags = codec.unpack(slots, encrypted_sum.n_values, encrypted_sum.count)
+    return verified_sum(
+        context,
+        (values, weight, tags),
+        self_seeds=self_seeds,
+        purpose=purpose,
+        shapes=encrypted_sum.shapes,
+        session=encrypted_sum.session,
+        round_id=encrypted_sum.round_id,
+        binding=encrypted_sum.binding,
+        contributors=contributors,
+    )
+
+
+def verified_sum(
+    context: SecretContext,
+    summed: tuple[np.ndarray, int, np.ndarray],
+    *,
+    self_seeds: Mapping[str, bytes],
+    purpose: str,
+    shapes: Shapes,
+    session: str,
+    round_id: int,
+    binding: bytes,
+    contributors: Sequence[tuple[str, str]],
+) -> MaskedSum:
+    """Remove the revealed self masks from a sum of masked entries and verify it.
+
+    ``summed`` is ``(values mod 2^B, weight, check values)`` summed over the
+    declared ``contributors`` (``(name, nonce)`` pairs) — decrypted from CKKS
+    (:func:`decrypt_masked`) or with an institutions-only pad removed
+    (:mod:`crypto.padded`).
+
+    Raises
+    ------
+    IntegrityError
+        A seed missing, or the check values do not match.
+    """
+    codec = masked_codec(context)
+    names = [name for name, _ in contributors]
+    if any(not isinstance(self_seeds.get(name), bytes) for name in names):
+        raise IntegrityError(_REFUSED)
+    values, weight, tags = summed
+    n_values = int(np.asarray(values).size)
     shape = _mask_shape(context, codec, n_values)
     digest = set_digest(tuple(names))
     for name in names:
         own = mask_entries(
             self_seeds[name],
             shape,
-            session=encrypted_sum.session,
-            round_id=encrypted_sum.round_id,
+            session=session,
+            round_id=round_id,
             digest=digest,
             purpose=purpose,
             kind="self",
@@ -312,22 +393,14 @@ def decrypt_masked(
         values, weight, tags = values - own[0], weight - int(own[1][0]), tags - own[2]
     sums = codec.signed(values)
     total = weight % (1 << WEIGHT_BITS)
-    check = _check(
-        context,
-        codec,
-        encrypted_sum.shapes,
-        encrypted_sum.session,
-        encrypted_sum.round_id,
-        encrypted_sum.binding,
-        purpose,
-    )
+    check = _check(context, codec, shapes, session, round_id, binding, purpose)
     checks = tags % shape.tag_modulus
-    if total < encrypted_sum.count or not check.exact_matches(
-        np.append(sums, total), checks, contributors
+    if total < len(names) or not check.exact_matches(
+        np.append(sums, total), checks, tuple(contributors)
     ):
         raise IntegrityError(_REFUSED)
     return MaskedSum(
-        encrypted_sum.shapes,
+        shapes,
         sums,
         total,
         codec.step,

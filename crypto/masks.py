@@ -183,8 +183,14 @@ def contributor_set(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(listed))
 
 
-def set_digest(members: tuple[str, ...]) -> bytes:
-    """SHA-256 of the canonical contributor set (what the masks are bound to)."""
+def set_digest(members: Iterable[str]) -> bytes:
+    """SHA-256 of the canonical contributor set (what the masks are bound to).
+
+    Raises
+    ------
+    MaskingRefusedError
+        Not a valid contributor set (:func:`contributor_set`).
+    """
     return hashlib.sha256(_canonical(list(contributor_set(members)))).digest()
 
 

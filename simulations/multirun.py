@@ -36,7 +36,6 @@ from flwr.supercore.run import Run
 from clients import (
     ModelSpec,
     TrainConfig,
-    TrainResult,
     build_client_app,
     build_model,
     train_local,
@@ -184,7 +183,6 @@ def run_federations(
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[str, FederationOutcome], None] | None = None,
     client_mods: Mapping[str, Sequence[ClientMod]] | None = None,
-    trainers: Mapping[str, Callable[..., TrainResult]] | None = None,
 ) -> dict[str, FederationOutcome]:
     """Run each ``(tag, settings)`` federation in turn in one simulation.
 
@@ -202,9 +200,6 @@ def run_federations(
     client_mods
         Extra client mods per tag, outermost (they see the wire format), e.g. the
         observer of what the aggregator sees (:mod:`simulations.observer`).
-    trainers
-        Local training per tag in place of :func:`clients.train_local`, e.g.
-        DP-SGD (:class:`clients.dpsgd.DpSgdTraining`).
 
     Raises
     ------
@@ -241,14 +236,9 @@ def run_federations(
             if on_done is not None:
                 on_done(tag, outcome)
 
-    mods, local = client_mods or {}, trainers or {}
+    mods = client_mods or {}
     client_app = DispatchingClientApp(
-        {
-            tag: build_client_app(
-                s, extra_mods=mods.get(tag, ()), trainer=local.get(tag, train_local)
-            )
-            for tag, s in runs
-        }
+        {tag: build_client_app(s, extra_mods=mods.get(tag, ())) for tag, s in runs}
     )
     if any(masks_updates(settings) for _, settings in runs):
         backend_config = one_actor(backend_config or default_backend_config())

@@ -56,11 +56,11 @@ __all__ = [
     "write_agreement_keys",
 ]
 
-#: DP-SGD's defaults: per-example clip, expected batch and step size (measured on the
-#: default scenario; larger batches drown less signal in each step's noise).
-DPSGD_CLIP = 1.0
-DPSGD_BATCH_SIZE = 128
-DPSGD_LEARNING_RATE = 0.5
+#: DP-SGD's defaults, the kits' too: per-example clip, expected batch and step size
+#: (measured on the default scenario; larger batches drown less signal in each step's noise).
+DPSGD_CLIP = FederationSettings.dpsgd_clip
+DPSGD_BATCH_SIZE = FederationSettings.dpsgd_batch_size
+DPSGD_LEARNING_RATE = FederationSettings.dpsgd_learning_rate
 
 #: Fewest rows of each class an institution needs to be trained and tested.
 MIN_ROWS_PER_CLASS = 4

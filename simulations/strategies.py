@@ -168,15 +168,15 @@ def dpsgd_strategy_name(epsilon: float) -> str:
 
 
 def dpsgd_training(spec: ScenarioSpec, epsilon: float) -> DpSgdTraining:
-    """Each institution's DP-SGD local training for a run at target ``epsilon``."""
-    return DpSgdTraining(
-        target_epsilon=epsilon,
-        rounds=spec.rounds,
-        federation_delta=spec.dp_delta,
-        max_grad_norm=spec.dpsgd_clip,
-        batch_size=spec.dpsgd_batch_size,
-        learning_rate=spec.dpsgd_learning_rate,
+    """Each institution's DP-SGD local training for a run at target ``epsilon``.
+
+    The same the ClientApp builds from the run's settings (:func:`federation_settings`).
+    """
+    plan = StrategyPlan(dpsgd_strategy_name(epsilon), "he-fedavg-dp", epsilon, "record")
+    settings = FederationSettings(
+        mode="plaintext", rounds=spec.rounds, dp_delta=spec.dp_delta, **_dpsgd_settings(plan, spec)
     )
+    return DpSgdTraining.from_settings(settings)
 
 
 def _round_config(spec: ScenarioSpec) -> TrainConfig:
@@ -336,8 +336,21 @@ def federation_settings(plan: StrategyPlan, scenario: Scenario) -> FederationSet
         dp_clip=spec.dp_clip if distributed else 0.0,
         dp_noise_multiplier=noise,
         dp_delta=spec.dp_delta,
+        **_dpsgd_settings(plan, spec),
     )
     return with_model_shapes(settings)
+
+
+def _dpsgd_settings(plan: StrategyPlan, spec: ScenarioSpec) -> dict[str, Any]:
+    """Record-level DP-SGD's settings for a ``he-fedavg-dpsgd-eps…`` plan (else none)."""
+    if plan.dp != "record" or plan.epsilon is None:
+        return {}
+    return {
+        "dpsgd_epsilon": plan.epsilon,
+        "dpsgd_clip": spec.dpsgd_clip,
+        "dpsgd_batch_size": spec.dpsgd_batch_size,
+        "dpsgd_learning_rate": spec.dpsgd_learning_rate,
+    }
 
 
 def federated_run(
@@ -458,11 +471,6 @@ def run_federated_strategies(
             name: [record_updates(s.out_dir)]
             for name, s in settings
             if by_name[name].kind == "fedavg"
-        },
-        trainers={
-            plan.name: dpsgd_training(scenario.spec, plan.epsilon)
-            for plan in plans
-            if plan.dp == "record" and plan.epsilon is not None
         },
     )
     return runs

@@ -97,7 +97,10 @@ def _study(path: Path) -> Path:
             {
                 "name": "he-fedavg-dpsgd-eps4",
                 "target_epsilon": 4.0,
-                "detail": {"epsilon_per_institution": [{"rows": 900, "epsilon": 4.0}]},
+                "detail": {
+                    "epsilon_per_institution": [{"rows": 900, "epsilon": 4.0}],
+                    "dpsgd_clip": 0.8, "dpsgd_batch_size": 96, "dpsgd_learning_rate": 0.4,
+                },
             },
         ],
     }  # fmt: skip
@@ -127,11 +130,52 @@ def test_a_study_names_its_dp_strategies_and_refuses_an_unknown_one(tmp_path: Pa
         read_settings_file(study, "nope")
 
 
-def test_a_dp_sgd_strategy_is_refused_rather_than_deployed_without_its_dp(
-    tmp_path: Path,
+def test_a_dp_sgd_strategy_reaches_the_kit_with_its_own_settings(tmp_path: Path) -> None:
+    values, notes = read_settings_file(_study(tmp_path / "results.json"), "he-fedavg-dpsgd-eps4")
+    chosen = resolve_settings({}, values, institutions=3, notes=notes)
+
+    settings = chosen.settings
+    assert settings.dpsgd_enabled and not settings.dp_enabled
+    assert (settings.dpsgd_epsilon, settings.dpsgd_clip) == (4.0, 0.8)
+    assert (settings.dpsgd_batch_size, settings.dpsgd_learning_rate) == (96, 0.4)
+    assert chosen.training["dpsgd-epsilon"] == 4.0 and chosen.training["dp-delta"] == 1e-6
+    assert any("record-level DP-SGD" in note for note in notes)
+
+
+def test_a_dp_sgd_strategy_without_its_settings_is_refused(tmp_path: Path) -> None:
+    study = _study(tmp_path / "results.json")
+    data = json.loads(study.read_text())
+    del data["strategies"][2]["detail"]["dpsgd_clip"]
+    study.write_text(json.dumps(data))
+    with pytest.raises(ProvisioningError, match="DP-SGD without dpsgd_clip"):
+        read_settings_file(study, "he-fedavg-dpsgd-eps4")
+
+
+def test_dp_sgd_from_the_command_line_is_in_every_kit(tmp_path: Path, schema: Path) -> None:
+    result = _create(tmp_path / "kits", schema, "--dpsgd-epsilon", "2", "--dpsgd-clip", "0.7")
+    assert result.exit_code == 0, result.output
+
+    for name in ("a", "b", "aggregator"):
+        manifest = yaml.safe_load((tmp_path / "kits" / name / "federation.yaml").read_text())
+        training = manifest["training"]
+        assert (training["dpsgd-epsilon"], training["dpsgd-clip"]) == (2.0, 0.7), name
+        assert "dp-clip" not in training
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--dpsgd-epsilon", "2", "--dp-clip", "0.5", "--dp-epsilon", "4"], "choose one"),
+        (["--dpsgd-epsilon", "2", "--dpsgd-clip", "0"], "dpsgd-clip must be positive"),
+    ],
+)
+def test_dp_sgd_settings_are_checked_before_a_kit_is_written(
+    tmp_path: Path, schema: Path, extra: list[str], said: str
 ) -> None:
-    with pytest.raises(ProvisioningError, match="record-level DP-SGD, which kits cannot set"):
-        read_settings_file(_study(tmp_path / "results.json"), "he-fedavg-dpsgd-eps4")
+    result = _create(tmp_path / "kits", schema, *extra)
+    assert result.exit_code != 0
+    assert said in result.output
+    assert not (tmp_path / "kits").exists()
 
 
 def test_a_settings_file_is_checked_by_name(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def crypto_command(
     if quick:
         clients = min(clients, 3)
         paillier_values = min(paillier_values, 50)
-    masked = [m for m in chosen_modes if m.startswith("ckks-masked")]
+    masked = [m for m in chosen_modes if "masked" in m]
     if masked and not 3 <= clients <= 16:
         raise typer.BadParameter(
             f"{', '.join(masked)} sum 3 to 16 institutions, got {clients}: choose other modes "

@@ -22,7 +22,9 @@ from clients import (
     check_institution,
     run_institution,
 )
-from clients.refusals import refusal_budget
+from clients.kit import InstitutionKit
+from clients.refusal_count import RefusalCountBusyError
+from clients.refusals import kit_refusal_budget
 from crossfed.protocol import ProtocolError, ProvisioningError
 from federation import (
     AggregatorKit,
@@ -108,7 +110,8 @@ def client(
         typer.Option(
             "--reset-refusals",
             help="After reviewing OUT/.supernode/institution.log: set the count of refused "
-            "aggregates to 0 so that this institution decrypts again; joins nothing.",
+            "aggregates (kept in the kit, one per key, shared by every --out) to 0 so that "
+            "this institution decrypts again; joins nothing.",
         ),
     ] = False,
 ) -> None:
@@ -120,10 +123,15 @@ def client(
         _check(kit, data, out)
         return
     if reset_refusals:
-        budget = refusal_budget(out)
+        try:
+            budget = kit_refusal_budget(InstitutionKit.load(kit))
+        except ProvisioningError as exc:
+            raise _fail(f"{exc}; nothing was reset", 2) from exc
         try:
             before = budget.refused()
             budget.reset()
+        except RefusalCountBusyError as exc:
+            raise _fail(f"{exc}; stop it first, nothing was reset", 2) from exc
         except OSError as exc:
             raise _fail(f"cannot reset {budget.path}: {exc.strerror}", 2) from exc
         console.print(

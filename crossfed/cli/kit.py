@@ -187,6 +187,23 @@ def create(
             help=f"Distributed DP: δ [default: {_D.dp_delta:g}].",
         ),
     ] = None,
+    dpsgd_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            "--dpsgd-epsilon",
+            min=0.0,
+            help="Record-level DP-SGD: each institution's target ε for each of its "
+            "customers over the whole run (Opacus) [default: off].",
+        ),
+    ] = None,
+    dpsgd_clip: Annotated[
+        float | None,
+        typer.Option(
+            "--dpsgd-clip",
+            min=0.0,
+            help=f"Record-level DP-SGD: per-example gradient clip [default: {_D.dpsgd_clip:g}].",
+        ),
+    ] = None,
     valid_days: Annotated[
         int, typer.Option("--valid-days", min=1, help="Lifetime of the server certificate.")
     ] = 365,
@@ -229,6 +246,8 @@ def create(
         "dp-epsilon": dp_epsilon,
         "dp-noise-multiplier": dp_noise_multiplier,
         "dp-delta": dp_delta,
+        "dpsgd-epsilon": dpsgd_epsilon,
+        "dpsgd-clip": dpsgd_clip,
     }
     try:
         if out.exists() and not out.is_dir():

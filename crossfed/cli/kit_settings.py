@@ -55,6 +55,10 @@ FILE_KEYS: dict[str, type] = {
     "dp-noise-multiplier": float,
     "dp-epsilon": float,
     "dp-delta": float,
+    "dpsgd-epsilon": float,
+    "dpsgd-clip": float,
+    "dpsgd-batch-size": int,
+    "dpsgd-learning-rate": float,
 }
 # What a kit's federation.yaml records under `training` (the rest are manifest fields).
 _TRAINING = (
@@ -71,6 +75,10 @@ _TRAINING = (
     "dp-clip",
     "dp-noise-multiplier",
     "dp-delta",
+    "dpsgd-epsilon",
+    "dpsgd-clip",
+    "dpsgd-batch-size",
+    "dpsgd-learning-rate",
 )
 # results.json's scenario settings (ScenarioSpec's field names) that a kit takes.
 _STUDY_KEYS = {
@@ -156,14 +164,16 @@ def _study(data: Mapping[str, Any], path: Path, strategy: str | None) -> tuple[d
             f"{path} has no strategy {strategy[:100]!r}; it has {', '.join(sorted(strategies))}"
         )
     detail = strategies[strategy].get("detail") or {}
-    if detail.get("epsilon_per_institution"):
-        raise ProvisioningError(
-            f"strategy {strategy} trained with record-level DP-SGD, which kits cannot set "
-            "yet: a kit from it would train without it. Pick another strategy (he-fedavg, "
-            "or an he-fedavg-dp-eps… one for institution-level DP)"
-        )
     clip, noise = detail.get("dp_clip") or 0.0, detail.get("noise_multiplier") or 0.0
     target = strategies[strategy].get("target_epsilon")
+    if detail.get("epsilon_per_institution"):
+        values.update(_dpsgd_values(strategy, target, detail))
+        notes.append(
+            f"record-level DP-SGD of strategy {strategy}: ε {values['dpsgd-epsilon']:g} per "
+            "institution, "
+            f"clip {float(values['dpsgd-clip']):g}"
+        )
+        return values, notes
     if clip and target:
         # The target, not the noise: with other --rounds the noise is recomputed for it.
         values.update({"dp-clip": clip, "dp-epsilon": target})
@@ -174,6 +184,23 @@ def _study(data: Mapping[str, Any], path: Path, strategy: str | None) -> tuple[d
     else:
         notes.append(f"strategy {strategy} ran without DP: none recorded")
     return values, notes
+
+
+def _dpsgd_values(strategy: str, target: object, detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A DP-SGD strategy's settings (its target ε, clip, batch size and step)."""
+    keys = {
+        "dpsgd_clip": "dpsgd-clip",
+        "dpsgd_batch_size": "dpsgd-batch-size",
+        "dpsgd_learning_rate": "dpsgd-learning-rate",
+    }
+    if not isinstance(target, int | float) or isinstance(target, bool) or not target > 0:
+        raise ProvisioningError(f"strategy {strategy} records DP-SGD but no target ε")
+    values: dict[str, Any] = {"dpsgd-epsilon": float(target)}
+    for name, key in keys.items():
+        if detail.get(name) is None:
+            raise ProvisioningError(f"strategy {strategy} records DP-SGD without {name}")
+        values[key] = detail[name]
+    return values
 
 
 def read_settings_file(path: Path, strategy: str | None = None) -> tuple[dict[str, Any], list[str]]:
@@ -295,6 +322,10 @@ def resolve_settings(
             dp_clip=float(values["dp-clip"]),
             dp_noise_multiplier=float(values["dp-noise-multiplier"]),
             dp_delta=float(values["dp-delta"]),
+            dpsgd_epsilon=float(values["dpsgd-epsilon"]),
+            dpsgd_clip=float(values["dpsgd-clip"]),
+            dpsgd_batch_size=int(values["dpsgd-batch-size"]),
+            dpsgd_learning_rate=float(values["dpsgd-learning-rate"]),
         )
     except ConfigurationError as exc:
         raise ProvisioningError(str(exc)) from exc
@@ -312,7 +343,12 @@ def resolve_settings(
     if settings.model != "mlp":
         training.pop("hidden")
     if not settings.dp_enabled:
-        for key in ("dp-clip", "dp-noise-multiplier", "dp-delta"):
+        for key in ("dp-clip", "dp-noise-multiplier"):
             training.pop(key)
+    if not settings.dpsgd_enabled:
+        for key in ("dpsgd-epsilon", "dpsgd-clip", "dpsgd-batch-size", "dpsgd-learning-rate"):
+            training.pop(key)
+    if not (settings.dp_enabled or settings.dpsgd_enabled):
+        training.pop("dp-delta")
     preset = values.get("preset")
     return KitSettings(settings, training, None if preset is None else str(preset), tuple(notes))

@@ -80,6 +80,10 @@ _TRAINING_KEYS = frozenset(
         "dp-clip",
         "dp-noise-multiplier",
         "dp-delta",
+        "dpsgd-epsilon",
+        "dpsgd-clip",
+        "dpsgd-batch-size",
+        "dpsgd-learning-rate",
     }
 )
 

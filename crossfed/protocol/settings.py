@@ -98,7 +98,18 @@ class FederationSettings:
         Distributed differential privacy: each institution clips its update to
         L2 norm ``dp_clip`` and adds its share of Gaussian noise so that the sum
         carries noise ``dp_noise_multiplier * dp_clip``; updates are then
-        averaged with equal weights. Off while ``dp_clip`` is 0.
+        averaged with equal weights. Off while ``dp_clip`` is 0. Protects an
+        institution's participation; with a handful of institutions the noise
+        swamps the model.
+    dpsgd_epsilon, dpsgd_clip, dpsgd_batch_size, dpsgd_learning_rate:
+        Record-level DP-SGD (Opacus, ``clients.dpsgd``): each institution clips
+        every example's gradient to ``dpsgd_clip``, adds Gaussian noise per
+        Poisson-sampled batch of expected size ``dpsgd_batch_size`` at step
+        ``dpsgd_learning_rate``, with the noise calibrated from its own row count
+        so that its RDP accountant over every local step of every round gives
+        ``dpsgd_epsilon`` at its own δ (below 1/rows). Protects each customer.
+        Off while ``dpsgd_epsilon`` is 0; one DP mechanism per run, and no
+        proximal term (not a per-example loss).
     """
 
     mode: str = "encrypted"
@@ -127,6 +138,10 @@ class FederationSettings:
     dp_clip: float = 0.0
     dp_noise_multiplier: float = 0.0
     dp_delta: float = 1e-5
+    dpsgd_epsilon: float = 0.0
+    dpsgd_clip: float = 1.0
+    dpsgd_batch_size: int = 128
+    dpsgd_learning_rate: float = 0.5
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -160,6 +175,34 @@ class FederationSettings:
             raise ConfigurationError("dp-noise-multiplier needs a positive dp-clip")
         if not 0 < self.dp_delta < 1:
             raise ConfigurationError(f"dp-delta must be in (0, 1), got {self.dp_delta}")
+        self._check_dpsgd()
+
+    def _check_dpsgd(self) -> None:
+        """Refuse DP-SGD values no institution could train with, naming the key."""
+        if not 0 <= self.dpsgd_epsilon < float("inf"):
+            raise ConfigurationError(
+                f"dpsgd-epsilon must be 0 (off) or a positive finite ε, got {self.dpsgd_epsilon}"
+            )
+        if not 0 < self.dpsgd_clip < float("inf"):
+            raise ConfigurationError(f"dpsgd-clip must be positive, got {self.dpsgd_clip}")
+        if self.dpsgd_batch_size < 1:
+            raise ConfigurationError(
+                f"dpsgd-batch-size must be at least 1, got {self.dpsgd_batch_size}"
+            )
+        if not 0 < self.dpsgd_learning_rate < float("inf"):
+            raise ConfigurationError(
+                f"dpsgd-learning-rate must be positive, got {self.dpsgd_learning_rate}"
+            )
+        if self.dpsgd_enabled and self.dp_enabled:
+            raise ConfigurationError(
+                "dpsgd-epsilon (record-level DP) and dp-clip (institution-level DP) are both "
+                "set: choose one mechanism per run"
+            )
+        if self.dpsgd_enabled and self.proximal_mu > 0:
+            raise ConfigurationError(
+                "dpsgd-epsilon with proximal-mu: DP-SGD clips per-example gradients and "
+                "FedProx's proximal term is not a per-example loss; set one of them to 0"
+            )
 
     def _check_training(self) -> None:
         """Refuse local-training values every institution would fail on after joining."""
@@ -190,6 +233,11 @@ class FederationSettings:
     def dp_enabled(self) -> bool:
         """Whether institutions clip and noise their updates."""
         return self.dp_clip > 0
+
+    @property
+    def dpsgd_enabled(self) -> bool:
+        """Whether institutions train with record-level DP-SGD."""
+        return self.dpsgd_epsilon > 0
 
     def shapes(self) -> tuple[tuple[int, ...], ...] | None:
         """The declared model shapes, or None if not declared."""

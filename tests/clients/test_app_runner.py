@@ -235,6 +235,8 @@ OVERRIDES = [
     ("hidden", "512"),
     ("dp-clip", 5.0),
     ("dp-delta", 0.5),
+    ("dpsgd-epsilon", 50.0),
+    ("dpsgd-clip", 100.0),
     ("min-institutions", 1),
     ("institutions", 1),
     ("model-shapes", "[[1, 2]]"),
@@ -258,7 +260,8 @@ def test_every_setting_named_in_the_brief_is_compared() -> None:
         "mode", "preset", "dp-clip", "dp-noise-multiplier", "dp-delta", "test-fraction",
         "rounds", "model", "hidden", "epochs", "batch-size", "learning-rate", "proximal-mu",
         "seed", "model-shapes", "schema-sha256", "federation", "min-institutions",
-        "institutions",
+        "institutions", "dpsgd-epsilon", "dpsgd-clip", "dpsgd-batch-size",
+        "dpsgd-learning-rate",
     }  # fmt: skip
     assert wanted <= set(SOVEREIGN_KEYS)
     assert {"out-dir", "public-context", "secret-context", "schema"}.isdisjoint(SOVEREIGN_KEYS)

@@ -23,6 +23,7 @@ from crypto import (
     PRESETS,
     ContextMismatchError,
     EncryptedUpdate,
+    HeaderRefusedError,
     IntegrityError,
     MalformedDataError,
     PublicContext,
@@ -272,6 +273,8 @@ def test_min_contributors_is_enforced_before_decryption(
     with pytest.raises(IntegrityError) as caught:
         decrypt_average(secret, summed, total_weight=total_for(preset_name), min_contributors=4)
     assert not any(ch.isdigit() for ch in str(caught.value))
+    # Decided from the header alone: a refusal no key decides (crossfed does not count it).
+    assert isinstance(caught.value, HeaderRefusedError)
     stats = aggregate(
         public, [encrypt_sums(secret, [np.arange(4.0)], contributor=next(NAMES)) for _ in range(2)]
     )
@@ -541,10 +544,11 @@ def test_a_binding_travels_in_the_header_and_is_held_by_the_check(
     assert summed.binding == start
     decrypt_average(lean_secret, summed, binding=start)  # as expected
     decrypt_average(lean_secret, summed)  # None: as the header declares
-    with pytest.raises(IntegrityError):
+    with pytest.raises(HeaderRefusedError):  # from the header, before decrypting anything
         decrypt_average(lean_secret, summed, binding=other)
-    with pytest.raises(IntegrityError):  # the header lies: the check value refuses
+    with pytest.raises(IntegrityError) as caught:  # the header lies: the check value refuses
         decrypt_average(lean_secret, dataclasses.replace(summed, binding=other), binding=other)
+    assert not isinstance(caught.value, HeaderRefusedError)  # that one is the key's answer
     # Updates made from different starts are not summed; by hand, the sum never verifies.
     mixed = [*bound[:2], one_update(lean_secret, rng, binding=other)]
     with pytest.raises(ContextMismatchError):

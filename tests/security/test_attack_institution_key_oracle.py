@@ -31,11 +31,12 @@ from flwr.app import Message
 import crypto
 from clients.errors import TrainingDivergedError
 from clients.local_log import LOGGER_NAME
-from clients.refusals import REFUSAL_BUDGET, REFUSAL_FILE_KEY, REFUSALS_FILE, RefusalBudget
+from clients.refusals import REFUSAL_BUDGET, REFUSAL_FILE_KEY, RefusalBudget
 from crossfed.protocol import CONFIG_KEY, STATS_CIPHERTEXT_KEY, ErrorCode, reason_of
 
 pytestmark = pytest.mark.usefixtures("flower_task")
 
+REFUSALS_FILE = "refusals.json"  # any path: the node config names it
 REFUSED = (int(ErrorCode.INTEGRITY_FAILED), reason_of(ErrorCode.INTEGRITY_FAILED))
 
 

@@ -38,6 +38,8 @@ def test_crypto_bench_measures_every_mode_on_odd_sizes() -> None:
         # Masked deltas: 16-bit steps of 2 / 32751, 8-bit steps of 2 / 111, one per institution.
         assert by[("ckks-masked", params)].max_abs_error < 3 * 2 / 32751
         assert by[("ckks-masked8", params)].max_abs_error < 3 * 2 / 111
+        # The same masked round without the lattice: same values, three bytes each.
+        assert by[("masked-pad", params)].max_abs_error < 3 * 2 / 32751
         assert all(r.encrypt_s > 0 and r.aggregate_s > 0 for r in rows if r.mode != "plaintext")
     # A whole ciphertext for 37 values costs more than Paillier's per-value ones;
     # from a few thousand values on, Paillier expands most.
@@ -45,6 +47,7 @@ def test_crypto_bench_measures_every_mode_on_odd_sizes() -> None:
     assert by[("paillier", 4_099)].expansion > by[("ckks-standard", 4_099)].expansion
     assert by[("paillier", 4_099)].extrapolated_from == 5
     assert by[("ckks-masked8", 4_099)].expansion < by[("ckks-masked", 4_099)].expansion
+    assert by[("masked-pad", 4_099)].expansion < 0.8 < by[("ckks-masked8", 4_099)].expansion
 
 
 def test_crypto_bench_refuses_unknown_modes_and_sizes() -> None:
