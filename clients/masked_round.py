@@ -91,6 +91,7 @@ __all__ = [
     "keep_masked_round",
     "masked_query_reply",
     "masked_train_reply",
+    "require_member",
 ]
 
 #: Run-memory entries: the last round this institution quantised (never quantised
@@ -321,6 +322,7 @@ def apply_masked_aggregate(
             "a masked sum of a round this institution did not train: its delta has no base here"
         )
     seeds = {name: value for name, value in seeds_record.items() if isinstance(value, bytes)}
+    require_member(update, keys.name, seeds)
     summed = crypto.decrypt_masked(
         keys.secret,
         update,
@@ -336,6 +338,27 @@ def apply_masked_aggregate(
         (np.asarray(s, dtype=np.float64) + d).astype(np.float32)
         for s, d in zip(started[1], average, strict=True)
     ]
+
+
+def require_member(update: crypto.EncryptedUpdate, name: str, seeds: Mapping[str, bytes]) -> None:
+    """Refuse, from its header alone, a masked sum without ``name`` or without a seed.
+
+    Decided by bytes the aggregator wrote, before anything is decrypted, so the
+    refusal says nothing about the key (:data:`clients.refusals.KEY_INDEPENDENT`):
+    a dropped institution refusing the next sum, which it is not in, spends no
+    refusal budget.
+
+    Raises
+    ------
+    crypto.HeaderRefusedError
+        ``name`` is not a contributor, or a contributor's seed is missing.
+    """
+    names = update.contributor_names
+    if name not in names or any(not isinstance(seeds.get(n), bytes) for n in names):
+        raise crypto.HeaderRefusedError(
+            "aggregate refused: it does not name this institution, or a contributor's seed is "
+            "missing"
+        )
 
 
 def _masked_binding(start: bytes, scale: int) -> bytes:

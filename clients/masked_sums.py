@@ -35,7 +35,12 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 import crypto
 from clients.bounds import check_summed_weight
 from clients.errors import InboundMessageError
-from clients.masked_round import MaskingKeys, keep_masked_round, masked_query_reply
+from clients.masked_round import (
+    MaskingKeys,
+    keep_masked_round,
+    masked_query_reply,
+    require_member,
+)
 from clients.refusals import check_may_decrypt
 from clients.run_state import SEEDED_START, Inbound, pinned_session, state_key
 from crossfed.protocol import (
@@ -136,9 +141,11 @@ def open_masked_sum(
     ------
     crypto.MalformedDataError, crypto.ContextMismatchError
         Not a ciphertext of this federation, run or round.
+    crypto.HeaderRefusedError
+        This institution is not among its contributors, or a seed is missing.
     crypto.IntegrityError
         Not exactly the sum of its declared contributors for this purpose and
-        binding, this institution not among them, or a seed missing.
+        binding.
     crypto.ShapeMismatchError
         Not a sum of exact integers.
     """
@@ -147,6 +154,7 @@ def open_masked_sum(
     )
     if len(update.shapes) != 1 or len(update.shapes[0]) != 2:
         raise crypto.ShapeMismatchError("not a sum of exact integers")
+    require_member(update, keys.name, seeds)
     summed = crypto.decrypt_masked(
         keys.secret,
         update,

@@ -36,6 +36,7 @@ from flwr.serverapp.strategy import FedAvg
 import crypto
 from clients.encryption_mod import make_encryption_mod
 from clients.error_mod import error_mod
+from clients.refusals import run_closed
 from clients.run_state import admit
 from crossfed.protocol import (
     ARRAYS_KEY,
@@ -266,8 +267,10 @@ def test_a_dropped_reply_is_remasked_and_the_round_is_the_exact_sum_of_the_rest(
     for node in (11, 22, 33):
         for got, want in zip(grid.starts[(node, 3)], expected, strict=True):
             np.testing.assert_allclose(got, want, atol=5e-4)
-    # The dropped institution refuses a sum it is not in (decrypt_masked's member check).
+    # The dropped institution refuses a sum it is not in, from the header: its run stays
+    # open and no refusal budget is spent (nothing was decrypted).
     assert replies[44].has_error() and (44, 3) not in grid.starts
+    assert not run_closed(grid.contexts[44], grid.settings, RUN)
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [d["node"] for d in audit[1]["dropped"]] == ["44"]
     assert sorted(audit[1]["replied"]) == ["11", "22", "33"]
