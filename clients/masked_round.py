@@ -47,6 +47,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -55,6 +56,7 @@ import crypto
 from clients.bounds import check_summed_weight
 from clients.errors import InboundMessageError, KeyMaterialError, TamperedAggregateError
 from clients.kit import InstitutionKit
+from clients.mask_ledger import MaskLedger
 from clients.run_state import (
     classify,
     expected_binding,
@@ -85,10 +87,13 @@ from crossfed.protocol import (
 )
 
 __all__ = [
+    "MASK_LEDGER_KEY",
     "MaskingKeys",
     "apply_masked_aggregate",
     "federation_rows",
     "keep_masked_round",
+    "ledger_for",
+    "ledger_start",
     "masked_query_reply",
     "masked_train_reply",
     "require_member",
@@ -105,8 +110,14 @@ _MAX_NORMALISER = 1 << 62
 _BINDING_LABEL = b"crossfed/masked-start/v1\x00"
 
 #: This process's masked rounds: (run memory key, node id, purpose) -> (session, round,
-#: MaskedRound); one per purpose, a new round of a purpose forgets the last.
-_ROUNDS: dict[tuple[str, int, str], tuple[str, int, crypto.MaskedRound]] = {}
+#: MaskedRound, ledger start); one per purpose, a new round of a purpose forgets the last.
+_ROUNDS: dict[tuple[str, int, str], tuple[str, int, crypto.MaskedRound, bytes]] = {}
+
+#: Node config key: the folder of this institution's mask ledger (:mod:`clients.mask_ledger`).
+MASK_LEDGER_KEY = "mask-ledger"
+
+#: Domain separation of :func:`ledger_start`.
+_LEDGER_LABEL = b"crossfed/ledger-start/v1\x00"
 
 
 @dataclass(frozen=True)
@@ -213,6 +224,8 @@ def masked_train_reply(
     ]
     weight = max(1, min(int(count), settings.max_weight))
     scale = federation_rows(config)
+    start_key = ledger_start(keys, _masked_binding(binding, scale))
+    ledger_for(context, settings, keys.name).claim_quantisation(start_key, PURPOSE_TRAIN)
     update = crypto.quantise_update(keys.secret, delta, weight, normaliser=scale)
     masked = crypto.MaskedRound(
         keys.secret,
@@ -230,7 +243,9 @@ def masked_train_reply(
     memory[_NORMALISER] = scale
     remember_start(context, settings, inbound.round, [np.asarray(s) for s in start])
     remember_binding(context, settings, inbound.round, binding)
-    keep_masked_round(context, settings, PURPOSE_TRAIN, session, inbound.round, masked)
+    keep_masked_round(
+        context, settings, PURPOSE_TRAIN, session, inbound.round, masked, start=start_key
+    )
     return Message(content=sealed_reply(sealed.to_bytes()), reply_to=msg)
 
 
@@ -264,6 +279,11 @@ def masked_query_reply(
     if phase == PHASE_REMASK:
         return Message(content=sealed_reply(masked.encrypt(members).to_bytes()), reply_to=msg)
     seed = masked.reveal(members)
+    # Across rounds and runs too: one revealed set per start and purpose (F3); the seed
+    # is sent only once the ledger has recorded it.
+    ledger_for(context, settings, keys.name).claim_reveal(
+        kept[3], str(purpose), crypto.set_digest(sorted(members))
+    )
     content = RecordDict(
         {CONFIG_KEY: ConfigRecord({SELF_SEED_KEY: seed}), METRICS_KEY: MetricRecord({})}
     )
@@ -394,9 +414,42 @@ def keep_masked_round(
     session: str,
     round_id: int,
     masked: crypto.MaskedRound,
+    *,
+    start: bytes,
 ) -> None:
-    """Keep ``masked`` in this process for its round's remask and reveal queries."""
-    _ROUNDS[_slot(context, settings, purpose)] = (session, round_id, masked)
+    """Keep ``masked`` (and its ledger ``start``) for its round's remask and reveal queries."""
+    _ROUNDS[_slot(context, settings, purpose)] = (session, round_id, masked, start)
+
+
+def ledger_for(context: Context, settings: FederationSettings, name: str) -> MaskLedger:
+    """This institution's mask ledger (:mod:`clients.mask_ledger`), kept across runs.
+
+    In the folder the node config names (``mask-ledger``), else in the kit's
+    folder (deployment: beside the refusal budget), else, in simulation, beside
+    the virtual institutions' agreement keys.
+
+    Raises
+    ------
+    KeyMaterialError
+        None of these is configured.
+    """
+    folder = context.node_config.get(MASK_LEDGER_KEY) or context.node_config.get("kit")
+    if not folder and settings.agreement_keys:
+        folder = str(Path(settings.agreement_keys) / "ledgers" / name)
+    if not isinstance(folder, str) or not folder:
+        raise KeyMaterialError("no folder for this institution's mask ledger")
+    return MaskLedger(folder)
+
+
+def ledger_start(keys: MaskingKeys, binding: bytes) -> bytes:
+    """What the ledger keys a start by: this federation's fingerprint and the start's binding.
+
+    Two federations (two kits, two keys) may start from the same seeded model;
+    their sums cannot be combined, so their ledgers entries are apart.
+    """
+    return hashlib.sha256(
+        _LEDGER_LABEL + keys.secret.fingerprint.encode() + b"\x00" + binding
+    ).digest()
 
 
 def _slot(context: Context, settings: FederationSettings, purpose: str) -> tuple[str, int, str]:

@@ -27,6 +27,7 @@ for the final message's evaluation sum.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -38,6 +39,8 @@ from clients.errors import InboundMessageError
 from clients.masked_round import (
     MaskingKeys,
     keep_masked_round,
+    ledger_for,
+    ledger_start,
     masked_query_reply,
     require_member,
 )
@@ -107,6 +110,12 @@ def masked_sum_reply(
     if isinstance(done, int) and done >= round_id:
         raise InboundMessageError(f"the {purpose} sum of round {round_id} was masked already")
     integers = crypto.fixed_point(np.asarray(values, dtype=np.float64), FRACTION_BITS)
+    # Exact integers: the same ones again from the same start reveal nothing new (ledger).
+    start = ledger_start(keys, binding)
+    digest = hashlib.sha256(repr(integers).encode()).digest()
+    ledger_for(context, settings, keys.name).claim_quantisation(
+        start, purpose, values_digest=digest
+    )
     masked = crypto.MaskedRound(
         keys.secret,
         keys.agreement,
@@ -120,7 +129,7 @@ def masked_sum_reply(
     )
     sealed = masked.encrypt([str(m) for m in members])
     memory[_DONE[purpose]] = round_id
-    keep_masked_round(context, settings, purpose, session, round_id, masked)
+    keep_masked_round(context, settings, purpose, session, round_id, masked, start=start)
     return Message(content=sealed_reply(sealed.to_bytes()), reply_to=msg)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 import crypto
 from clients import InboundMessageError
 from clients.masked_round import (
+    MASK_LEDGER_KEY,
     MaskingKeys,
     apply_masked_aggregate,
     federation_rows,
@@ -117,9 +120,24 @@ def _query(phase: str, round_id: int, members: tuple[str, ...]) -> Message:
     )
 
 
+_LEDGERS: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def ledgers(tmp_path: Path) -> None:
+    """Every institution's mask ledger in this test's folder (clients.mask_ledger)."""
+    _LEDGERS[:] = [tmp_path]
+
+
+def _ledger(name: str) -> dict[str, str]:
+    return {MASK_LEDGER_KEY: str(_LEDGERS[0] / uuid.uuid4().hex / name)}
+
+
 def _nodes() -> dict[str, Context]:
     return {
-        name: Context(run_id=1, node_id=i + 1, node_config={}, state=RecordDict(), run_config={})
+        name: Context(
+            run_id=1, node_id=i + 1, node_config=_ledger(name), state=RecordDict(), run_config={}
+        )
         for i, name in enumerate(NAMES)
     }
 
@@ -329,7 +347,9 @@ def test_a_new_run_cannot_reach_the_last_runs_masked_round(keys: dict[str, Maski
     """Same node, same settings, a new Flower run: fresh state, another session."""
     play = Round(keys)
     play.train(NAMES)  # bank-a, node 1, keeps round 1 of the first run
-    fresh = Context(run_id=2, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    fresh = Context(
+        run_id=2, node_id=1, node_config=_ledger("bank-a"), state=RecordDict(), run_config={}
+    )
     first = _train(1, NAMES)
     first.content[CONFIG_KEY][SESSION_KEY] = "run-2"
     admit(first, fresh, SETTINGS)  # the new run pins its own session

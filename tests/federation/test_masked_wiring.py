@@ -36,6 +36,7 @@ from flwr.serverapp.strategy import FedAvg
 import crypto
 from clients.encryption_mod import make_encryption_mod
 from clients.error_mod import error_mod
+from clients.masked_round import MASK_LEDGER_KEY
 from clients.refusals import run_closed
 from clients.run_state import admit
 from crossfed.protocol import (
@@ -106,13 +107,13 @@ def _delta(node: int, server_round: int) -> list[np.ndarray]:
 class Institutions:
     """Four institutions behind a grid: real mods, a handler that adds a known delta."""
 
-    def __init__(self, settings: FederationSettings) -> None:
+    def __init__(self, settings: FederationSettings, ledgers: Path) -> None:
         self.settings = settings
         self.contexts = {
             node: Context(
                 run_id=1,
                 node_id=node,
-                node_config={"partition-id": i},
+                node_config={"partition-id": i, MASK_LEDGER_KEY: str(ledgers / str(node))},
                 state=RecordDict(),
                 run_config={},
             )
@@ -191,11 +192,16 @@ def _start(msg: Message, context: Context) -> list[np.ndarray]:
 
 
 def _start_federation(
-    federation: tuple[FederationSettings, Path], tmp_path: Path
+    federation: tuple[FederationSettings, Path],
+    tmp_path: Path,
+    *,
+    session: str = RUN,
+    ledgers: Path | None = None,
 ) -> tuple[Institutions, MaskedAggregation, ConfigRecord]:
     settings, _ = federation
-    grid = Institutions(settings)
-    names, dropped = roll_call(grid, NODES, RUN, 5.0)  # type: ignore[arg-type]
+    ledgers = ledgers or tmp_path / "ledgers"
+    grid = Institutions(settings, ledgers)
+    names, dropped = roll_call(grid, NODES, session, 5.0)  # type: ignore[arg-type]
     assert dropped == {}
     assert names == {node: f"partition-{i}" for i, node in enumerate(NODES)}
     public = crypto.PublicContext.load(settings.public_context)
@@ -203,7 +209,7 @@ def _start_federation(
         grid,  # type: ignore[arg-type]
         public,
         names,
-        session=RUN,
+        session=session,
         mode="encrypted",
         quorum=3,
         timeout=5.0,
@@ -221,9 +227,9 @@ def _start_federation(
         max_update_bytes=1 << 24,
         audit=AuditLog(tmp_path / "audit.jsonl"),
         out_dir=tmp_path,
-        run_id=RUN,
+        run_id=session,
     )
-    config = ConfigRecord({MODE_KEY: "encrypted", SESSION_KEY: RUN, STATS_CIPHERTEXT_KEY: blob})
+    config = ConfigRecord({MODE_KEY: "encrypted", SESSION_KEY: session, STATS_CIPHERTEXT_KEY: blob})
     return grid, strategy, config
 
 
@@ -310,10 +316,10 @@ def test_a_member_that_does_not_reveal_refuses_the_round(
 
 
 def test_a_roll_call_leaves_out_two_nodes_answering_one_name(
-    federation: tuple[FederationSettings, Path],
+    federation: tuple[FederationSettings, Path], tmp_path: Path
 ) -> None:
     settings, _ = federation
-    grid = Institutions(settings)
+    grid = Institutions(settings, tmp_path)
     grid.contexts[44].node_config["partition-id"] = 0  # answers "partition-0" like node 11
     names, dropped = roll_call(grid, NODES, RUN, 5.0)  # type: ignore[arg-type]
     assert names == {22: "partition-1", 33: "partition-2"}
@@ -394,3 +400,23 @@ def test_a_masked_run_refuses_to_resume_or_to_add_distributed_dp(
         run_federation(None, dataclasses.replace(settings, out_dir=str(earlier)))  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="distributed DP"):
         run_federation(None, dataclasses.replace(settings, dp_clip=0.5, institutions=4))  # type: ignore[arg-type]
+
+
+def test_a_second_run_from_the_same_start_gets_no_second_quantisation(
+    federation: tuple[FederationSettings, Path], tmp_path: Path
+) -> None:
+    """Red-team F3: a new run (fresh node state, new session) from the seeded start.
+
+    Its sum, beside the first run's, would differ by any institution left out of
+    one of them; every institution's ledger (kept across runs) refuses to
+    quantise that start again, so the second run's first round gets nothing.
+    """
+    ledgers = tmp_path / "ledgers"
+    grid, strategy, config = _start_federation(federation, tmp_path, ledgers=ledgers)
+    _round(grid, strategy, config, 1, ArrayRecord())
+    (tmp_path / "second").mkdir()
+    again, strategy, config = _start_federation(
+        federation, tmp_path / "second", session="run-again", ledgers=ledgers
+    )
+    with pytest.raises(QuorumNotReachedError):
+        _round(again, strategy, config, 1, ArrayRecord())
