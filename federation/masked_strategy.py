@@ -53,12 +53,20 @@ from crossfed.protocol import (
     SELF_SEEDS_KEY,
     SESSION_KEY,
     STATS_SEEDS_KEY,
+    ConfigurationError,
+    FederationSettings,
     ciphertext_record,
     read_ciphertext,
 )
 from federation.audit import AuditLog
 from federation.errors import QuorumNotReachedError
-from federation.masked_exchange import Checked, MaskedOutcome, complete_masked_sum
+from federation.masked_exchange import (
+    MIN_MASKED,
+    Checked,
+    MaskedOutcome,
+    complete_masked_sum,
+    roll_call,
+)
 from federation.measured import content_bytes
 from federation.replies import bounded, error_reason
 from federation.strategy import EncryptedAggregation, _Round
@@ -67,9 +75,11 @@ __all__ = [
     "MASKED_DIR",
     "MASKED_STATISTICS",
     "MaskedAggregation",
+    "check_masked_run",
     "keep_masked_sum",
     "masked_round_files",
     "masked_statistics",
+    "open_masked_run",
 ]
 
 logger = logging.getLogger(__name__)
@@ -360,3 +370,70 @@ def keep_masked_sum(out_dir: Path, stem: str, total: bytes, seeds: Mapping[str, 
     crypto.write_atomically(
         folder / f"{stem}.seeds.json", json.dumps(listed, sort_keys=True).encode()
     )
+
+
+def check_masked_run(settings: FederationSettings, out_dir: Path | None) -> None:
+    """Refuse what a masked federation cannot do (yet), naming why.
+
+    Raises
+    ------
+    ConfigurationError
+        Distributed DP (its shares are weighted equally, masked deltas by row
+        count), or an out-dir holding an earlier run (a checkpoint or masked
+        sums): the aggregator of a masked run holds only masked *deltas*, which
+        only institutions can open and add up from the seeded model, so it has
+        no model to resume from.
+    """
+    if settings.dp_enabled:
+        raise ConfigurationError(
+            "a masked preset does not combine with distributed DP (dp-clip > 0) yet"
+        )
+    if out_dir is not None and (
+        (out_dir / "checkpoint.bin").exists() or (out_dir / MASKED_DIR).exists()
+    ):
+        raise ConfigurationError(
+            f"{out_dir} holds an earlier run; a masked run cannot resume (its aggregator "
+            "holds only masked deltas, which institutions alone can open): use a new out-dir"
+        )
+
+
+def open_masked_run(
+    grid: Grid,
+    context: crypto.PublicContext,
+    nodes: Sequence[int],
+    settings: FederationSettings,
+    session: str,
+    out_dir: Path | None,
+) -> tuple[dict[int, str], bytes, dict[str, bytes], dict[int, str]]:
+    """A masked run's start: the roll call, then the masked statistics round.
+
+    Returns node to name, the statistics sum, its seeds and the nodes dropped
+    from it (with reasons); the sum and its seeds are kept in ``out_dir/masked``
+    (what a replay of the masked deltas needs to normalise them).
+
+    Raises
+    ------
+    QuorumNotReachedError
+        Fewer than ``max(3, min_institutions)`` institutions named themselves
+        distinctly, or the statistics sum could not be completed.
+    """
+    floor = max(MIN_MASKED, settings.min_institutions)
+    names, _ = roll_call(grid, nodes, session, settings.round_timeout)
+    if len(names) < floor:
+        raise QuorumNotReachedError(
+            f"roll call: {len(names)} institutions named themselves distinctly; a masked "
+            f"federation needs at least {floor}"
+        )
+    blob, seeds, dropped = masked_statistics(
+        grid,
+        context,
+        names,
+        session=session,
+        mode=settings.mode,
+        quorum=settings.min_institutions,
+        timeout=settings.round_timeout,
+        max_update_bytes=settings.max_update_bytes,
+    )
+    if out_dir is not None:
+        keep_masked_sum(out_dir, MASKED_STATISTICS, blob, seeds)
+    return names, blob, seeds, dropped

@@ -62,14 +62,7 @@ from federation.audit import AuditLog
 from federation.dp import epsilon_against_collusion, epsilon_scope
 from federation.errors import QuorumNotReachedError
 from federation.final import deliver_final_model
-from federation.masked_exchange import MIN_MASKED, roll_call
-from federation.masked_strategy import (
-    MASKED_DIR,
-    MASKED_STATISTICS,
-    MaskedAggregation,
-    keep_masked_sum,
-    masked_statistics,
-)
+from federation.masked_strategy import MaskedAggregation, check_masked_run, open_masked_run
 from federation.measured import CpuMeter, MeasuredStrategy, RoundMeasurement
 from federation.replies import bounded, error_reason
 from federation.resume import OffsetRounds, prior_noise_multipliers, released_rounds, resume_point
@@ -166,7 +159,7 @@ def run_federation(
     public = _public_context(settings)
     masked = public is not None and public.preset.codec == "masked"
     if masked:
-        _check_masked(settings, out_dir)
+        check_masked_run(settings, out_dir)
     start = resume_point(
         out_dir if public is not None and not masked else None,
         public.fingerprint if public is not None else "",
@@ -183,30 +176,12 @@ def run_federation(
         grid, settings.min_institutions, settings.institutions, settings.round_timeout
     )
     names: dict[int, str] = {}
-    if masked:
-        names, _ = roll_call(grid, nodes, run_id, settings.round_timeout)
-        nodes = sorted(names)
-        if len(nodes) < max(MIN_MASKED, settings.min_institutions):
-            raise QuorumNotReachedError(
-                f"roll call: {len(nodes)} institutions named themselves distinctly; a masked "
-                f"federation needs at least {max(MIN_MASKED, settings.min_institutions)}"
-            )
     stats_seeds: dict[str, bytes] = {}
     if masked and public is not None:
-        blob, stats_seeds, dropped = masked_statistics(
-            grid,
-            public,
-            names,
-            session=run_id,
-            mode=settings.mode,
-            quorum=settings.min_institutions,
-            timeout=settings.round_timeout,
-            max_update_bytes=settings.max_update_bytes,
+        names, blob, stats_seeds, dropped = open_masked_run(
+            grid, public, nodes, settings, run_id, out_dir
         )
         stats_entries: dict[str, Any] = {STATS_CIPHERTEXT_KEY: blob}
-        if out_dir is not None:
-            # What a replay of the masked deltas needs to normalise them (key holders only).
-            keep_masked_sum(out_dir, MASKED_STATISTICS, blob, stats_seeds)
     else:
         stats_entries, dropped = _statistics_round(grid, nodes, settings, public, run_id)
     fedavg = FedAvg(
@@ -288,31 +263,6 @@ def run_federation(
         grid, result.arrays, config, settings, evaluation, audit_head=head, seed_records=seeds
     )
     return outcome
-
-
-def _check_masked(settings: FederationSettings, out_dir: Path | None) -> None:
-    """Refuse what a masked federation cannot do (yet), naming why.
-
-    Raises
-    ------
-    ConfigurationError
-        Distributed DP (its shares are weighted equally, masked deltas by row
-        count), or an out-dir holding an earlier run (a checkpoint or masked
-        sums): the aggregator of a masked run holds only masked *deltas*, which
-        only institutions can open and add up from the seeded model, so it has
-        no model to resume from.
-    """
-    if settings.dp_enabled:
-        raise ConfigurationError(
-            "a masked preset does not combine with distributed DP (dp-clip > 0) yet"
-        )
-    if out_dir is not None and (
-        (out_dir / "checkpoint.bin").exists() or (out_dir / MASKED_DIR).exists()
-    ):
-        raise ConfigurationError(
-            f"{out_dir} holds an earlier run; a masked run cannot resume (its aggregator "
-            "holds only masked deltas, which institutions alone can open): use a new out-dir"
-        )
 
 
 def _last_evaluation(
