@@ -101,6 +101,9 @@ def normalise_update(
 ) -> list[np.ndarray]:
     """``start + scale x (trained - start)``, as float32 arrays of the same shapes.
 
+    A scale of exactly 1 (institutions of equal size) returns the trained weights
+    bit for bit.
+
     Raises
     ------
     ConfigError
@@ -112,6 +115,8 @@ def normalise_update(
         np.shape(s) != np.shape(t) for s, t in zip(start, trained, strict=False)
     ):
         raise ConfigError("the start and trained models differ in shape")
+    if scale == 1.0:
+        return [np.asarray(t, dtype=np.float32) for t in trained]
     return [
         (np.asarray(s, np.float64) + scale * (np.asarray(t, np.float64) - s)).astype(np.float32)
         for s, t in zip(start, trained, strict=True)

@@ -34,6 +34,14 @@ def test_the_largest_institution_is_scaled_down_and_the_smallest_up() -> None:
     assert scales[-1] == pytest.approx(42 / 12)
 
 
+def test_a_scale_of_one_sends_the_trained_weights_unchanged() -> None:
+    trained = [np.array([0.1, 0.2], np.float32), np.array([0.3], np.float32)]
+    out = normalise_update([np.array([7.0, 8.0]), np.array([9.0])], trained, 1.0)
+    assert len(out) == len(trained)
+    for sent, kept in zip(out, trained, strict=True):
+        assert np.array_equal(sent, kept) and sent.dtype == np.float32
+
+
 def test_normalise_update_scales_the_update_only() -> None:
     start = [np.array([[1.0, 2.0]]), np.array([0.5])]
     trained = [np.array([[2.0, 0.0]]), np.array([1.5])]
