@@ -35,8 +35,12 @@ so the bound on one institution's influence is unchanged.
 
 Steps are counted from the kit's epochs and batch size. A trainer with batches
 of its own (DP-SGD's Poisson batches, :mod:`clients.dpsgd`) takes steps in the
-same proportion to its rows, up to the last partial batch, so the correction
-holds for it too; what matters is the ratio between institutions.
+same proportion to its rows, up to the last partial batch. Under DP-SGD,
+though, the small institutions' updates carry the most noise (their noise
+multiplier is largest), and scaling them up scales it up: on the default
+scenario, mean ROC AUC over six runs fell from 0.752 to 0.714 at epsilon 1 (and
+rose from 0.753 to 0.766 at epsilon 4). The harness turns the correction off
+for its DP-SGD runs.
 """
 
 from __future__ import annotations
