@@ -65,6 +65,7 @@ SOVEREIGN_KEYS: tuple[str, ...] = (
     "mode",
     "model",
     "model-shapes",
+    "normalise-steps",
     "preset",
     "proximal-mu",
     "rounds",

@@ -10,8 +10,8 @@ Objective Inconsistency Problem in Heterogeneous Federated Optimization",
 NeurIPS, "FedNova"). Measured on ``crossfed simulate``'s default scenario:
 FedAvg's fixed point after 80 rounds sat 0.008 ROC AUC below the pooled
 model's, and at 10 rounds 0.015; normalised, 10 rounds came within 0.005
-(0.003 on seeds 1 and 2; on German credit by housing, 0.016 below before and
-0.012 above after).
+(0.0026 and 0.0030 on seeds 1 and 2; on German credit by housing, 0.016
+below before and 0.012 above after).
 
 The correction assumes an update grows with the steps taken. Where a small
 institution's own optimum is far from everyone else's (another risk function,
