@@ -69,6 +69,7 @@ SOVEREIGN_KEYS: tuple[str, ...] = (
     "mode",
     "model",
     "model-shapes",
+    "normalise-steps",
     "preset",
     "proximal-mu",
     "rounds",

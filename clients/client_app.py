@@ -44,6 +44,7 @@ from clients.models import ModelSpec, build_model, get_weights, predict_proba, s
 from clients.outputs import write_final_outputs
 from clients.run_state import admit
 from clients.standardize import Moments, Standardizer, local_moments
+from clients.step_normalise import normalise_update, step_scale
 from clients.training import TrainConfig, TrainResult, train_local
 from crossfed.protocol import (
     ARRAYS_KEY,
@@ -153,7 +154,7 @@ def build_client_app(
         )
         content = RecordDict(
             {
-                ARRAYS_KEY: ArrayRecord(result.weights),
+                ARRAYS_KEY: ArrayRecord(_normalised(chosen, config, start, result)),
                 METRICS_KEY: MetricRecord(
                     {
                         NUM_EXAMPLES_KEY: result.num_examples,
@@ -209,6 +210,32 @@ def build_client_app(
     return client_app
 
 
+def _normalised(
+    settings: FederationSettings,
+    config: ConfigRecord,
+    start: list[np.ndarray],
+    result: TrainResult,
+) -> list[np.ndarray]:
+    """The trained weights with the update scaled by reference over own local steps.
+
+    :mod:`clients.step_normalise`; the federation's rows come from the decrypted
+    statistics, the institution count from the kit (its quorum when the kit names
+    none). Left as trained without ``normalise-steps`` or under distributed DP.
+    Any path that sends this handler's weights (clipped, encrypted or masked
+    after) sends the normalised update.
+    """
+    if not settings.normalise_steps or settings.dp_enabled:
+        return result.weights
+    scale = step_scale(
+        result.num_examples,
+        federation_rows(config),
+        settings.institutions or settings.min_institutions,
+        settings.epochs,
+        settings.batch_size,
+    )
+    return normalise_update(start, result.weights, scale)
+
+
 def _federation_evaluation(config: ConfigRecord) -> dict[str, float] | None:
     """The last round's federation-wide mean metrics, when the aggregator sent them."""
     values = config.get(EVALUATION_KEY)
@@ -250,7 +277,7 @@ def _run_facts(settings: FederationSettings) -> dict[str, object]:
     """The settings a model card reports (all from this institution's own kit)."""
     names = (
         "mode", "model", "hidden", "rounds", "epochs", "batch_size", "learning_rate",
-        "proximal_mu", "seed", "test_fraction", "institutions", "dp_clip",
+        "proximal_mu", "normalise_steps", "seed", "test_fraction", "institutions", "dp_clip",
         "dp_noise_multiplier", "dp_delta",
     )  # fmt: skip
     facts: dict[str, object] = {name: getattr(settings, name) for name in names}

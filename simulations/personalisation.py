@@ -1,9 +1,11 @@
 """No institution worse off: each institution's personalised model, scored like the rest.
 
 After the federation, every institution chooses its own model among the
-federated one, the federated one fine-tuned on its rows, and its local-only
-model (:func:`clients.personalise.personalise`), on a validation split carved
-from its own training rows. The harness plays each institution in turn and
+federated one fine-tuned on its rows, the mixture of the federated and its
+local-only model, and its local-only model
+(:func:`clients.personalise.personalise`), by cross-validation on its own
+training rows (the federated model as received is scored there in-sample, so
+it is reported beside, not chosen). The harness plays each institution in turn and
 scores the chosen models on the same test splits as every strategy, so
 ``personalised_auc`` sits beside ``local_auc`` and ``federated_auc``.
 """
@@ -53,7 +55,7 @@ def personalise_institutions(
     federated: StrategyRun,
     local: StrategyRun,
 ) -> PersonalisedRun:
-    """Each institution's choice among federated, fine-tuned and local, then its test scores.
+    """Each institution's choice among fine-tuned, mixture and local, then its test scores.
 
     ``federated`` and ``local`` carry their trained models (:attr:`StrategyRun.models`);
     the local-only model is reused when it wins, so an institution that keeps its

@@ -34,7 +34,7 @@ the Pareto plot's quality axis); costs are USD over the horizon (``years``, from
 ``as_of``), undiscounted. An infeasible strategy has ``null`` transfer,
 residual-risk and total costs and lists its reasons. The federated model of the
 per-institution table is ``he-fedavg``; the personalised one is each institution's
-choice among it, it fine-tuned, its mixture with the local model and the local
+choice among it fine-tuned, its mixture with the local model and the local
 model, by cross-validation on its own training rows
 (:mod:`simulations.personalisation`). Routes carry the study's strategy names.
 """

@@ -535,10 +535,11 @@ def render_html(results: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         f"<p>Each institution's own model (local-only), the federated model "
         f"({_e(federated)}) and its personalised model, on the institution's own test "
         "split. The personalised model is the institution's choice among the federated "
-        "model, it fine-tuned on the institution's rows, the mean log-odds of it and the "
-        "local model, and the local model, by 3-fold cross-validation on its own training "
-        "rows (never its test split), then refitted on all of them. The federated model saw "
-        "those rows in training, which flatters it in that choice.</p>",
+        "model fine-tuned on the institution's rows, the mean log-odds of the federated and "
+        "the local model, and the local model, by 3-fold cross-validation on its own "
+        "training rows (never its test split), then refitted on all of them. The federated "
+        "model as received is not a candidate: it saw those rows in training, so its "
+        "cross-validated score there is in-sample.</p>",
         _image(images["uplift"], "per-institution AUC and approval rate, local against federated"),
         _institutions(results["institutions"], federated),
         "<h2>What was measured, what was assumed</h2>",

@@ -71,6 +71,7 @@ _TRAINING_KEYS = frozenset(
         "batch-size",
         "learning-rate",
         "proximal-mu",
+        "normalise-steps",
         "seed",
         "test-fraction",
         "max-update-bytes",

@@ -230,6 +230,7 @@ OVERRIDES = [
     ("learning-rate", 10.0),
     ("batch-size", 1),
     ("proximal-mu", 1.0),
+    ("normalise-steps", False),
     ("seed", 7),
     ("model", "mlp"),
     ("hidden", "512"),
