@@ -293,7 +293,7 @@ class FederationSettings:
             default = getattr(cls, name)
             try:
                 if isinstance(default, bool):
-                    values[name] = bool(value)
+                    values[name] = _boolean(value)
                 elif isinstance(default, int):
                     values[name] = int(value)
                 elif isinstance(default, float):
@@ -303,3 +303,18 @@ class FederationSettings:
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(f"run-config key {key!r}: bad value {value!r}") from exc
         return cls(**values)
+
+
+def _boolean(value: Any) -> bool:
+    """A run-config boolean: ``true``/``false`` (TOML), or their spellings as text.
+
+    ``bool("false")`` is true; a setting that switches what leaves an
+    institution must never flip on a spelling.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"not a boolean: {value!r}")

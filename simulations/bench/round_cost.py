@@ -1,14 +1,22 @@
 """Cost of one federated round, encrypted against plaintext, in the simulation engine.
 
-The same federation runs twice from the same seeds — once with Flower's
-plaintext FedAvg, once with CKKS-encrypted aggregation (``lean`` preset) — on
-the synthetic ``sme-credit`` data split across ``clients`` institutions, with
-an MLP sized to about ``params`` parameters (two equal hidden layers). Per
-mode it reports the median round wall time (sending to aggregation, local
-training included), payload bytes up and down per institution, and the
-aggregator's CPU seconds per round (median), from the aggregator's own
-per-round measurements. The first round includes starting Ray's workers, hence
-the median.
+The same federation runs once per mode from the same seeds — Flower's plaintext
+FedAvg (``plaintext``), CKKS-encrypted FedAvg with the float encoding
+(``ckks-lean``), and masked CKKS FedAvg with 16-bit deltas (``ckks-masked``:
+roll call, masked statistics, masked training with its seed reveal, masked
+evaluation; ``ckks-masked8`` for 8 bits) — on the synthetic ``sme-credit``
+data split across ``clients`` institutions, with an MLP sized to about
+``params`` parameters (two equal hidden layers). Per mode it reports the
+median round wall time (sending to aggregation, local training included),
+payload bytes up and down per institution, and the aggregator's CPU seconds
+per round (median), from the aggregator's own per-round measurements, plus
+the final model's ROC AUC on the institutions' test splits. The first round
+includes starting Ray's workers, hence the median.
+
+Every mode runs on one Ray actor playing all institutions in turn: a masked
+round keeps each institution's masks in the process that trained
+(:func:`simulations.engine.one_actor`), and the modes are compared under the
+same conditions. In deployment every institution trains in its own process.
 """
 
 from __future__ import annotations
@@ -24,10 +32,20 @@ import pandas as pd
 import crypto
 from clients import infer_schema, save_schema
 from crossfed.protocol import FederationSettings
-from simulations.engine import run_federated
+from simulations.engine import default_backend_config, one_actor, run_federated
 from simulations.generators import generate
+from simulations.scenario import write_agreement_keys
 
-__all__ = ["RoundBenchRow", "hidden_size_for", "run_round_bench"]
+__all__ = ["ROUND_MODES", "RoundBenchRow", "hidden_size_for", "run_round_bench"]
+
+#: Modes of ``crossfed bench round`` and the CKKS preset of each encrypted one.
+ROUND_MODES = {
+    "plaintext": None,
+    "ckks-lean": "lean",
+    "ckks-masked": "masked16",
+    "ckks-masked8": "masked8",
+}
+_DEFAULT_MODES = ("plaintext", "ckks-lean", "ckks-masked")
 
 
 @dataclass(frozen=True)
@@ -62,13 +80,28 @@ def run_round_bench(
     clients: int = 10,
     rounds: int = 3,
     *,
+    modes: tuple[str, ...] = _DEFAULT_MODES,
     seed: int = 0,
     rows: int = 6_000,
     work_dir: Path | None = None,
-) -> tuple[list[RoundBenchRow], float]:
-    """Run both modes; return the rows and the encrypted/plaintext round-time ratio."""
+) -> tuple[list[RoundBenchRow], dict[str, float]]:
+    """Run each mode; return the rows and each encrypted mode's round time over plaintext's.
+
+    Raises
+    ------
+    ValueError
+        Too small a model, no client or round, an unknown mode, no ``plaintext``
+        to compare with, or a masked mode with fewer than 3 or more than 16 clients.
+    """
     if params < 10 or clients < 1 or rounds < 1:
         raise ValueError("need params >= 10, clients >= 1 and rounds >= 1")
+    unknown = sorted(set(modes) - set(ROUND_MODES))
+    if unknown or "plaintext" not in modes:
+        raise ValueError(
+            f"modes are plaintext and any of {', '.join(ROUND_MODES)}; got {', '.join(modes)}"
+        )
+    if any("masked" in mode for mode in modes) and not 3 <= clients <= 16:
+        raise ValueError(f"the masked modes sum 3 to 16 institutions, got {clients}")
     with tempfile.TemporaryDirectory(prefix="crossfed-bench-round-") as scratch:
         root = Path(work_dir or scratch)
         root.mkdir(parents=True, exist_ok=True)
@@ -88,20 +121,24 @@ def run_round_bench(
         save_schema(schema, root / "schema.yaml")
         n_features = len(schema.numeric) + sum(len(c.levels) for c in schema.categorical)
         hidden = hidden_size_for(params, n_features)
-        secret = crypto.generate_secret_context("lean")
-        secret.save(root / "secret.ctx")
-        secret.public().save(root / "public.ctx")
+        agreement = write_agreement_keys(root / "agreement", clients)
+        backend = one_actor(default_backend_config())
         rows_out: list[RoundBenchRow] = []
-        for mode in ("plaintext", "encrypted"):
+        for mode in modes:
+            preset = ROUND_MODES[mode] or "lean"
+            secret = crypto.generate_secret_context(preset)
+            secret.save(root / f"{preset}.secret.ctx")
+            secret.public().save(root / f"{preset}.public.ctx")
             settings = FederationSettings(
-                mode=mode,
+                mode="plaintext" if mode == "plaintext" else "encrypted",
                 rounds=rounds,
                 min_institutions=clients,
                 round_timeout=600,
-                public_context=str(root / "public.ctx"),
-                secret_context=str(root / "secret.ctx"),
+                public_context=str(root / f"{preset}.public.ctx"),
+                secret_context=str(root / f"{preset}.secret.ctx"),
                 schema=str(root / "schema.yaml"),
                 data_files=",".join(files),
+                agreement_keys=str(agreement),
                 model="mlp",
                 hidden=f"{hidden},{hidden}",
                 epochs=1,
@@ -110,7 +147,7 @@ def run_round_bench(
                 seed=seed,
                 out_dir=str(root / f"out-{mode}"),
             )
-            run = run_federated(settings, clients)
+            run = run_federated(settings, clients, backend_config=backend)
             measured = run.metrics["rounds_measured"]
             rows_out.append(
                 RoundBenchRow(
@@ -128,5 +165,6 @@ def run_round_bench(
                     auc=float(run.final_evaluation()["auc"]),
                 )
             )
-    plain, encrypted = rows_out
-    return rows_out, encrypted.round_s / plain.round_s
+    plain = next(row for row in rows_out if row.mode == "plaintext")
+    ratios = {row.mode: row.round_s / plain.round_s for row in rows_out if row is not plain}
+    return rows_out, ratios

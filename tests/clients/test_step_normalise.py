@@ -9,7 +9,7 @@ import torch
 from clients import ConfigError, ModelSpec, TrainConfig, build_model, get_weights, set_weights
 from clients.step_normalise import local_steps, normalise_update, reference_steps, step_scale
 from clients.training import binary_cross_entropy, train_local
-from crossfed.protocol import FederationSettings
+from crossfed.protocol import ConfigurationError, FederationSettings
 
 
 def test_local_steps_count_the_last_partial_batch() -> None:
@@ -78,6 +78,14 @@ def test_the_setting_is_on_by_default_and_read_from_a_run_config() -> None:
     assert FederationSettings(mode="plaintext").normalise_steps is True
     parsed = FederationSettings.from_run_config({"mode": "plaintext", "normalise-steps": False})
     assert parsed.normalise_steps is False
+    # Text spellings (a --run-config override) mean what they say; anything else is refused.
+    for text, meant in (("false", False), ("False", False), ("true", True)):
+        settings = FederationSettings.from_run_config(
+            {"mode": "plaintext", "normalise-steps": text}
+        )
+        assert settings.normalise_steps is meant
+    with pytest.raises(ConfigurationError, match="normalise-steps"):
+        FederationSettings.from_run_config({"mode": "plaintext", "normalise-steps": "no"})
 
 
 def _institution(

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crossfed.cli import app
+from crypto import PRESETS
 from simulations.bench import MODES, hidden_size_for, run_crypto_bench, run_round_bench
 
 CRYPTO_KEYS = {
@@ -35,11 +36,12 @@ def test_crypto_bench_measures_every_mode_on_odd_sizes() -> None:
         assert by[("ckks-lean", params)].expansion >= by[("ckks-packed", params)].expansion
         assert by[("ckks-lean", params)].max_abs_error < 1e-6
         assert by[("ckks-packed", params)].max_abs_error < 1e-4
-        # Masked deltas: 16-bit steps of 2 / 32751, 8-bit steps of 2 / 111, one per institution.
-        assert by[("ckks-masked", params)].max_abs_error < 3 * 2 / 32751
+        # Masked deltas: 16-bit steps of 2 clip / 32751, 8-bit of 2 / 111, one per institution.
+        step16 = 2 * PRESETS["masked16"].clip / 32751
+        assert by[("ckks-masked", params)].max_abs_error < 3 * step16
         assert by[("ckks-masked8", params)].max_abs_error < 3 * 2 / 111
         # The same masked round without the lattice: same values, three bytes each.
-        assert by[("masked-pad", params)].max_abs_error < 3 * 2 / 32751
+        assert by[("masked-pad", params)].max_abs_error < 3 * step16
         assert all(r.encrypt_s > 0 and r.aggregate_s > 0 for r in rows if r.mode != "plaintext")
     # A whole ciphertext for 37 values costs more than Paillier's per-value ones;
     # from a few thousand values on, Paillier expands most.
@@ -88,11 +90,23 @@ def test_hidden_size_gives_about_the_requested_parameters(params: int, features:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_round_bench_compares_both_modes(tmp_path: Path) -> None:
-    rows, ratio = run_round_bench(500, 2, 2, rows=600, work_dir=tmp_path)
-    plain, encrypted = rows
-    assert (plain.mode, encrypted.mode) == ("plaintext", "encrypted")
-    assert plain.params == encrypted.params > 0
-    assert encrypted.bytes_up_per_client > 5 * plain.bytes_up_per_client
-    assert abs(plain.auc - encrypted.auc) < 1e-3
-    assert ratio == pytest.approx(encrypted.round_s / plain.round_s)
+def test_round_bench_compares_every_mode_with_plaintext(tmp_path: Path) -> None:
+    rows, ratios = run_round_bench(500, 3, 2, rows=900, work_dir=tmp_path)
+    plain, lean, masked = rows
+    assert (plain.mode, lean.mode, masked.mode) == ("plaintext", "ckks-lean", "ckks-masked")
+    assert plain.params == lean.params == masked.params > 0
+    assert lean.bytes_up_per_client > 5 * plain.bytes_up_per_client
+    # 16-bit masked deltas travel in fewer bytes than one float per slot.
+    assert plain.bytes_up_per_client < masked.bytes_up_per_client < lean.bytes_up_per_client
+    assert abs(plain.auc - lean.auc) < 1e-3
+    assert abs(plain.auc - masked.auc) < 5e-3
+    assert ratios == pytest.approx(
+        {"ckks-lean": lean.round_s / plain.round_s, "ckks-masked": masked.round_s / plain.round_s}
+    )
+
+
+def test_round_bench_refuses_modes_it_cannot_compare() -> None:
+    with pytest.raises(ValueError, match="modes are plaintext"):
+        run_round_bench(500, 3, 1, modes=("ckks-lean",))
+    with pytest.raises(ValueError, match="3 to 16"):
+        run_round_bench(500, 2, 1, modes=("plaintext", "ckks-masked"))
