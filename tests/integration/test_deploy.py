@@ -1,8 +1,10 @@
 """A deployed federation as separate processes on 127.0.0.1: kits, TLS, node authentication.
 
 ``crossfed kit create`` provisions an aggregator and three institutions;
-``crossfed aggregator`` and three ``crossfed client`` processes run encrypted
-FedAvg on German credit split in three, for two rounds. While it runs,
+``crossfed aggregator`` and three ``crossfed client`` processes run masked
+encrypted FedAvg (preset ``masked16``: roll call, masked statistics, masked
+training with its seed reveal, masked evaluation) on German credit split in
+three, for two rounds; the unmasked ``lean`` preset runs in test_faults. While it runs,
 intruders try to join: a SuperNode with a key the federation never issued, one
 speaking plaintext, and a client whose kit trusts another CA. A client whose
 file lacks a schema column stops before connecting. Every process is torn
@@ -25,10 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import crypto
 from clients import infer_schema, save_schema
 from crossfed.protocol import (
+    FederationSettings,
     flower_env,
     flower_executable,
     free_port,
@@ -40,6 +44,7 @@ from federation import (
     create_node_keypair,
     verify_audit_log,
 )
+from simulations.engine import replay_masked
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -175,7 +180,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
             "kit", "create", "--out", str(kits), "--federation", "german",
             "--aggregator-address", f"127.0.0.1:{port}",
             *[arg for n in NAMES for arg in ("--institution", f"{n}=EU")],
-            "--schema", str(root / "schema.yaml"), "--preset", "lean",
+            "--schema", str(root / "schema.yaml"), "--preset", "masked16",
             "--rounds", "2", "--epochs", "1", "--round-timeout", "180",
         ),
         env=env, capture_output=True, text=True, check=False,
@@ -263,7 +268,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
         cut_ended = link.down_until
         link.close()
     print(
-        f"deployment: 1 aggregator + {len(NAMES)} institutions, 2 encrypted rounds, "
+        f"deployment: 1 aggregator + {len(NAMES)} institutions, 2 masked rounds, "
         f"{time.monotonic() - started:.1f} s wall; connections cut mid-round: {link.cuts}"
     )
     yield {
@@ -314,6 +319,19 @@ def test_all_parties_finish_with_the_same_model(deployment: dict[str, object]) -
     assert written["evaluate"]["2"] == {"institutions": 3, "dropped": 0}
 
 
+def _opened_round(kits: Path, out: Path, server_round: int) -> crypto.MaskedSum:
+    """An institution's opening of one round's masked sum, with the seeds the aggregator kept."""
+    secret = crypto.SecretContext.load(kits / NAMES[0] / "secret.ctx")
+    blob = (out / "masked" / f"round-{server_round}.bin").read_bytes()
+    seeds = json.loads((out / "masked" / f"round-{server_round}.seeds.json").read_text())
+    return crypto.decrypt_masked(
+        secret,
+        crypto.EncryptedUpdate.from_bytes(secret, blob),
+        self_seeds={name: bytes.fromhex(seed) for name, seed in seeds.items()},
+        purpose="train",
+    )
+
+
 def test_aggregator_output_is_ciphertext_only(deployment: dict[str, object]) -> None:
     root, kits = deployment["root"], deployment["kits"]
     assert isinstance(root, Path) and isinstance(kits, Path)
@@ -321,14 +339,25 @@ def test_aggregator_output_is_ciphertext_only(deployment: dict[str, object]) -> 
     assert verify_audit_log(out / "audit.jsonl").lines == 2
     assert not list(out.glob("*.npz"))
     secret = crypto.SecretContext.load(kits / "bank-eu" / "secret.ctx")
-    blob = (out / "global_model.bin").read_bytes()
+    blob = (out / "masked" / "round-2.bin").read_bytes()
     with pytest.raises(crypto.SecretKeyRequiredError):
-        crypto.decrypt_average(
+        crypto.decrypt_masked(
             secret.public(),  # type: ignore[arg-type]
             crypto.EncryptedUpdate.from_bytes(secret.public(), blob),
+            self_seeds={},
+            purpose="train",
         )
-    # Only the institutions' key opens it, and it is the model they wrote.
-    weights, _ = crypto.decrypt_average(secret, crypto.EncryptedUpdate.from_bytes(secret, blob))
+    # Only the institutions' key opens the masked deltas, and they make the model they wrote.
+    manifest = yaml.safe_load((kits / "aggregator" / "federation.yaml").read_text())
+    settings = FederationSettings(
+        mode="encrypted",
+        rounds=2,
+        secret_context=str(kits / "bank-eu" / "secret.ctx"),
+        out_dir=str(out),
+        model_shapes=manifest["training"]["model-shapes"],
+        seed=int(manifest["training"]["seed"]),
+    )
+    weights = replay_masked(settings)
     model = np.load(root / "out-bank-eu" / "global_model.npz")
     kept = [model[key] for key in model["parameter_names"]]
     for a, b in zip(weights, kept, strict=True):
@@ -397,9 +426,8 @@ def test_a_network_blip_mid_round_is_survived_and_counted_once(
     for record in records:
         assert len(record.replied) == len(set(record.replied)) == len(NAMES)
         assert record.dropped == []
-    # Each institution's rows counted once in the summed weight of the final model.
-    secret = crypto.SecretContext.load(kits / NAMES[0] / "secret.ctx")
-    blob = (root / "agg-out" / "global_model.bin").read_bytes()
-    _, weight = crypto.decrypt_average(secret, crypto.EncryptedUpdate.from_bytes(secret, blob))
+    # Each institution's rows counted once in the summed weight of the last round.
+    summed = _opened_round(kits, root / "agg-out", 2)
     rows = [json.loads((root / f"out-{n}" / "metrics.json").read_text())["n_train"] for n in NAMES]
-    assert weight == pytest.approx(sum(rows), abs=0.5)
+    assert summed.total_weight == sum(rows)
+    assert sorted(summed.contributors) == sorted(NAMES)
