@@ -36,9 +36,12 @@ app = typer.Typer(help="Provisioning kits: keys, certificates and settings for a
 console = Console()
 err_console = Console(stderr=True)
 _D = FederationSettings(mode="plaintext")
-#: CKKS presets whose codec carries real numbers (the model's weights).
+#: CKKS presets a federation averages with: the float codec (the model's weights) and the
+#: masked ones (clipped deltas from a start every institution holds); what
+#: ``federation.strategy.averaging_preset_problem`` accepts.
 PresetChoice = StrEnum(  # type: ignore[misc]  # members from the registry, not literals
-    "PresetChoice", {n: n for n, p in sorted(crypto.PRESETS.items()) if p.codec == "float"}
+    "PresetChoice",
+    {n: n for n, p in sorted(crypto.PRESETS.items()) if p.codec in ("float", "masked")},
 )
 
 
