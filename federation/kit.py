@@ -84,7 +84,31 @@ from federation.pki import (
 )
 from federation.strategy import averaging_preset_problem
 
-__all__ = ["AggregatorKit", "create_kits", "dial_host_problem", "parse_institution"]
+__all__ = [
+    "AggregatorKit",
+    "create_kits",
+    "default_preset",
+    "dial_host_problem",
+    "parse_institution",
+]
+
+#: Fewest institutions a masked preset sums (crypto's floor for a masked aggregate).
+MIN_MASKED = 3
+#: The default for 3 to 16 institutions: no party, nor the aggregator with one
+#: institution, reads one institution's update (docs/masks.md).
+MASKED_DEFAULT = "masked16"
+
+
+def default_preset(institutions: int) -> str:
+    """The federation's default preset: ``masked16`` for 3 to 16 institutions, else ``lean``.
+
+    Masks need at least three institutions in every sum, and ``masked16``'s
+    lanes hold at most 16; outside that range updates are encrypted unmasked.
+    """
+    if MIN_MASKED <= institutions <= crypto.PRESETS[MASKED_DEFAULT].max_institutions:
+        return MASKED_DEFAULT
+    return crypto.DEFAULT_PRESET
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HOST = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
@@ -134,7 +158,7 @@ def create_kits(
     aggregator_address: str,
     institutions: Sequence[tuple[str, str | None]],
     schema: Path,
-    preset: str = crypto.DEFAULT_PRESET,
+    preset: str | None = None,
     rounds: int = FederationSettings.rounds,
     min_institutions: int | None = None,
     round_timeout: float = FederationSettings.round_timeout,
@@ -158,7 +182,8 @@ def create_kits(
     schema
         The federation schema (YAML), copied into every kit unchanged.
     preset, rounds, min_institutions, round_timeout, training
-        Run settings recorded in ``federation.yaml``; ``min_institutions``
+        Run settings recorded in ``federation.yaml``; ``preset`` defaults to
+        :func:`default_preset` for the institution count; ``min_institutions``
         defaults to all institutions; ``training`` holds run-config overrides
         such as ``{"epochs": 2, "model": "logistic"}``.
     pin
@@ -175,11 +200,13 @@ def create_kits(
     Raises
     ------
     ProvisioningError
-        On a bad name, address or count, an existing kit folder, or a write failure.
+        On a bad name, address or count, a preset that cannot average this many
+        institutions, an existing kit folder, or a write failure.
     """
     names = [name for name, _ in institutions]
     if not names:
         raise ProvisioningError("a federation needs at least one institution")
+    preset = preset or default_preset(len(names))
     if len(set(names)) != len(names):
         raise ProvisioningError(f"institution names must be distinct, got {names}")
     host, _ = parse_address(aggregator_address)
@@ -192,6 +219,12 @@ def create_kits(
     problem = averaging_preset_problem(crypto.PRESETS[preset])
     if problem is not None:
         raise ProvisioningError(problem)
+    chosen = crypto.PRESETS[preset]
+    if chosen.codec == "masked" and not MIN_MASKED <= len(names) <= chosen.max_institutions:
+        raise ProvisioningError(
+            f"preset {preset} masks updates of {MIN_MASKED} to {chosen.max_institutions} "
+            f"institutions, not {len(names)}: choose another preset (lean)"
+        )
     folders = [out / AGGREGATOR_DIR, *(out / name for name in names)]
     taken = [str(f) for f in folders if f.exists()]
     if taken:

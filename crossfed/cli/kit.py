@@ -90,7 +90,11 @@ def create(
     ] = None,
     preset: Annotated[
         PresetChoice | None,
-        typer.Option("--preset", help=f"CKKS preset [default: {crypto.DEFAULT_PRESET}]."),
+        typer.Option(
+            "--preset",
+            help="CKKS preset [default: masked16 for 3 to 16 institutions (masked "
+            f"updates), else {crypto.DEFAULT_PRESET}].",
+        ),
     ] = None,
     rounds: Annotated[
         int | None, typer.Option("--rounds", min=1, help=f"Training rounds [default: {_D.rounds}].")
@@ -271,7 +275,7 @@ def create(
             aggregator_address=aggregator_address,
             institutions=parsed,
             schema=schema,
-            preset=chosen.preset or crypto.DEFAULT_PRESET,
+            preset=chosen.preset,
             rounds=settings.rounds,
             min_institutions=settings.min_institutions,
             round_timeout=settings.round_timeout,

@@ -46,6 +46,9 @@ from crossfed.protocol import (
     read_ciphertext,
 )
 
+#: Quantisation error allowed per value: eight steps of masked16 (clip 4, 16-bit lanes).
+ATOL = 8 * crypto.PRESETS["masked16"].build_masked_codec().step
+
 NAMES = ("bank-a", "bank-b", "bank-c", "bank-d")
 ROWS = {"bank-a": 120, "bank-b": 80, "bank-c": 60, "bank-d": 40}
 SHAPES = ((2, 3), (3,))
@@ -228,7 +231,7 @@ def test_every_institution_applies_start_plus_the_average_delta(
     for name in NAMES:
         model = play.apply(name, summed, seeds)
         for got, want in zip(model, expected, strict=True):
-            np.testing.assert_allclose(got, want, atol=5e-4)
+            np.testing.assert_allclose(got, want, atol=ATOL)
         assert not np.allclose(model[0], play.start[0], atol=1e-2)
 
 
@@ -245,7 +248,7 @@ def test_a_dropout_is_remasked_and_only_one_set_is_ever_revealed(
     seeds = play.reveal(survivors)
     expected = play.expected(survivors)
     for got, want in zip(play.apply("bank-a", summed, seeds), expected, strict=True):
-        np.testing.assert_allclose(got, want, atol=5e-4)
+        np.testing.assert_allclose(got, want, atol=ATOL)
     # The aggregator cannot now get the seeds of the first set too (S and S' differ by one).
     with pytest.raises(crypto.MaskingRefusedError):
         play.query(PHASE_REVEAL, "bank-a", NAMES)
@@ -305,7 +308,7 @@ def test_an_aggregate_without_this_institution_is_refused(keys: dict[str, Maskin
     with pytest.raises(crypto.IntegrityError):
         play.apply("bank-d", summed, seeds)
     for got, want in zip(play.apply("bank-b", summed, seeds), play.expected(others), strict=True):
-        np.testing.assert_allclose(got, want, atol=5e-4)
+        np.testing.assert_allclose(got, want, atol=ATOL)
 
 
 def test_a_lone_reply_decrypts_to_noise_without_its_masks(keys: dict[str, MaskingKeys]) -> None:

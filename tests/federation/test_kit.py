@@ -24,6 +24,7 @@ from federation import (
     load_certificate,
     parse_institution,
 )
+from federation.kit import default_preset
 
 SCHEMA = b"version: 1\ntarget:\n  column: y\n  positive: ['1']\n"
 
@@ -198,11 +199,27 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
         ({"aggregator_address": "h:1", "min_institutions": 3}, "min-institutions"),
         ({"aggregator_address": "h:1", "preset": "weak"}, "preset"),
         ({"aggregator_address": "h:1", "preset": "packed"}, "cannot carry a model's weights"),
+        ({"aggregator_address": "h:1", "preset": "masked16"}, "3 to 16 institutions, not 2"),
         ({"aggregator_address": "h:1", "training": {"out-dir": "/x"}}, "not allowed"),
     ]:
         with pytest.raises(ProvisioningError, match=match):
             create_kits(tmp_path / "out", **base, **kwargs)  # type: ignore[arg-type]
         assert not (tmp_path / "out" / "aggregator").exists()
+
+
+@pytest.mark.parametrize(("count", "expected"), [(2, "lean"), (3, "masked16"), (17, "lean")])
+def test_the_default_preset_masks_updates_where_a_federation_can(
+    tmp_path: Path, count: int, expected: str
+) -> None:
+    (tmp_path / "schema.yaml").write_bytes(SCHEMA)
+    manifest = create_kits(
+        tmp_path / "out",
+        federation="f",
+        aggregator_address="h:1",
+        institutions=[(f"bank-{i}", None) for i in range(count)],
+        schema=tmp_path / "schema.yaml",
+    )
+    assert manifest.preset == default_preset(count) == expected
 
 
 def test_manifest_round_trips(kits: Path) -> None:
