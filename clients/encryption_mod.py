@@ -82,6 +82,7 @@ from clients.masked_sums import (
     masked_sum,
     open_masked_evaluation,
     open_masked_sum,
+    pin_statistics,
     seeds_of,
 )
 from clients.masking_keys import is_masked, masking_keys
@@ -197,19 +198,15 @@ def make_encryption_mod(
             if inbound.kind != "stats":
                 settle_failure(context, settings, session, None, verified=True)
             return reply
-        if keys is not None and inbound.kind in ("stats", "evaluate"):
-            return masked_sum(msg, reply, context, settings, keys, inbound, binding)
-        if inbound.kind == "train" and keys is not None and start is not None:
-            return masked_train_reply(
-                msg,
-                context,
-                settings,
-                keys,
-                start=start,
-                trained=reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays(),
-                count=example_count(reply.content.metric_records[METRICS_KEY]),
-                binding=binding,
-            )
+        if keys is not None:
+            try:
+                return _masked_reply(msg, reply, context, settings, keys, inbound, binding, start)
+            except Exception as exc:
+                # A masked reply's failure reads the private data beside message values
+                # (red team 3, F2): a settled refusal, never a free probe.
+                if inbound.kind != "stats":
+                    settle_failure(context, settings, session, exc, verified=True)
+                raise
         if inbound.kind == "train":
             sealed = _encrypt_weights(reply, secret, inbound.round, session, name, binding)
         elif inbound.kind == "evaluate":
@@ -221,6 +218,35 @@ def make_encryption_mod(
         return Message(content=sealed, reply_to=msg)
 
     return encryption_mod
+
+
+def _masked_reply(
+    msg: Message,
+    reply: Message,
+    context: Context,
+    settings: FederationSettings,
+    keys: MaskingKeys,
+    inbound: Inbound,
+    binding: bytes,
+    start: list[np.ndarray] | None,
+) -> Message:
+    """A masked preset's reply: the sums masked, the update quantised once and masked."""
+    if inbound.kind in ("stats", "evaluate"):
+        return masked_sum(msg, reply, context, settings, keys, inbound, binding)
+    if inbound.kind != "train":
+        return Message(content=RecordDict({METRICS_KEY: MetricRecord({})}), reply_to=msg)
+    if start is None:
+        raise ConfigError("a masked preset needs the start model's weights")
+    return masked_train_reply(
+        msg,
+        context,
+        settings,
+        keys,
+        start=start,
+        trained=reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays(),
+        count=example_count(reply.content.metric_records[METRICS_KEY]),
+        binding=binding,
+    )
 
 
 def _decrypt_inbound(
@@ -265,6 +291,7 @@ def _decrypt_inbound(
                 session=session, binding=SEEDED_START,
                 min_contributors=min_contributors(settings),
             )  # fmt: skip
+            pin_statistics(context, settings, keys, sums)  # one N̂ per federation (F1, F2)
             config[STATS_KEY] = [float(v) for v in sums]
         del config[STATS_CIPHERTEXT_KEY]
     evaluation = _bytes_entry(config, EVALUATION_CIPHERTEXT_KEY, required=False)

@@ -21,7 +21,11 @@ the *purpose* (:data:`crypto.MASK_PURPOSES`):
   the same integers under fresh masks reveals nothing new);
 * :meth:`MaskLedger.claim_reveal` before revealing a self-mask seed: refused
   if a seed of another contributor set was revealed for this start and
-  purpose; the same set again is allowed (a re-sent reveal).
+  purpose; the same set again is allowed (a re-sent reveal);
+* :meth:`MaskLedger.pin`: the first value recorded under a name and start is
+  the only one ever accepted (red team 3: the federation's opened statistics
+  sum, so that its row count N̂ cannot move between runs or messages, F1 and
+  F2; the one contributor set whose evaluation seeds are revealed, F3).
 
 The ledger is one JSON file (:data:`LEDGER_FILE`, mode 0600) in a folder the
 caller gives, written whole with :func:`crypto.write_atomically` *before* the
@@ -44,7 +48,7 @@ from pathlib import Path
 import crypto
 from clients.errors import MaskReuseRefusedError
 
-__all__ = ["LEDGER_FILE", "MaskLedger"]
+__all__ = ["LEDGER_FILE", "PINS", "MaskLedger"]
 
 #: The ledger's file name inside the caller's folder.
 LEDGER_FILE = "mask-ledger.json"
@@ -59,6 +63,9 @@ _MAX_BYTES = 16 << 20
 _MAX_BINDING = 64
 
 _DIGEST_BYTES = 32
+
+#: What :meth:`MaskLedger.pin` may pin.
+PINS = ("evaluation-set", "statistics-sum")
 
 Entries = dict[str, dict[str, str]]
 
@@ -151,6 +158,33 @@ class MaskLedger:
             entry["revealed"] = members
             self._write(entries)
 
+    def pin(self, name: str, start_binding: bytes, value: bytes) -> bool:
+        """Record ``value`` (a 32-byte digest) under ``name`` and the start, if first.
+
+        Returns whether ``value`` is the one pinned: True the first time and for
+        the same value again, False for any other value (the caller refuses).
+        Pins live beside the entries (key ``pin-<name>``, field ``quantised``).
+
+        Raises
+        ------
+        MaskReuseRefusedError
+            The ledger cannot be read or written.
+        ValueError
+            A name, binding or digest of the wrong kind.
+        """
+        if name not in PINS:
+            raise ValueError(f"a pin is one of {', '.join(PINS)}")
+        key = f"pin-{name}:{_start_hex(start_binding)}"
+        content = _digest_hex(value, "value")
+        with self._locked():
+            entries = self._read()
+            entry = entries.get(key)
+            if entry is not None:
+                return bool(entry["quantised"] == content)
+            entries[key] = {"quantised": content, "revealed": ""}
+            self._write(entries)
+            return True
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
         try:
@@ -201,13 +235,16 @@ class MaskLedger:
 
 
 def _key(start_binding: bytes, purpose: str) -> str:
-    if not isinstance(start_binding, bytes) or len(start_binding) > _MAX_BINDING:
-        raise ValueError(f"a start binding is at most {_MAX_BINDING} bytes")
     if purpose not in crypto.MASK_PURPOSES:
         raise ValueError(f"a purpose is one of {', '.join(crypto.MASK_PURPOSES)}")
+    return f"{purpose}:{_start_hex(start_binding)}"
+
+
+def _start_hex(start_binding: bytes) -> str:
+    if not isinstance(start_binding, bytes) or len(start_binding) > _MAX_BINDING:
+        raise ValueError(f"a start binding is at most {_MAX_BINDING} bytes")
     # Hashed so that the key has one form whatever the binding's length.
-    start = hashlib.sha256(b"crossfed/mask-ledger/v1\x00" + start_binding).hexdigest()
-    return f"{purpose}:{start}"
+    return hashlib.sha256(b"crossfed/mask-ledger/v1\x00" + start_binding).hexdigest()
 
 
 def _digest_hex(value: bytes, name: str) -> str:

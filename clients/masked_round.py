@@ -54,10 +54,16 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 import crypto
 from clients.bounds import check_summed_weight
-from clients.errors import InboundMessageError, KeyMaterialError, TamperedAggregateError
+from clients.errors import (
+    InboundMessageError,
+    KeyMaterialError,
+    MaskReuseRefusedError,
+    TamperedAggregateError,
+)
 from clients.kit import InstitutionKit
 from clients.mask_ledger import MaskLedger
 from clients.run_state import (
+    SEEDED_START,
     classify,
     expected_binding,
     pinned_session,
@@ -115,6 +121,9 @@ _ROUNDS: dict[tuple[str, int, str], tuple[str, int, crypto.MaskedRound, bytes]] 
 
 #: Node config key: the folder of this institution's mask ledger (:mod:`clients.mask_ledger`).
 MASK_LEDGER_KEY = "mask-ledger"
+
+#: The purpose of evaluation sums (:data:`crypto.MASK_PURPOSES`).
+PURPOSE_EVALUATE = "evaluate"
 
 #: Domain separation of :func:`ledger_start`.
 _LEDGER_LABEL = b"crossfed/ledger-start/v1\x00"
@@ -224,8 +233,17 @@ def masked_train_reply(
     ]
     weight = max(1, min(int(count), settings.max_weight))
     scale = federation_rows(config)
-    start_key = ledger_start(keys, _masked_binding(binding, scale))
+    # Keyed by the start alone, never by N̂: a second quantisation from one start is
+    # refused whatever the statistics say (red team 3, F1).
+    start_key = ledger_start(keys, binding)
     ledger_for(context, settings, keys.name).claim_quantisation(start_key, PURPOSE_TRAIN)
+    if weight > scale:
+        # A genuine N̂ counts this institution's own rows (its name is in the verified
+        # statistics sum): refused before quantising, so the codec's weight > h N̂ never
+        # fires (red team 3, F2). See the docstring for what this bit costs.
+        raise TamperedAggregateError(
+            "the federation's row count is below this institution's own: not a genuine sum"
+        )
     update = crypto.quantise_update(keys.secret, delta, weight, normaliser=scale)
     masked = crypto.MaskedRound(
         keys.secret,
@@ -281,9 +299,15 @@ def masked_query_reply(
     seed = masked.reveal(members)
     # Across rounds and runs too: one revealed set per start and purpose (F3); the seed
     # is sent only once the ledger has recorded it.
-    ledger_for(context, settings, keys.name).claim_reveal(
-        kept[3], str(purpose), crypto.set_digest(sorted(members))
-    )
+    ledger = ledger_for(context, settings, keys.name)
+    digest = crypto.set_digest(sorted(members))
+    if purpose == PURPOSE_EVALUATE and not ledger.pin(
+        "evaluation-set", ledger_start(keys, SEEDED_START), digest
+    ):
+        # One evaluation set per federation (red team 3, F3): test-set sizes are the same
+        # every round, so two opened sets that differ by one institution give its size.
+        raise MaskReuseRefusedError("refusing to reveal an evaluation seed for another set")
+    ledger.claim_reveal(kept[3], str(purpose), digest)
     content = RecordDict(
         {CONFIG_KEY: ConfigRecord({SELF_SEED_KEY: seed}), METRICS_KEY: MetricRecord({})}
     )

@@ -35,7 +35,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 import crypto
 from clients.bounds import check_summed_weight
-from clients.errors import InboundMessageError
+from clients.errors import InboundMessageError, TamperedAggregateError
 from clients.masked_round import (
     MaskingKeys,
     keep_masked_round,
@@ -67,6 +67,7 @@ __all__ = [
     "masked_sum_reply",
     "open_masked_evaluation",
     "open_masked_sum",
+    "pin_statistics",
     "seeds_of",
 ]
 
@@ -175,6 +176,38 @@ def open_masked_sum(
     )
     exact = crypto.integer_sum(summed, update.shapes[0][0])
     return crypto.from_fixed_point(exact, FRACTION_BITS), len(update.contributor_names)
+
+
+def pin_statistics(
+    context: Context, settings: FederationSettings, keys: MaskingKeys, sums: np.ndarray
+) -> None:
+    """Refuse any statistics sum but the first this institution opened in this federation.
+
+    The colluding institution of a coalition chooses its own contribution to
+    the statistics, and so the federation's row count N̂ and the means every
+    institution standardises with. Unpinned, it moved N̂ between runs to get a
+    second quantisation of the seeded start (red team 3, F1) and probed each
+    institution's private count one bit per run against the codec's
+    ``weight <= h N̂`` (F2). An honest federation's statistics sum is the same
+    every time it is opened — one revealed set for the statistics, ever, and
+    the same integers (the ledger's two claims) — so the first sum opened is
+    pinned in the mask ledger, per federation, and any other is refused as a
+    tampered aggregate (the run closes; its check values verified, so the
+    refusal budget is not spent: the coalition reads both sums anyway).
+
+    Raises
+    ------
+    TamperedAggregateError
+        Another statistics sum was opened first.
+    clients.errors.MaskReuseRefusedError
+        The ledger cannot be read or written.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(sums, dtype="<f8").tobytes()).digest()
+    ledger = ledger_for(context, settings, keys.name)
+    if not ledger.pin("statistics-sum", ledger_start(keys, SEEDED_START), digest):
+        raise TamperedAggregateError(
+            "the statistics sum differs from the one this federation opened first"
+        )
 
 
 def seeds_of(msg: Message, key: str) -> dict[str, bytes]:
