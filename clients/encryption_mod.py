@@ -71,15 +71,11 @@ from flwr.clientapp.typing import ClientAppCallable
 import crypto
 from clients.bounds import check_summed_weight
 from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
-from clients.masked_round import (
-    MaskingKeys,
-    apply_masked_aggregate,
-    masked_train_reply,
-)
+from clients.masked_round import MaskingKeys, apply_masked_aggregate
 from clients.masked_sums import (
     example_count,
     masked_query,
-    masked_sum,
+    masked_reply,
     open_masked_evaluation,
     open_masked_sum,
     pin_statistics,
@@ -200,7 +196,7 @@ def make_encryption_mod(
             return reply
         if keys is not None:
             try:
-                return _masked_reply(msg, reply, context, settings, keys, inbound, binding, start)
+                return masked_reply(msg, reply, context, settings, keys, inbound, binding, start)
             except Exception as exc:
                 # A masked reply's failure reads the private data beside message values
                 # (red team 3, F2): a settled refusal, never a free probe.
@@ -218,35 +214,6 @@ def make_encryption_mod(
         return Message(content=sealed, reply_to=msg)
 
     return encryption_mod
-
-
-def _masked_reply(
-    msg: Message,
-    reply: Message,
-    context: Context,
-    settings: FederationSettings,
-    keys: MaskingKeys,
-    inbound: Inbound,
-    binding: bytes,
-    start: list[np.ndarray] | None,
-) -> Message:
-    """A masked preset's reply: the sums masked, the update quantised once and masked."""
-    if inbound.kind in ("stats", "evaluate"):
-        return masked_sum(msg, reply, context, settings, keys, inbound, binding)
-    if inbound.kind != "train":
-        return Message(content=RecordDict({METRICS_KEY: MetricRecord({})}), reply_to=msg)
-    if start is None:
-        raise ConfigError("a masked preset needs the start model's weights")
-    return masked_train_reply(
-        msg,
-        context,
-        settings,
-        keys,
-        start=start,
-        trained=reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays(),
-        count=example_count(reply.content.metric_records[METRICS_KEY]),
-        binding=binding,
-    )
 
 
 def _decrypt_inbound(

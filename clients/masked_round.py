@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +59,8 @@ from clients.errors import (
     MaskReuseRefusedError,
     TamperedAggregateError,
 )
-from clients.kit import InstitutionKit
 from clients.mask_ledger import MaskLedger
+from clients.masking_keys import MaskingKeys
 from clients.run_state import (
     SEEDED_START,
     classify,
@@ -127,47 +126,6 @@ PURPOSE_EVALUATE = "evaluate"
 
 #: Domain separation of :func:`ledger_start`.
 _LEDGER_LABEL = b"crossfed/ledger-start/v1\x00"
-
-
-@dataclass(frozen=True)
-class MaskingKeys:
-    """What an institution masks and unmasks with (all from its own kit).
-
-    Attributes
-    ----------
-    secret:
-        The federation's secret context (a masked preset).
-    agreement:
-        This institution's agreement private key.
-    name:
-        This institution's name, as every kit lists it.
-    peers:
-        The other institutions' agreement public keys, by name.
-    """
-
-    secret: crypto.SecretContext = field(repr=False)
-    agreement: crypto.AgreementKey = field(repr=False)
-    name: str
-    peers: Mapping[str, bytes] = field(repr=False)
-
-    @classmethod
-    def from_kit(cls, kit: InstitutionKit, secret: crypto.SecretContext) -> MaskingKeys:
-        """The kit's keys, if the kit masks updates and ``secret`` is its context.
-
-        Raises
-        ------
-        KeyMaterialError
-            The kit's preset does not mask updates, the kit holds no agreement
-            key, or ``secret`` is not the federation's.
-        """
-        if not kit.manifest.masked or kit.agreement is None:
-            raise KeyMaterialError(
-                f"kit {kit.path} does not mask updates (preset {kit.manifest.preset}) or holds "
-                "no agreement key"
-            )
-        if secret.fingerprint != kit.manifest.context_fingerprint:
-            raise KeyMaterialError("the secret context is not this federation's")
-        return cls(secret, kit.agreement, kit.name, kit.peer_keys())
 
 
 def federation_rows(config: ConfigRecord) -> int:

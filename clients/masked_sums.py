@@ -35,13 +35,14 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 import crypto
 from clients.bounds import check_summed_weight
-from clients.errors import InboundMessageError, TamperedAggregateError
+from clients.errors import ConfigError, InboundMessageError, TamperedAggregateError
 from clients.masked_round import (
     MaskingKeys,
     keep_masked_round,
     ledger_for,
     ledger_start,
     masked_query_reply,
+    masked_train_reply,
     require_member,
 )
 from clients.refusals import check_may_decrypt
@@ -63,6 +64,7 @@ from crossfed.protocol import (
 __all__ = [
     "example_count",
     "masked_query",
+    "masked_reply",
     "masked_sum",
     "masked_sum_reply",
     "open_masked_evaluation",
@@ -255,6 +257,45 @@ def masked_sum(
         msg, context, settings, keys, purpose="evaluate", round_id=inbound.round,
         values=[*weighted, float(size)], binding=binding,
     )  # fmt: skip
+
+
+def masked_reply(
+    msg: Message,
+    reply: Message,
+    context: Context,
+    settings: FederationSettings,
+    keys: MaskingKeys,
+    inbound: Inbound,
+    binding: bytes,
+    start: list[np.ndarray] | None,
+) -> Message:
+    """A masked preset's reply to a message its handlers answered.
+
+    Statistics and evaluation: :func:`masked_sum`; training: the delta from
+    ``start`` quantised once and masked (:func:`~clients.masked_round.masked_train_reply`);
+    the final message: an empty acknowledgement.
+
+    Raises
+    ------
+    ConfigError
+        A training reply without the start model's weights.
+    """
+    if inbound.kind in ("stats", "evaluate"):
+        return masked_sum(msg, reply, context, settings, keys, inbound, binding)
+    if inbound.kind != "train":
+        return Message(content=RecordDict({METRICS_KEY: MetricRecord({})}), reply_to=msg)
+    if start is None:
+        raise ConfigError("a masked preset needs the start model's weights")
+    return masked_train_reply(
+        msg,
+        context,
+        settings,
+        keys,
+        start=start,
+        trained=reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays(),
+        count=example_count(reply.content.metric_records[METRICS_KEY]),
+        binding=binding,
+    )
 
 
 def masked_query(
