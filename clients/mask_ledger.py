@@ -28,9 +28,11 @@ the *purpose* (:data:`crypto.MASK_PURPOSES`):
   F2; the one contributor set whose evaluation seeds are revealed, F3).
 
 The ledger is one JSON file (:data:`LEDGER_FILE`, mode 0600) in a folder the
-caller gives, written whole with :func:`crypto.write_atomically` *before* the
-claim returns, and read again for every claim under an exclusive lock
-(``fcntl``; POSIX only), so two processes of one institution share it. A file
+caller gives (:func:`ledger_for`: the node config's ``mask-ledger``, else the
+kit's folder, else beside the simulation's agreement keys), written whole
+with :func:`crypto.write_atomically` *before* the claim returns, and read
+again for every claim under an exclusive lock (``fcntl``; POSIX only), so two
+processes of one institution share it. A file
 that cannot be read, parsed or written refuses every claim: the ledger fails
 closed (:class:`~clients.errors.MaskReuseRefusedError`).
 """
@@ -45,10 +47,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import crypto
-from clients.errors import MaskReuseRefusedError
+from flwr.app import Context
 
-__all__ = ["LEDGER_FILE", "PINS", "MaskLedger"]
+import crypto
+from clients.errors import KeyMaterialError, MaskReuseRefusedError
+from clients.masking_keys import MaskingKeys
+from crossfed.protocol import FederationSettings
+
+__all__ = ["LEDGER_FILE", "MASK_LEDGER_KEY", "PINS", "MaskLedger", "ledger_for", "ledger_start"]
 
 #: The ledger's file name inside the caller's folder.
 LEDGER_FILE = "mask-ledger.json"
@@ -63,6 +69,12 @@ _MAX_BYTES = 16 << 20
 _MAX_BINDING = 64
 
 _DIGEST_BYTES = 32
+
+#: Node config key: the folder of this institution's mask ledger.
+MASK_LEDGER_KEY = "mask-ledger"
+
+#: Domain separation of :func:`ledger_start`.
+_LEDGER_LABEL = b"crossfed/ledger-start/v1\x00"
 
 #: What :meth:`MaskLedger.pin` may pin.
 PINS = ("evaluation-set", "statistics-sum")
@@ -232,6 +244,37 @@ class MaskLedger:
             raise MaskReuseRefusedError(
                 f"the mask ledger {self._path} cannot be written ({exc}): refusing"
             ) from exc
+
+
+def ledger_for(context: Context, settings: FederationSettings, name: str) -> MaskLedger:
+    """This institution's mask ledger (:mod:`clients.mask_ledger`), kept across runs.
+
+    In the folder the node config names (``mask-ledger``), else in the kit's
+    folder (deployment: beside the refusal budget), else, in simulation, beside
+    the virtual institutions' agreement keys.
+
+    Raises
+    ------
+    KeyMaterialError
+        None of these is configured.
+    """
+    folder = context.node_config.get(MASK_LEDGER_KEY) or context.node_config.get("kit")
+    if not folder and settings.agreement_keys:
+        folder = str(Path(settings.agreement_keys) / "ledgers" / name)
+    if not isinstance(folder, str) or not folder:
+        raise KeyMaterialError("no folder for this institution's mask ledger")
+    return MaskLedger(folder)
+
+
+def ledger_start(keys: MaskingKeys, binding: bytes) -> bytes:
+    """What the ledger keys a start by: this federation's fingerprint and the start's binding.
+
+    Two federations (two kits, two keys) may start from the same seeded model;
+    their sums cannot be combined, so their ledgers entries are apart.
+    """
+    return hashlib.sha256(
+        _LEDGER_LABEL + keys.secret.fingerprint.encode() + b"\x00" + binding
+    ).digest()
 
 
 def _key(start_binding: bytes, purpose: str) -> str:
