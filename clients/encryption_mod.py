@@ -19,6 +19,10 @@ In encrypted mode — the kit's mode, never the message's — this one
   across runs is spent (:mod:`clients.refusals`: the accept/refuse bit is a
   key-recovery oracle, red-team finding F5) — with the same fixed code;
 * then hands the handlers plaintext weights and statistics;
+* under a masked preset, settles a failure of the masked reply after the
+  handlers (an N̂ below its own count, a non-finite delta) as any failure of
+  the message (:mod:`clients.refusals`): it reads private values beside
+  message values, so it closes the run (red team 3, F2);
 * encrypts the handlers' reply, bound to the pinned session, the message's
   round, this institution's name and the model it worked on: training weights
   with the (capped) example count multiplied in, statistics as exact sums,
