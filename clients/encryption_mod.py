@@ -19,6 +19,10 @@ In encrypted mode — the kit's mode, never the message's — this one
   across runs is spent (:mod:`clients.refusals`: the accept/refuse bit is a
   key-recovery oracle, red-team finding F5) — with the same fixed code;
 * then hands the handlers plaintext weights and statistics;
+* under a masked preset, settles a failure of the masked reply after the
+  handlers (an N̂ below its own count, a non-finite delta) as any failure of
+  the message (:mod:`clients.refusals`): it reads private values beside
+  message values, so it closes the run (red team 3, F2);
 * encrypts the handlers' reply, bound to the pinned session, the message's
   round, this institution's name and the model it worked on: training weights
   with the (capped) example count multiplied in, statistics as exact sums,
@@ -71,17 +75,14 @@ from flwr.clientapp.typing import ClientAppCallable
 import crypto
 from clients.bounds import check_summed_weight
 from clients.errors import ConfigError, InboundMessageError, KeyMaterialError
-from clients.masked_round import (
-    MaskingKeys,
-    apply_masked_aggregate,
-    masked_train_reply,
-)
+from clients.masked_round import MaskingKeys, apply_masked_aggregate
 from clients.masked_sums import (
     example_count,
     masked_query,
-    masked_sum,
+    masked_reply,
     open_masked_evaluation,
     open_masked_sum,
+    pin_statistics,
     seeds_of,
 )
 from clients.masking_keys import is_masked, masking_keys
@@ -197,19 +198,15 @@ def make_encryption_mod(
             if inbound.kind != "stats":
                 settle_failure(context, settings, session, None, verified=True)
             return reply
-        if keys is not None and inbound.kind in ("stats", "evaluate"):
-            return masked_sum(msg, reply, context, settings, keys, inbound, binding)
-        if inbound.kind == "train" and keys is not None and start is not None:
-            return masked_train_reply(
-                msg,
-                context,
-                settings,
-                keys,
-                start=start,
-                trained=reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays(),
-                count=example_count(reply.content.metric_records[METRICS_KEY]),
-                binding=binding,
-            )
+        if keys is not None:
+            try:
+                return masked_reply(msg, reply, context, settings, keys, inbound, binding, start)
+            except Exception as exc:
+                # A masked reply's failure reads the private data beside message values
+                # (red team 3, F2): a settled refusal, never a free probe.
+                if inbound.kind != "stats":
+                    settle_failure(context, settings, session, exc, verified=True)
+                raise
         if inbound.kind == "train":
             sealed = _encrypt_weights(reply, secret, inbound.round, session, name, binding)
         elif inbound.kind == "evaluate":
@@ -265,6 +262,7 @@ def _decrypt_inbound(
                 session=session, binding=SEEDED_START,
                 min_contributors=min_contributors(settings),
             )  # fmt: skip
+            pin_statistics(context, settings, keys, sums)  # one N̂ per federation (F1, F2)
             config[STATS_KEY] = [float(v) for v in sums]
         del config[STATS_CIPHERTEXT_KEY]
     evaluation = _bytes_entry(config, EVALUATION_CIPHERTEXT_KEY, required=False)

@@ -28,6 +28,7 @@ from clients.errors import (
     InboundMessageError,
     InvalidWeightsError,
     KeyMaterialError,
+    MaskReuseRefusedError,
     SchemaError,
     TamperedAggregateError,
 )
@@ -43,6 +44,8 @@ _CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Error
     ((crypto.IntegrityError, crypto.DecryptionError, TamperedAggregateError),
      ErrorCode.INTEGRITY_FAILED),
     ((KeyMaterialError, crypto.SecretKeyRequiredError), ErrorCode.KEY_REFUSED),
+    # Decided by the ledger (what the aggregator asked for before), not by any value.
+    (MaskReuseRefusedError, ErrorCode.MASK_REUSE_REFUSED),
     ((InboundMessageError, InvalidWeightsError, crypto.CryptoError), ErrorCode.MALFORMED_INPUT),
     ((ConfigError, ConfigurationError), ErrorCode.CONFIG_MISMATCH),
     ((SchemaError, DataLoadError, DataValidationError), ErrorCode.DATA_REFUSED),

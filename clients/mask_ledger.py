@@ -21,12 +21,18 @@ the *purpose* (:data:`crypto.MASK_PURPOSES`):
   the same integers under fresh masks reveals nothing new);
 * :meth:`MaskLedger.claim_reveal` before revealing a self-mask seed: refused
   if a seed of another contributor set was revealed for this start and
-  purpose; the same set again is allowed (a re-sent reveal).
+  purpose; the same set again is allowed (a re-sent reveal);
+* :meth:`MaskLedger.pin`: the first value recorded under a name and start is
+  the only one ever accepted (red team 3: the federation's opened statistics
+  sum, so that its row count N̂ cannot move between runs or messages, F1 and
+  F2; the one contributor set whose evaluation seeds are revealed, F3).
 
 The ledger is one JSON file (:data:`LEDGER_FILE`, mode 0600) in a folder the
-caller gives, written whole with :func:`crypto.write_atomically` *before* the
-claim returns, and read again for every claim under an exclusive lock
-(``fcntl``; POSIX only), so two processes of one institution share it. A file
+caller gives (:func:`ledger_for`: the node config's ``mask-ledger``, else the
+kit's folder, else beside the simulation's agreement keys), written whole
+with :func:`crypto.write_atomically` *before* the claim returns, and read
+again for every claim under an exclusive lock (``fcntl``; POSIX only), so two
+processes of one institution share it. A file
 that cannot be read, parsed or written refuses every claim: the ledger fails
 closed (:class:`~clients.errors.MaskReuseRefusedError`).
 """
@@ -41,10 +47,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import crypto
-from clients.errors import MaskReuseRefusedError
+from flwr.app import Context
 
-__all__ = ["LEDGER_FILE", "MaskLedger"]
+import crypto
+from clients.errors import KeyMaterialError, MaskReuseRefusedError
+from clients.masking_keys import MaskingKeys
+from crossfed.protocol import FederationSettings
+
+__all__ = ["LEDGER_FILE", "MASK_LEDGER_KEY", "PINS", "MaskLedger", "ledger_for", "ledger_start"]
 
 #: The ledger's file name inside the caller's folder.
 LEDGER_FILE = "mask-ledger.json"
@@ -59,6 +69,15 @@ _MAX_BYTES = 16 << 20
 _MAX_BINDING = 64
 
 _DIGEST_BYTES = 32
+
+#: Node config key: the folder of this institution's mask ledger.
+MASK_LEDGER_KEY = "mask-ledger"
+
+#: Domain separation of :func:`ledger_start`.
+_LEDGER_LABEL = b"crossfed/ledger-start/v1\x00"
+
+#: What :meth:`MaskLedger.pin` may pin.
+PINS = ("evaluation-set", "statistics-sum")
 
 Entries = dict[str, dict[str, str]]
 
@@ -151,6 +170,33 @@ class MaskLedger:
             entry["revealed"] = members
             self._write(entries)
 
+    def pin(self, name: str, start_binding: bytes, value: bytes) -> bool:
+        """Record ``value`` (a 32-byte digest) under ``name`` and the start, if first.
+
+        Returns whether ``value`` is the one pinned: True the first time and for
+        the same value again, False for any other value (the caller refuses).
+        Pins live beside the entries (key ``pin-<name>``, field ``quantised``).
+
+        Raises
+        ------
+        MaskReuseRefusedError
+            The ledger cannot be read or written.
+        ValueError
+            A name, binding or digest of the wrong kind.
+        """
+        if name not in PINS:
+            raise ValueError(f"a pin is one of {', '.join(PINS)}")
+        key = f"pin-{name}:{_start_hex(start_binding)}"
+        content = _digest_hex(value, "value")
+        with self._locked():
+            entries = self._read()
+            entry = entries.get(key)
+            if entry is not None:
+                return bool(entry["quantised"] == content)
+            entries[key] = {"quantised": content, "revealed": ""}
+            self._write(entries)
+            return True
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
         try:
@@ -200,14 +246,48 @@ class MaskLedger:
             ) from exc
 
 
+def ledger_for(context: Context, settings: FederationSettings, name: str) -> MaskLedger:
+    """This institution's mask ledger (:mod:`clients.mask_ledger`), kept across runs.
+
+    In the folder the node config names (``mask-ledger``), else in the kit's
+    folder (deployment: beside the refusal budget), else, in simulation, beside
+    the virtual institutions' agreement keys.
+
+    Raises
+    ------
+    KeyMaterialError
+        None of these is configured.
+    """
+    folder = context.node_config.get(MASK_LEDGER_KEY) or context.node_config.get("kit")
+    if not folder and settings.agreement_keys:
+        folder = str(Path(settings.agreement_keys) / "ledgers" / name)
+    if not isinstance(folder, str) or not folder:
+        raise KeyMaterialError("no folder for this institution's mask ledger")
+    return MaskLedger(folder)
+
+
+def ledger_start(keys: MaskingKeys, binding: bytes) -> bytes:
+    """What the ledger keys a start by: this federation's fingerprint and the start's binding.
+
+    Two federations (two kits, two keys) may start from the same seeded model;
+    their sums cannot be combined, so their ledgers entries are apart.
+    """
+    return hashlib.sha256(
+        _LEDGER_LABEL + keys.secret.fingerprint.encode() + b"\x00" + binding
+    ).digest()
+
+
 def _key(start_binding: bytes, purpose: str) -> str:
-    if not isinstance(start_binding, bytes) or len(start_binding) > _MAX_BINDING:
-        raise ValueError(f"a start binding is at most {_MAX_BINDING} bytes")
     if purpose not in crypto.MASK_PURPOSES:
         raise ValueError(f"a purpose is one of {', '.join(crypto.MASK_PURPOSES)}")
+    return f"{purpose}:{_start_hex(start_binding)}"
+
+
+def _start_hex(start_binding: bytes) -> str:
+    if not isinstance(start_binding, bytes) or len(start_binding) > _MAX_BINDING:
+        raise ValueError(f"a start binding is at most {_MAX_BINDING} bytes")
     # Hashed so that the key has one form whatever the binding's length.
-    start = hashlib.sha256(b"crossfed/mask-ledger/v1\x00" + start_binding).hexdigest()
-    return f"{purpose}:{start}"
+    return hashlib.sha256(b"crossfed/mask-ledger/v1\x00" + start_binding).hexdigest()
 
 
 def _digest_hex(value: bytes, name: str) -> str:

@@ -25,7 +25,11 @@ The normaliser is in the binding because the average is ``sum(q) step N̂ /
 sum(n)``: had the aggregator handed institutions statistics sums over
 different subsets (each a genuine sum), their updates would be weighted by
 different N̂ and the average silently rescaled. Bound, such a sum fails the
-check values; the average uses the N̂ this institution quantised with.
+check values; the average uses the N̂ this institution quantised with. It
+is *only* in the binding: the mask ledger keys a start by the start alone, so
+no N̂ buys a second quantisation of it (red team 3, F1), and the first
+statistics sum an institution opens is the only one it ever accepts in its
+federation (:func:`clients.masked_sums.pin_statistics`).
 
 The record keys are :mod:`crossfed.protocol.masking`'s. What is kept between
 messages: the round and its start model and binding in the run's memory
@@ -46,18 +50,21 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 import crypto
 from clients.bounds import check_summed_weight
-from clients.errors import InboundMessageError, KeyMaterialError, TamperedAggregateError
-from clients.kit import InstitutionKit
-from clients.mask_ledger import MaskLedger
+from clients.errors import (
+    InboundMessageError,
+    MaskReuseRefusedError,
+    TamperedAggregateError,
+)
+from clients.mask_ledger import MASK_LEDGER_KEY, ledger_for, ledger_start
+from clients.masking_keys import MaskingKeys
 from clients.run_state import (
+    SEEDED_START,
     classify,
     expected_binding,
     pinned_session,
@@ -113,52 +120,9 @@ _BINDING_LABEL = b"crossfed/masked-start/v1\x00"
 #: MaskedRound, ledger start); one per purpose, a new round of a purpose forgets the last.
 _ROUNDS: dict[tuple[str, int, str], tuple[str, int, crypto.MaskedRound, bytes]] = {}
 
-#: Node config key: the folder of this institution's mask ledger (:mod:`clients.mask_ledger`).
-MASK_LEDGER_KEY = "mask-ledger"
 
-#: Domain separation of :func:`ledger_start`.
-_LEDGER_LABEL = b"crossfed/ledger-start/v1\x00"
-
-
-@dataclass(frozen=True)
-class MaskingKeys:
-    """What an institution masks and unmasks with (all from its own kit).
-
-    Attributes
-    ----------
-    secret:
-        The federation's secret context (a masked preset).
-    agreement:
-        This institution's agreement private key.
-    name:
-        This institution's name, as every kit lists it.
-    peers:
-        The other institutions' agreement public keys, by name.
-    """
-
-    secret: crypto.SecretContext = field(repr=False)
-    agreement: crypto.AgreementKey = field(repr=False)
-    name: str
-    peers: Mapping[str, bytes] = field(repr=False)
-
-    @classmethod
-    def from_kit(cls, kit: InstitutionKit, secret: crypto.SecretContext) -> MaskingKeys:
-        """The kit's keys, if the kit masks updates and ``secret`` is its context.
-
-        Raises
-        ------
-        KeyMaterialError
-            The kit's preset does not mask updates, the kit holds no agreement
-            key, or ``secret`` is not the federation's.
-        """
-        if not kit.manifest.masked or kit.agreement is None:
-            raise KeyMaterialError(
-                f"kit {kit.path} does not mask updates (preset {kit.manifest.preset}) or holds "
-                "no agreement key"
-            )
-        if secret.fingerprint != kit.manifest.context_fingerprint:
-            raise KeyMaterialError("the secret context is not this federation's")
-        return cls(secret, kit.agreement, kit.name, kit.peer_keys())
+#: The purpose of evaluation sums (:data:`crypto.MASK_PURPOSES`).
+PURPOSE_EVALUATE = "evaluate"
 
 
 def federation_rows(config: ConfigRecord) -> int:
@@ -199,11 +163,38 @@ def masked_train_reply(
     the model it trained, ``count`` its example count (capped at the kit's
     ``max-weight``), ``binding`` the start's binding (:mod:`clients.run_state`).
 
+    What the reply's outcome tells about private values (red team 3, F2).
+    The codec refused ``count > 2 N̂`` after training, outside the refusal
+    path, and each run could bring another N̂: a free binary search on the
+    count, one probe per run. Now the reply fails
+
+    * on the ledger (a start quantised before): decided by what the
+      aggregator asked before, nothing private;
+    * on ``count > N̂``, checked before quantising on a fact this institution
+      knows without the message: a genuine N̂ counts its own rows (its name is
+      in the verified statistics sum), so only a contributor's negative count
+      gets here, and the codec's ``weight <= h N̂`` always holds after it;
+    * on a quantisation error (a non-finite delta).
+
+    The last two are settled refusals (:func:`clients.refusals.settle_failure`
+    in the encryption mod: the run closes) and come after the ledger's claim.
+    N̂ is the same in every message of every run of the federation
+    (:func:`~clients.masked_sums.pin_statistics`) and ``count`` is the same
+    every round, so ``count > N̂`` has one answer per federation: **one bit**,
+    whether this institution's count exceeds the N̂ the coalition chose
+    first. A non-finite delta can depend on the round; the run closes at the
+    first, and only one run trains from the seeded start (the ledger): at most
+    ``log2(rounds + 1)`` bits per federation, the round of that failure.
+
     Raises
     ------
     InboundMessageError
         Not a training message, no contributor set or statistics, or a round
         quantised before.
+    clients.errors.MaskReuseRefusedError
+        The ledger records a quantisation from this start (any N̂).
+    TamperedAggregateError
+        N̂ is below this institution's own (capped) count.
     crypto.MaskingRefusedError
         The set has fewer than three members, repeats one, leaves this
         institution out, or names one without an agreement key.
@@ -224,8 +215,15 @@ def masked_train_reply(
     ]
     weight = max(1, min(int(count), settings.max_weight))
     scale = federation_rows(config)
-    start_key = ledger_start(keys, _masked_binding(binding, scale))
+    # Keyed by the start alone, never by N̂: a second quantisation from one start is
+    # refused whatever the statistics say (red team 3, F1).
+    start_key = ledger_start(keys, binding)
     ledger_for(context, settings, keys.name).claim_quantisation(start_key, PURPOSE_TRAIN)
+    if weight > scale:
+        # Not a genuine N̂ (it counts this institution's rows); see the docstring (F2).
+        raise TamperedAggregateError(
+            "the federation's row count is below this institution's own: not a genuine sum"
+        )
     update = crypto.quantise_update(keys.secret, delta, weight, normaliser=scale)
     masked = crypto.MaskedRound(
         keys.secret,
@@ -254,6 +252,13 @@ def masked_query_reply(
 ) -> Message:
     """Answer a remask query (the same update, masked for S') or a reveal query (one seed).
 
+    Evaluation seeds are revealed for one contributor set per federation (the
+    ledger's ``evaluation-set`` pin, red team 3, F3): an institution's test-set
+    size is the same every round, so two opened evaluation sums whose sets
+    differ by one institution give its size (and, over one model, its
+    metrics). An honest dropout in one round's evaluation thus costs the later
+    rounds' evaluations over another set; training is not affected.
+
     Raises
     ------
     InboundMessageError
@@ -261,6 +266,9 @@ def masked_query_reply(
         its round kept in this process.
     crypto.MaskingRefusedError
         The set is invalid, or a seed of this round was revealed for another set.
+    clients.errors.MaskReuseRefusedError
+        The ledger records a seed of this start and purpose for another set,
+        or an evaluation seed of another set in this federation.
     """
     config = _config(msg)
     phase = config.get(PHASE_KEY)
@@ -281,9 +289,15 @@ def masked_query_reply(
     seed = masked.reveal(members)
     # Across rounds and runs too: one revealed set per start and purpose (F3); the seed
     # is sent only once the ledger has recorded it.
-    ledger_for(context, settings, keys.name).claim_reveal(
-        kept[3], str(purpose), crypto.set_digest(sorted(members))
-    )
+    ledger = ledger_for(context, settings, keys.name)
+    digest = crypto.set_digest(sorted(members))
+    if purpose == PURPOSE_EVALUATE and not ledger.pin(
+        "evaluation-set", ledger_start(keys, SEEDED_START), digest
+    ):
+        # One evaluation set per federation (red team 3, F3): test-set sizes are the same
+        # every round, so two opened sets that differ by one institution give its size.
+        raise MaskReuseRefusedError("refusing to reveal an evaluation seed for another set")
+    ledger.claim_reveal(kept[3], str(purpose), digest)
     content = RecordDict(
         {CONFIG_KEY: ConfigRecord({SELF_SEED_KEY: seed}), METRICS_KEY: MetricRecord({})}
     )
@@ -419,37 +433,6 @@ def keep_masked_round(
 ) -> None:
     """Keep ``masked`` (and its ledger ``start``) for its round's remask and reveal queries."""
     _ROUNDS[_slot(context, settings, purpose)] = (session, round_id, masked, start)
-
-
-def ledger_for(context: Context, settings: FederationSettings, name: str) -> MaskLedger:
-    """This institution's mask ledger (:mod:`clients.mask_ledger`), kept across runs.
-
-    In the folder the node config names (``mask-ledger``), else in the kit's
-    folder (deployment: beside the refusal budget), else, in simulation, beside
-    the virtual institutions' agreement keys.
-
-    Raises
-    ------
-    KeyMaterialError
-        None of these is configured.
-    """
-    folder = context.node_config.get(MASK_LEDGER_KEY) or context.node_config.get("kit")
-    if not folder and settings.agreement_keys:
-        folder = str(Path(settings.agreement_keys) / "ledgers" / name)
-    if not isinstance(folder, str) or not folder:
-        raise KeyMaterialError("no folder for this institution's mask ledger")
-    return MaskLedger(folder)
-
-
-def ledger_start(keys: MaskingKeys, binding: bytes) -> bytes:
-    """What the ledger keys a start by: this federation's fingerprint and the start's binding.
-
-    Two federations (two kits, two keys) may start from the same seeded model;
-    their sums cannot be combined, so their ledgers entries are apart.
-    """
-    return hashlib.sha256(
-        _LEDGER_LABEL + keys.secret.fingerprint.encode() + b"\x00" + binding
-    ).digest()
 
 
 def _slot(context: Context, settings: FederationSettings, purpose: str) -> tuple[str, int, str]:

@@ -35,13 +35,14 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 import crypto
 from clients.bounds import check_summed_weight
-from clients.errors import InboundMessageError
+from clients.errors import ConfigError, InboundMessageError, TamperedAggregateError
 from clients.masked_round import (
     MaskingKeys,
     keep_masked_round,
     ledger_for,
     ledger_start,
     masked_query_reply,
+    masked_train_reply,
     require_member,
 )
 from clients.refusals import check_may_decrypt
@@ -63,10 +64,12 @@ from crossfed.protocol import (
 __all__ = [
     "example_count",
     "masked_query",
+    "masked_reply",
     "masked_sum",
     "masked_sum_reply",
     "open_masked_evaluation",
     "open_masked_sum",
+    "pin_statistics",
     "seeds_of",
 ]
 
@@ -177,6 +180,38 @@ def open_masked_sum(
     return crypto.from_fixed_point(exact, FRACTION_BITS), len(update.contributor_names)
 
 
+def pin_statistics(
+    context: Context, settings: FederationSettings, keys: MaskingKeys, sums: np.ndarray
+) -> None:
+    """Refuse any statistics sum but the first this institution opened in this federation.
+
+    The colluding institution of a coalition chooses its own contribution to
+    the statistics, and so the federation's row count N̂ and the means every
+    institution standardises with. Unpinned, it moved N̂ between runs to get a
+    second quantisation of the seeded start (red team 3, F1) and probed each
+    institution's private count one bit per run against the codec's
+    ``weight <= h N̂`` (F2). An honest federation's statistics sum is the same
+    every time it is opened — one revealed set for the statistics, ever, and
+    the same integers (the ledger's two claims) — so the first sum opened is
+    pinned in the mask ledger, per federation, and any other is refused as a
+    tampered aggregate (the run closes; its check values verified, so the
+    refusal budget is not spent: the coalition reads both sums anyway).
+
+    Raises
+    ------
+    TamperedAggregateError
+        Another statistics sum was opened first.
+    clients.errors.MaskReuseRefusedError
+        The ledger cannot be read or written.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(sums, dtype="<f8").tobytes()).digest()
+    ledger = ledger_for(context, settings, keys.name)
+    if not ledger.pin("statistics-sum", ledger_start(keys, SEEDED_START), digest):
+        raise TamperedAggregateError(
+            "the statistics sum differs from the one this federation opened first"
+        )
+
+
 def seeds_of(msg: Message, key: str) -> dict[str, bytes]:
     """The revealed seeds a message carries under ``key``, by name.
 
@@ -222,6 +257,45 @@ def masked_sum(
         msg, context, settings, keys, purpose="evaluate", round_id=inbound.round,
         values=[*weighted, float(size)], binding=binding,
     )  # fmt: skip
+
+
+def masked_reply(
+    msg: Message,
+    reply: Message,
+    context: Context,
+    settings: FederationSettings,
+    keys: MaskingKeys,
+    inbound: Inbound,
+    binding: bytes,
+    start: list[np.ndarray] | None,
+) -> Message:
+    """A masked preset's reply to a message its handlers answered.
+
+    Statistics and evaluation: :func:`masked_sum`; training: the delta from
+    ``start`` quantised once and masked (:func:`~clients.masked_round.masked_train_reply`);
+    the final message: an empty acknowledgement.
+
+    Raises
+    ------
+    ConfigError
+        A training reply without the start model's weights.
+    """
+    if inbound.kind in ("stats", "evaluate"):
+        return masked_sum(msg, reply, context, settings, keys, inbound, binding)
+    if inbound.kind != "train":
+        return Message(content=RecordDict({METRICS_KEY: MetricRecord({})}), reply_to=msg)
+    if start is None:
+        raise ConfigError("a masked preset needs the start model's weights")
+    return masked_train_reply(
+        msg,
+        context,
+        settings,
+        keys,
+        start=start,
+        trained=reply.content.array_records[ARRAYS_KEY].to_numpy_ndarrays(),
+        count=example_count(reply.content.metric_records[METRICS_KEY]),
+        binding=binding,
+    )
 
 
 def masked_query(

@@ -1,7 +1,7 @@
 """Where an institution's masking keys come from: its own kit, or the simulation's folder.
 
 A masked preset needs, at each institution, its agreement private key and every
-other institution's public key (:class:`~clients.masked_round.MaskingKeys`).
+other institution's public key (:class:`MaskingKeys`).
 
 * **Deployment**: the runner names the institution's kit in the node config
   (``kit``); the keys are the kit's (:meth:`MaskingKeys.from_kit`), checked on
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,14 +29,54 @@ from flwr.app import Context
 import crypto
 from clients.errors import KeyMaterialError
 from clients.kit import InstitutionKit
-from clients.masked_round import MaskingKeys
 from crossfed.protocol import FederationSettings, ProvisioningError
 from crossfed.protocol.agreement import check_agreement_keys
 
-__all__ = ["PUBLIC_KEYS_FILE", "is_masked", "masking_keys"]
+__all__ = ["PUBLIC_KEYS_FILE", "MaskingKeys", "is_masked", "masking_keys"]
 
 #: The simulation folder's list of public agreement keys.
 PUBLIC_KEYS_FILE = "public.json"
+
+
+@dataclass(frozen=True)
+class MaskingKeys:
+    """What an institution masks and unmasks with (all from its own kit).
+
+    Attributes
+    ----------
+    secret:
+        The federation's secret context (a masked preset).
+    agreement:
+        This institution's agreement private key.
+    name:
+        This institution's name, as every kit lists it.
+    peers:
+        The other institutions' agreement public keys, by name.
+    """
+
+    secret: crypto.SecretContext = field(repr=False)
+    agreement: crypto.AgreementKey = field(repr=False)
+    name: str
+    peers: Mapping[str, bytes] = field(repr=False)
+
+    @classmethod
+    def from_kit(cls, kit: InstitutionKit, secret: crypto.SecretContext) -> MaskingKeys:
+        """The kit's keys, if the kit masks updates and ``secret`` is its context.
+
+        Raises
+        ------
+        KeyMaterialError
+            The kit's preset does not mask updates, the kit holds no agreement
+            key, or ``secret`` is not the federation's.
+        """
+        if not kit.manifest.masked or kit.agreement is None:
+            raise KeyMaterialError(
+                f"kit {kit.path} does not mask updates (preset {kit.manifest.preset}) or holds "
+                "no agreement key"
+            )
+        if secret.fingerprint != kit.manifest.context_fingerprint:
+            raise KeyMaterialError("the secret context is not this federation's")
+        return cls(secret, kit.agreement, kit.name, kit.peer_keys())
 
 
 def is_masked(secret: crypto.SecretContext) -> bool:

@@ -105,6 +105,7 @@ from clients.errors import (
     ClientError,
     InboundMessageError,
     KeyMaterialError,
+    MaskReuseRefusedError,
     TamperedAggregateError,
 )
 from clients.local_log import institution_logger
@@ -151,11 +152,13 @@ class RefusalBudgetSpentError(ClientError):
 
 #: Failures decided before anything of the message is decrypted, whatever the key: the
 #: message's structure, a ciphertext's header (contributors, binding), the bank's own key
-#: file, a run already closed. They neither close the run nor spend the budget.
+#: file, a run already closed, the mask ledger (what was quantised and revealed before, which
+#: the aggregator asked for). They neither close the run nor spend the budget.
 KEY_INDEPENDENT: tuple[type[BaseException], ...] = (
     DecryptionWithheldError,
     InboundMessageError,
     KeyMaterialError,
+    MaskReuseRefusedError,
     crypto.ContextMismatchError,
     crypto.HeaderRefusedError,
     crypto.MalformedDataError,

@@ -231,7 +231,7 @@ def complete_masked_sum(
         outcome.bytes_down += sum(content_bytes(m.content) for m in messages)
         replies = {}
         for node, reply in _replies(grid, messages, timeout):
-            outcome.bytes_up += content_bytes(reply.content)
+            outcome.bytes_up += _reply_bytes(reply)
             replies[node] = check(reply)
         for node in summed:
             replies.setdefault(node, ("no remask reply before the deadline", None, 0, ""))
@@ -253,7 +253,7 @@ def _reveal(
     outcome.bytes_down += sum(content_bytes(m.content) for m in messages)
     seeds: dict[str, bytes] = {}
     for node, reply in _replies(grid, messages, timeout):
-        outcome.bytes_up += content_bytes(reply.content)
+        outcome.bytes_up += _reply_bytes(reply)
         record = None if reply.has_error() else reply.content.config_records.get(CONFIG_KEY)
         seed = record.get(SELF_SEED_KEY) if record is not None else None
         if isinstance(seed, bytes) and len(seed) == _SEED_BYTES:
@@ -302,6 +302,11 @@ def _replies(grid: Grid, messages: list[Message], timeout: float) -> Iterable[tu
             seen.add(node)
             out.append((node, reply))
     return out
+
+
+def _reply_bytes(reply: Message) -> int:
+    """Bytes a reply carried: none for an error reply (a refused remask or reveal)."""
+    return content_bytes(reply.content) if reply.has_content() else 0
 
 
 def _folded(name: str) -> str:

@@ -37,6 +37,9 @@ class ErrorCode(IntEnum):
     DATA_REFUSED = 1005
     #: The institution's key material cannot be used.
     KEY_REFUSED = 1006
+    #: The institution's mask ledger refuses a second quantisation, or a seed for another
+    #: contributor set, of one start (or cannot be read or written: it fails closed).
+    MASK_REUSE_REFUSED = 1007
 
 
 def reason_of(code: ErrorCode) -> str:

@@ -21,6 +21,7 @@ from clients import (
     TamperedAggregateError,
 )
 from clients.error_mod import GuardedClientApp, error_code, error_mod
+from clients.errors import MaskReuseRefusedError
 from clients.local_log import LOGGER_NAME, institution_logger, open_local_log
 from crossfed.protocol import ConfigurationError, ErrorCode, reason_of
 
@@ -61,6 +62,7 @@ def _message(kind: str = MessageType.TRAIN) -> Message:
         (DataLoadError("x", path="p"), ErrorCode.DATA_REFUSED),
         (DataValidationError("x", column=None, count=0), ErrorCode.DATA_REFUSED),
         (KeyMaterialError("x"), ErrorCode.KEY_REFUSED),
+        (MaskReuseRefusedError("x"), ErrorCode.MASK_REUSE_REFUSED),
         (ValueError("x"), ErrorCode.INTERNAL),
         (RuntimeError("x"), ErrorCode.INTERNAL),
     ],

@@ -79,6 +79,23 @@ def test_one_revealed_set_per_start_and_purpose_the_same_set_again_allowed(
     ledger.claim_reveal(START, "evaluate", without)
 
 
+def test_a_pin_keeps_its_first_value_across_reopening(tmp_path: Path) -> None:
+    """Red team 3: the first opened statistics sum (its N̂) and evaluation set, per start."""
+    first, other = hashlib.sha256(b"N = 300").digest(), hashlib.sha256(b"N = 600").digest()
+    ledger = MaskLedger(tmp_path / "ledger")
+    assert ledger.pin("statistics-sum", START, first)
+    assert ledger.pin("statistics-sum", START, first)  # the same sum again: every message
+    assert not MaskLedger(tmp_path / "ledger").pin("statistics-sum", START, other)
+    # Other names and starts are apart; a pin is no quantisation of its start.
+    assert ledger.pin("evaluation-set", START, other)
+    assert ledger.pin("statistics-sum", OTHER_START, other)
+    ledger.claim_quantisation(START, "stats")
+    with pytest.raises(ValueError, match="pin"):
+        ledger.pin("train", START, first)
+    with pytest.raises(ValueError, match="digest"):
+        ledger.pin("statistics-sum", START, b"short")
+
+
 def test_the_ledger_is_one_0600_json_file(tmp_path: Path) -> None:
     ledger = MaskLedger(tmp_path / "state")
     ledger.claim_quantisation(START, "train")

@@ -19,6 +19,7 @@ from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 
 import crypto
 from clients import InboundMessageError
+from clients.errors import MaskReuseRefusedError, TamperedAggregateError
 from clients.masked_round import (
     MASK_LEDGER_KEY,
     MaskingKeys,
@@ -360,6 +361,50 @@ def test_a_new_run_cannot_reach_the_last_runs_masked_round(keys: dict[str, Maski
     query.content[CONFIG_KEY][SESSION_KEY] = "run-2"
     with pytest.raises(InboundMessageError, match="no masked update kept"):
         masked_query_reply(query, fresh, SETTINGS, keys["bank-a"])
+
+
+def test_another_row_count_does_not_unlock_a_second_quantisation_of_one_start(
+    keys: dict[str, MaskingKeys],
+) -> None:
+    """Red team 3, F1: the ledger was keyed by (start, N̂); a new N̂ was a new key."""
+    play = Round(keys)
+    play.train(NAMES)
+    config = play.nodes["bank-a"].node_config  # the same ledger, a new run's fresh state
+    fresh = Context(run_id=2, node_id=1, node_config=config, state=RecordDict(), run_config={})
+    again = _train(1, NAMES, rows=2 * NORMALISER)
+    again.content[CONFIG_KEY][SESSION_KEY] = "run-2"
+    admit(again, fresh, SETTINGS)
+    with pytest.raises(MaskReuseRefusedError, match="quantise again"):
+        masked_train_reply(
+            again,
+            fresh,
+            SETTINGS,
+            keys["bank-a"],
+            start=play.start,
+            trained=play.start,
+            count=ROWS["bank-a"],
+            binding=SEEDED_START,
+        )
+
+
+def test_a_row_count_below_this_institutions_own_is_refused_before_quantising(
+    keys: dict[str, MaskingKeys],
+) -> None:
+    """Red team 3, F2: never the codec's weight > 2 N̂ (a private count against N̂)."""
+    node = _nodes()["bank-a"]
+    msg = _train(1, NAMES, rows=ROWS["bank-a"] - 1)
+    admit(msg, node, SETTINGS)
+    with pytest.raises(TamperedAggregateError, match="row count"):
+        masked_train_reply(
+            msg,
+            node,
+            SETTINGS,
+            keys["bank-a"],
+            start=[np.zeros(s) for s in SHAPES],
+            trained=[np.zeros(s) for s in SHAPES],
+            count=ROWS["bank-a"],
+            binding=SEEDED_START,
+        )
 
 
 @pytest.mark.parametrize("rows", [0.0, -5.0, float("inf"), float("nan"), 2.0**70])

@@ -17,7 +17,12 @@ from typer.testing import CliRunner
 import crypto
 from clients import InstitutionKit, infer_schema, refusal_count, save_schema
 from clients.deploy import check_refusals
-from clients.errors import InboundMessageError, TamperedAggregateError, TrainingDivergedError
+from clients.errors import (
+    InboundMessageError,
+    MaskReuseRefusedError,
+    TamperedAggregateError,
+    TrainingDivergedError,
+)
 from clients.preflight import check_institution
 from clients.refusal_count import MAX_CLOSED, RefusalCountBusyError, refusal_budget
 from clients.refusals import (
@@ -156,6 +161,8 @@ def test_a_closed_run_stays_closed_for_a_node_that_rejoined(tmp_path: Path) -> N
         (InboundMessageError("extra record"), False, False, 0),
         (crypto.MalformedDataError("truncated"), False, False, 0),
         (crypto.HeaderRefusedError("too few contributors"), False, False, 0),
+        # The mask ledger: decided by what the aggregator asked for before (red team 3).
+        (MaskReuseRefusedError("quantised before"), False, False, 0),
         # A verification that failed: the key-dependent bit the budget bounds.
         (crypto.IntegrityError("check value"), False, True, 1),
         (crypto.DecryptionError("decryption failed"), False, True, 1),

@@ -200,10 +200,11 @@ def _start_federation(
     *,
     session: str = RUN,
     ledgers: Path | None = None,
+    grid: Institutions | None = None,
 ) -> tuple[Institutions, MaskedAggregation, ConfigRecord]:
     settings, _ = federation
     ledgers = ledgers or tmp_path / "ledgers"
-    grid = Institutions(settings, ledgers)
+    grid = grid or Institutions(settings, ledgers)
     names, dropped = roll_call(grid, NODES, session, 5.0)  # type: ignore[arg-type]
     assert dropped == {}
     assert names == {node: f"partition-{i}" for i, node in enumerate(NODES)}
