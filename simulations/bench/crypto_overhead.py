@@ -191,10 +191,16 @@ def _bench_ckks(
     )
 
 
-def _bench_masked(
-    mode: str, params: int, updates: list[list[np.ndarray]], weights: list[int]
-) -> CryptoBenchRow:
-    secret = crypto.generate_secret_context(_MASKED_PRESET_OF_MODE[mode])
+def _masked_contributions(
+    secret: crypto.SecretContext,
+    updates: list[list[np.ndarray]],
+    weights: list[int],
+    seal: Callable[[crypto.MaskedRound, list[str]], bytes],
+) -> tuple[list[bytes], list[float], dict[str, bytes]]:
+    """Every institution's timed quantise, mask and ``seal``; then the revealed seeds.
+
+    Returns the sealed blobs, each institution's seconds, and the seeds by name.
+    """
     names = [f"institution-{index}" for index in range(len(weights))]
     keys = {name: crypto.AgreementKey.generate() for name in names}
     directory = {name: key.public_bytes() for name, key in keys.items()}
@@ -213,11 +219,21 @@ def _bench_masked(
             round_id=1,
             purpose="train",
         )
-        blob = masked.encrypt(names).to_bytes()
+        blobs.append(seal(masked, names))
         encrypt_times.append(time.perf_counter() - start)
-        blobs.append(blob)
         rounds.append(masked)
     seeds = {name: masked.reveal(names) for name, masked in zip(names, rounds, strict=True)}
+    return blobs, encrypt_times, seeds
+
+
+def _bench_masked(
+    mode: str, params: int, updates: list[list[np.ndarray]], weights: list[int]
+) -> CryptoBenchRow:
+    secret = crypto.generate_secret_context(_MASKED_PRESET_OF_MODE[mode])
+    blobs, encrypt_times, seeds = _masked_contributions(
+        secret, updates, weights, lambda masked, names: masked.encrypt(names).to_bytes()
+    )
+    normaliser = sum(weights)
     return _aggregate_and_open(
         mode,
         params,
@@ -235,29 +251,14 @@ def _bench_padded(
     params: int, updates: list[list[np.ndarray]], weights: list[int]
 ) -> CryptoBenchRow:
     secret = crypto.generate_secret_context("masked16")
-    names = [f"institution-{index}" for index in range(len(weights))]
-    keys = {name: crypto.AgreementKey.generate() for name in names}
-    directory = {name: key.public_bytes() for name, key in keys.items()}
     pad_key = secrets.token_bytes(32)  # every institution's, never the aggregator's
+    blobs, encrypt_times, seeds = _masked_contributions(
+        secret,
+        updates,
+        weights,
+        lambda masked, names: crypto.pad_update(secret, masked, pad_key, names).to_bytes(),
+    )
     normaliser = sum(weights)
-    encrypt_times, blobs, rounds = [], [], []
-    for name, layers, weight in zip(names, updates, weights, strict=True):
-        start = time.perf_counter()
-        quantised = crypto.quantise_update(secret, layers, weight, normaliser=normaliser)
-        masked = crypto.MaskedRound(
-            secret,
-            keys[name],
-            name,
-            {peer: pk for peer, pk in directory.items() if peer != name},
-            quantised,
-            session="bench",
-            round_id=1,
-            purpose="train",
-        )
-        blobs.append(crypto.pad_update(secret, masked, pad_key, names).to_bytes())
-        encrypt_times.append(time.perf_counter() - start)
-        rounds.append(masked)
-    seeds = {name: masked.reveal(names) for name, masked in zip(names, rounds, strict=True)}
     start = time.perf_counter()
     received = [crypto.PaddedUpdate.from_bytes(blob) for blob in blobs]
     middle = time.perf_counter()
