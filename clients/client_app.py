@@ -220,11 +220,12 @@ def _normalised(
 
     :mod:`clients.step_normalise`; the federation's rows come from the decrypted
     statistics, the institution count from the kit (its quorum when the kit names
-    none). Left as trained without ``normalise-steps`` or under distributed DP.
+    none). Left as trained without ``normalise-steps``, under distributed DP, and
+    under DP-SGD (scaling would carry the small institutions' larger noise up).
     Any path that sends this handler's weights (clipped, encrypted or masked
     after) sends the normalised update.
     """
-    if not settings.normalise_steps or settings.dp_enabled:
+    if not settings.normalise_steps or settings.dp_enabled or settings.dpsgd_enabled:
         return result.weights
     scale = step_scale(
         result.num_examples,

@@ -99,15 +99,16 @@ MIN_MASKED = 3
 MASKED_DEFAULT = "masked16"
 
 
-def default_preset(institutions: int) -> str:
+def default_preset(institutions: int, *, distributed_dp: bool = False) -> str:
     """The federation's default preset: ``masked16`` for 3 to 16 institutions, else ``lean``.
 
     Masks need at least three institutions in every sum, and ``masked16``'s
-    lanes hold at most 16; outside that range updates are encrypted unmasked.
+    lanes hold at most 16; outside that range updates are encrypted unmasked,
+    and so they are with distributed DP (its noise shares are averaged with
+    equal weights, masked deltas by row count: not combined yet).
     """
-    if MIN_MASKED <= institutions <= crypto.PRESETS[MASKED_DEFAULT].max_institutions:
-        return MASKED_DEFAULT
-    return crypto.DEFAULT_PRESET
+    masked = MIN_MASKED <= institutions <= crypto.PRESETS[MASKED_DEFAULT].max_institutions
+    return MASKED_DEFAULT if masked and not distributed_dp else crypto.DEFAULT_PRESET
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -206,7 +207,8 @@ def create_kits(
     names = [name for name, _ in institutions]
     if not names:
         raise ProvisioningError("a federation needs at least one institution")
-    preset = preset or default_preset(len(names))
+    distributed_dp = float((training or {}).get("dp-clip", 0.0)) > 0
+    preset = preset or default_preset(len(names), distributed_dp=distributed_dp)
     if len(set(names)) != len(names):
         raise ProvisioningError(f"institution names must be distinct, got {names}")
     host, _ = parse_address(aggregator_address)
@@ -224,6 +226,11 @@ def create_kits(
         raise ProvisioningError(
             f"preset {preset} masks updates of {MIN_MASKED} to {chosen.max_institutions} "
             f"institutions, not {len(names)}: choose another preset (lean)"
+        )
+    if chosen.codec == "masked" and distributed_dp:
+        raise ProvisioningError(
+            f"preset {preset} does not combine with distributed DP (--dp-clip) yet: give "
+            "--preset lean, or protect each customer with DP-SGD (--dpsgd-epsilon)"
         )
     folders = [out / AGGREGATOR_DIR, *(out / name for name in names)]
     taken = [str(f) for f in folders if f.exists()]

@@ -76,8 +76,9 @@ class FederationSettings:
         (:mod:`clients.step_normalise`, FedNova's correction), so that a large
         bank's update does not count once for its rows and again for its
         longer local training. Not applied under distributed DP (equal weights,
-        clipped updates); the harness turns it off for DP-SGD runs, where it
-        would scale the small institutions' larger noise up too.
+        clipped updates) nor under DP-SGD, where it would scale the small
+        institutions' larger noise up too (ε = 1: mean AUC 0.752 to 0.714 over
+        six runs): the same rule in the harness and in every kit.
     seed:
         Seed of the round-1 model, shuffling and the local test split.
     test_fraction:

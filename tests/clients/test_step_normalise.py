@@ -145,3 +145,36 @@ def test_normalised_fedavg_lands_nearer_the_pooled_optimum() -> None:
     best = binary_cross_entropy(pooled, x, y)
     assert normalised < plain
     assert normalised - best < 0.5 * (plain - best)
+
+
+@pytest.mark.parametrize(
+    ("changes", "scaled"),
+    [
+        ({}, True),
+        ({"normalise_steps": False}, False),
+        ({"dpsgd_epsilon": 4.0}, False),  # the small institutions' noise would be scaled up
+        ({"dp_clip": 0.5, "dp_noise_multiplier": 1.0}, False),  # equal weights, clipped
+    ],
+)
+def test_the_client_app_normalises_only_without_dp(
+    changes: dict[str, object], scaled: bool
+) -> None:
+    # One rule for the harness and every kit: the ClientApp decides from the settings.
+    from flwr.app import ConfigRecord
+
+    from clients.client_app import _normalised
+    from clients.training import TrainResult
+    from crossfed.protocol import STATS_KEY
+
+    settings = FederationSettings(
+        mode="plaintext",
+        institutions=4,
+        epochs=2,
+        batch_size=10,
+        **changes,  # type: ignore[arg-type]
+    )
+    start = [np.zeros(3, dtype=np.float32)]
+    trained = TrainResult([np.ones(3, dtype=np.float32)], 400, [0.5])  # a large institution
+    config = ConfigRecord({STATS_KEY: [1000.0, 0.0, 0.0]})
+    sent = _normalised(settings, config, start, trained)
+    assert np.allclose(sent[0], trained.weights[0]) is not scaled

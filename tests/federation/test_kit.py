@@ -200,10 +200,19 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
         ({"aggregator_address": "h:1", "preset": "weak"}, "preset"),
         ({"aggregator_address": "h:1", "preset": "packed"}, "cannot carry a model's weights"),
         ({"aggregator_address": "h:1", "preset": "masked16"}, "3 to 16 institutions, not 2"),
+        (
+            {
+                "aggregator_address": "h:1",
+                "preset": "masked16",
+                "institutions": [("a", None), ("b", None), ("c", None)],
+                "training": {"dp-clip": 0.5, "dp-noise-multiplier": 1.0},
+            },
+            "does not combine with distributed DP",
+        ),
         ({"aggregator_address": "h:1", "training": {"out-dir": "/x"}}, "not allowed"),
     ]:
         with pytest.raises(ProvisioningError, match=match):
-            create_kits(tmp_path / "out", **base, **kwargs)  # type: ignore[arg-type]
+            create_kits(tmp_path / "out", **{**base, **kwargs})  # type: ignore[arg-type]
         assert not (tmp_path / "out" / "aggregator").exists()
 
 
@@ -221,6 +230,7 @@ def test_the_default_preset_masks_updates_where_a_federation_can(
         pin="sha256:" + "0" * 64,  # not this test's subject; hashing the app takes seconds
     )
     assert manifest.preset == default_preset(count) == expected
+    assert default_preset(count, distributed_dp=True) == "lean"
 
 
 def test_manifest_round_trips(kits: Path) -> None:
