@@ -18,14 +18,12 @@ import crypto
 from crypto import AgreementKey, EncryptedUpdate, MaskedRound, SecretContext, quantise_update
 from crypto.lanes import MaskedCodec
 from crypto.masks import MaskShape, mask_entries, set_digest
+from tests.uniformity import CHI2_63_P1E6, chi2
 
 NAMES = ("amsterdam", "berlin", "cork", "dublin", "essen")
 VICTIM, COLLUDER = "amsterdam", "cork"
 SESSION, ROUND, NORMALISER = "run-9", 4, 1_000
 VALUES = 40_000
-
-#: chi-square with 63 degrees of freedom exceeds this with probability 1e-6.
-CHI2_63_P1E6 = 131.37
 
 
 @pytest.fixture(scope="module", params=["masked16", "masked8"])
@@ -37,16 +35,6 @@ def _codec(context: SecretContext) -> MaskedCodec:
     codec = context.preset.build_masked_codec()
     assert codec is not None
     return codec
-
-
-def _chi2(residues: np.ndarray, bits: int) -> float:
-    """The larger chi-square statistic of the top six and the low six bits of residues."""
-    worst = 0.0
-    for bins in (residues >> (bits - 6), residues & 63):
-        counts = np.bincount(bins.astype(np.int64), minlength=64)
-        expected = residues.size / 64
-        worst = max(worst, float(np.sum((counts - expected) ** 2) / expected))
-    return worst
 
 
 def _federation(
@@ -118,7 +106,7 @@ def test_a_reply_stripped_of_every_mask_the_colluder_knows_is_uniform(
     known = (1 if VICTIM < COLLUDER else -1) * _masks(context, colluder_key, NAMES, "pair")
     known = known + _masks(context, seeds[VICTIM], NAMES, "self")
     seen = (_lanes(context, replies[VICTIM], 1) - known) % modulus
-    assert _chi2(seen, bits) < CHI2_63_P1E6
+    assert chi2(seen, bits) < CHI2_63_P1E6
 
     # Control: with the honest peers' pair masks removed too (what the attacker cannot
     # compute), the same statistic sees the victim's values.
@@ -127,7 +115,7 @@ def test_a_reply_stripped_of_every_mask_the_colluder_knows_is_uniform(
     )
     exposed = (seen - honest) % modulus
     np.testing.assert_array_equal(exposed, quantised[VICTIM] % modulus)
-    assert _chi2(exposed, bits) > CHI2_63_P1E6
+    assert chi2(exposed, bits) > CHI2_63_P1E6
 
     # Meanwhile the sum of all is exact.
     public = context.public()
@@ -163,7 +151,7 @@ def test_a_claimed_dropout_does_not_let_two_sums_be_subtracted(
         (_lanes(context, full, len(NAMES)) - known_full)
         - (_lanes(context, rest, len(survivors)) - known_rest)
     ) % modulus
-    assert _chi2(difference, bits) < CHI2_63_P1E6
+    assert chi2(difference, bits) < CHI2_63_P1E6
 
     # Control: had the honest survivors also revealed their seeds for the full set (masks
     # without a self mask revealed once), the difference would be the victim's update.
@@ -174,4 +162,4 @@ def test_a_claimed_dropout_does_not_let_two_sums_be_subtracted(
     )
     exposed = (difference - hidden) % modulus
     np.testing.assert_array_equal(exposed, quantised[VICTIM] % modulus)
-    assert _chi2(exposed, bits) > CHI2_63_P1E6
+    assert chi2(exposed, bits) > CHI2_63_P1E6

@@ -32,14 +32,12 @@ from crypto.encrypted import MASKED
 from crypto.integrity import round_check
 from crypto.lanes import MaskedCodec
 from crypto.masks import MaskShape, mask_entries, set_digest
+from tests.uniformity import CHI2_63_P1E6, chi2
 
 NAMES = ("amsterdam", "berlin", "cork", "dublin")
 VICTIM = "berlin"
 SESSION, ROUND, NORMALISER = "run-3", 5, 1_000
 VALUES = 20_000
-
-#: chi-square with 63 degrees of freedom exceeds this with probability 1e-6.
-CHI2_63_P1E6 = 131.37
 
 
 @pytest.fixture(scope="module", params=["masked16", "masked8"])
@@ -51,16 +49,6 @@ def _codec(context: SecretContext) -> MaskedCodec:
     codec = context.preset.build_masked_codec()
     assert codec is not None
     return codec
-
-
-def _chi2(residues: np.ndarray, bits: int) -> float:
-    """The larger chi-square statistic of the top six and the low six bits of residues."""
-    worst = 0.0
-    for bins in (residues >> (bits - 6), residues & 63):
-        counts = np.bincount(bins.astype(np.int64), minlength=64)
-        expected = residues.size / 64
-        worst = max(worst, float(np.sum((counts - expected) ** 2) / expected))
-    return worst
 
 
 def _rounds(
@@ -143,7 +131,7 @@ def test_two_purposes_of_one_round_do_not_share_masks(
     evaluate = _rounds(context, keys, eval_updates, "evaluate")
     difference = _difference(context, train, evaluate, ("train", "evaluate"))
     assert not np.array_equal(difference, target)
-    assert _chi2(difference, bits) < CHI2_63_P1E6
+    assert chi2(difference, bits) < CHI2_63_P1E6
 
     # Control: two sums of one purpose with one round number (what a run had before
     # purposes were bound) share every pair mask, and their difference is the victim's.
@@ -152,7 +140,7 @@ def test_two_purposes_of_one_round_do_not_share_masks(
         context, _rounds(context, keys, train_updates, "train"), again, ("train", "train")
     )
     np.testing.assert_array_equal(exposed, target)
-    assert _chi2(exposed, bits) > CHI2_63_P1E6
+    assert chi2(exposed, bits) > CHI2_63_P1E6
 
 
 def test_a_training_sum_does_not_verify_as_an_evaluation_sum(

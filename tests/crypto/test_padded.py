@@ -19,12 +19,11 @@ from crypto import AgreementKey, IntegrityError, MaskedRound, SecretContext, qua
 from crypto.errors import ContextMismatchError, MalformedDataError
 from crypto.masks import MaskShape, mask_entries, set_digest
 from crypto.padded import PaddedUpdate, open_padded, pad_update, sum_padded
+from tests.uniformity import CHI2_63_P1E6, chi2
 
 NAMES = ("amsterdam", "berlin", "cork", "dublin")
 SESSION, ROUND, NORMALISER = "run-1", 2, 4_000
 VALUES = 20_000
-#: chi-square with 63 degrees of freedom exceeds this with probability 1e-6.
-CHI2_63_P1E6 = 131.37
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +59,6 @@ def padded_round(
     return replies, seeds, pad_key, quantised
 
 
-def _chi2(residues: np.ndarray, bits: int) -> float:
-    worst = 0.0
-    for bins in (residues >> (bits - 6), residues & 63):
-        counts = np.bincount(bins.astype(np.int64), minlength=64)
-        expected = residues.size / 64
-        worst = max(worst, float(np.sum((counts - expected) ** 2) / expected))
-    return worst
-
-
 def test_institutions_open_the_exact_sum(context: SecretContext, padded_round) -> None:
     replies, seeds, pad_key, quantised = padded_round
     wire = [PaddedUpdate.from_bytes(r.to_bytes()) for r in replies]  # through the wire
@@ -97,7 +87,7 @@ def test_the_aggregator_without_the_pad_key_sees_uniform_residues(
     truth = np.sum([q.values for q in quantised], axis=0) % (1 << bits)
 
     assert np.mean(stripped == truth) < 0.01  # the pads hide the sum
-    assert _chi2(stripped, bits) < CHI2_63_P1E6
+    assert chi2(stripped, bits) < CHI2_63_P1E6
     # Control: an institution's view (the pad key) gives the sum exactly.
     opened = open_padded(context, summed, pad_key, self_seeds=seeds, purpose="train")
     assert np.array_equal(opened.values % (1 << bits), truth)

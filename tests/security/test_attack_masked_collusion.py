@@ -38,11 +38,10 @@ from crossfed.protocol import (
 from crypto.check import CHECK_LANES
 from crypto.masks import MaskShape, mask_entries, set_digest
 from simulations.scenario import write_agreement_keys
+from tests.uniformity import CHI2_63_P1E6, chi2
 
 SHAPES = ((64, 64), (64,))
 VICTIM, COLLUDER, HONEST = "partition-0", "partition-3", ("partition-1", "partition-2")
-#: chi-square with 63 degrees of freedom exceeds this with probability 1e-6.
-CHI2_63_P1E6 = 131.37
 
 
 @pytest.fixture(autouse=True)
@@ -72,16 +71,6 @@ def federation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Federat
         agreement_keys=str(write_agreement_keys(folder / "agreement", len(wiring.NODES))),
     )
     return settings, folder
-
-
-def _chi2(residues: np.ndarray, bits: int) -> float:
-    """The larger chi-square statistic of the top six and the low six bits of residues."""
-    worst = 0.0
-    for bins in (residues >> (bits - 6), residues & 63):
-        counts = np.bincount(bins.astype(np.int64), minlength=64)
-        expected = residues.size / 64
-        worst = max(worst, float(np.sum((counts - expected) ** 2) / expected))
-    return worst
 
 
 def test_the_aggregator_with_one_institution_reads_nothing_of_another_yet_the_sum_is_exact(
@@ -131,7 +120,7 @@ def test_the_aggregator_with_one_institution_reads_nothing_of_another_yet_the_su
     values, _weight, _tags = codec.unpack(slots, n_values, 1)
     seen = values - stream(strategy.seeds[VICTIM], "self") - pair(colluder, COLLUDER)
     seen %= modulus
-    assert _chi2(seen, codec.value_bits) < CHI2_63_P1E6
+    assert chi2(seen, codec.value_bits) < CHI2_63_P1E6
 
     # Control: the honest institutions' pair masks (not the coalition's to compute) hide it all.
     honest_keys = {
@@ -140,7 +129,7 @@ def test_the_aggregator_with_one_institution_reads_nothing_of_another_yet_the_su
     exposed = seen - sum(pair(honest_keys[n], n) for n in HONEST)
     exposed %= modulus
     quantised = codec.signed(exposed)
-    assert _chi2(exposed, codec.value_bits) > CHI2_63_P1E6
+    assert chi2(exposed, codec.value_bits) > CHI2_63_P1E6
     delta = np.concatenate([d.ravel() for d in wiring._delta(victim_node, 1)])
     share = wiring.ROWS[victim_node] / sum(wiring.ROWS.values())
     np.testing.assert_allclose(quantised * codec.step, share * delta, atol=codec.step)
